@@ -1,0 +1,50 @@
+# eksops: the two commands are `make demo` and `make test`. Each creates .venv and installs what it needs.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= $(REGION)
+
+.PHONY: demo test unit integration e2e lint build deploy invoke bench clean
+
+$(STAMP): pyproject.toml layers/eksops/requirements.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/eksops demo
+
+test: lint build $(STAMP)
+	$(BIN)/python -m pytest
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+build: $(STAMP)
+	$(BIN)/sam validate --lint --region $(REGION)
+	$(BIN)/sam build --region $(REGION)
+	$(BIN)/python -m eksops.local.buildcheck .aws-sam/build
+
+# First deploy asks its questions and writes samconfig.toml; later ones reuse it.
+deploy: build
+	@if grep -q '^\[default.deploy' samconfig.toml 2>/dev/null && grep -q 'stack_name' samconfig.toml; then \
+		$(BIN)/sam deploy; else $(BIN)/sam deploy --guided; fi
+
+# make invoke FN=log_retention EVENT=events/log_retention/create_log_group.json [ARGS="--aws --dry-run"]
+invoke: $(STAMP)
+	$(BIN)/eksops invoke $(FN) --event $(EVENT) $(ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/retention_sweep.py
+
+clean:
+	rm -rf $(VENV) .aws-sam .sandbox .pytest_cache .mypy_cache .ruff_cache

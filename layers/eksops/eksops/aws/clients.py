@@ -1,0 +1,42 @@
+"""Cached boto3 clients: one per service for the life of the execution environment.
+
+Endpoints are never configured here: boto3 itself honours ``AWS_ENDPOINT_URL`` and
+``AWS_ENDPOINT_URL_<SERVICE>``, which is how the sandbox and the tests point it at a moto server.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from eksops import __version__
+
+# Adaptive mode adds a client-side rate limiter that backs off on throttling errors; together with
+# exponential backoff and jitter it turns "Rate exceeded" into waiting instead of failing. Ten attempts
+# (default three) ride out the low quotas of CloudWatch Logs during sweeps.
+RETRY_CONFIG = Config(
+    retries={"mode": "adaptive", "max_attempts": 10},
+    user_agent_extra=f"eksops/{__version__}",
+    connect_timeout=5,
+    read_timeout=30,
+)
+
+
+@functools.cache
+def client(service: str) -> Any:
+    """A boto3 client for ``service`` with eksops' retry settings, created once per process."""
+    return boto3.session.Session().client(service, config=RETRY_CONFIG)  # type: ignore[call-overload]
+
+
+def clear_client_cache() -> None:
+    """Forget cached clients (tests that change endpoints or credentials)."""
+    client.cache_clear()
+
+
+def error_code(exc: ClientError) -> str:
+    """The AWS error code of a ClientError ('' when the response has none)."""
+    return str(exc.response.get("Error", {}).get("Code", ""))

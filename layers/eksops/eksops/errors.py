@@ -1,0 +1,49 @@
+"""One exception class per failure, so handlers and tests never classify errors by message text."""
+
+from __future__ import annotations
+
+
+class EksopsError(Exception):
+    """Base of every error eksops raises on purpose."""
+
+
+class ConfigError(EksopsError):
+    """Invalid configuration, detected at start-up. The message names the variable and what is allowed."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        self.variable = variable
+        self.problem = problem
+        super().__init__(f"{variable}: {problem}")
+
+
+class InvalidEvent(EksopsError):  # noqa: N818 - the contract name in shared/design.md
+    """A malformed event, or one this function does not handle. Nothing was changed."""
+
+    def __init__(self, reason: str, *, field: str | None = None) -> None:
+        self.reason = reason
+        self.field = field
+        super().__init__(f"{reason} (field: {field})" if field else reason)
+
+
+class UnsupportedEvent(InvalidEvent):
+    """A well-formed event that belongs to another service or API call than this function handles."""
+
+
+class TemporaryError(EksopsError):
+    """Retryable: raise it so Lambda retries and the failure destination catches the last attempt."""
+
+
+class PermanentError(EksopsError):
+    """Not worth retrying as is (access denied, resource rules): report it, do not retry in a loop."""
+
+
+class PartialFailure(TemporaryError):
+    """Some items of a batch or sweep failed after the rest were done; the report lists them.
+
+    Raised at the end so the invocation counts as failed (error alarm, failure destination) and the
+    retry only redoes what is still non-compliant.
+    """
+
+    def __init__(self, message: str, errors: list[dict[str, str]]) -> None:
+        self.errors = errors
+        super().__init__(message)

@@ -1,0 +1,187 @@
+"""`eksops demo`: the main job end to end on the local sandbox, printed as a readable timeline."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from eksops.local.cloudtrail import CloudTrailShim, cloudtrail_event
+from eksops.local.dispatch import Dispatcher, Invocation
+from eksops.local.sandbox import STACK, Sandbox
+from eksops.local.template import Template
+
+CLUSTER = "demo"
+NEVER = None
+
+
+@dataclass
+class Timeline:
+    out: TextIO
+    failures: list[str] = field(default_factory=list)
+    invocations: list[Invocation] = field(default_factory=list)
+    step_no: int = 0
+
+    def step(self, title: str) -> None:
+        self.step_no += 1
+        self.out.write(f"\n{self.step_no}. {title}\n")
+
+    def line(self, text: str) -> None:
+        self.out.write(f"   {text}\n")
+
+    def show(self, invocations: list[Invocation], *, expect_failure: bool = False) -> None:
+        for inv in invocations:
+            self.invocations.append(inv)
+            self.line(f"[{inv.trigger}] -> {inv.function}")
+            if inv.ok:
+                for text in describe_result(inv.result):
+                    self.line(f"    {text}")
+            else:
+                where = "dead-letter queue" if inv.dead_lettered else "nowhere (no failure destination!)"
+                self.line(f"    FAILED after {inv.attempts} attempt(s): {inv.error_type}: {inv.error}")
+                self.line(f"    -> {where}")
+                if not expect_failure:
+                    self.failures.append(f"{inv.function} failed on {inv.trigger}: {inv.error}")
+
+    def check(self, ok: bool, what: str) -> None:
+        self.line(f"{'ok  ' if ok else 'FAIL'} {what}")
+        if not ok:
+            self.failures.append(what)
+
+
+def describe_result(result: Any) -> list[str]:
+    if not isinstance(result, dict):
+        return [repr(result)]
+    lines = [f"{'would change' if result.get('dry_run') else 'changed'} {c['group']}: "
+             f"{_days(c['from'])} -> {_days(c['to'])}" for c in result.get("changed", [])]
+    lines += [f"gone: {g}" for g in result.get("gone", [])]
+    counts = f"unchanged {result.get('unchanged', 0)}, excluded {result.get('excluded', 0)}"
+    if result.get("excluded_sample"):
+        counts += f" ({', '.join(result['excluded_sample'])})"
+    if result.get("continued"):
+        counts += ", checkpointed and continued"
+    return [*lines, counts]
+
+
+def _days(value: int | None) -> str:
+    return "never expire" if value is None else f"{value} days"
+
+
+def run(out: TextIO = sys.stdout, root: Path | None = None) -> int:
+    """Run the demo; returns the process exit code (0 when every step did what it should)."""
+    template = Template.find(root)
+    timeline = Timeline(out)
+    with Sandbox(template) as sandbox:
+        dispatcher = Dispatcher(sandbox)
+        try:
+            _scenario(sandbox, dispatcher, timeline)
+        finally:
+            dispatcher.close()
+    changed = sum(len(i.result.get("changed", [])) for i in timeline.invocations if i.ok and isinstance(i.result, dict))
+    dead = sum(1 for i in timeline.invocations if i.dead_lettered)
+    out.write(f"\nSummary: {len(timeline.invocations)} invocations, {changed} log groups changed, "
+              f"{dead} event(s) dead-lettered, {len(timeline.failures)} failure(s).\n")
+    for failure in timeline.failures:
+        out.write(f"  FAIL: {failure}\n")
+    out.write(f"Function logs (JSON, as in CloudWatch): {sandbox.workdir / 'functions.log'}\n")
+    return 1 if timeline.failures else 0
+
+
+def _scenario(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline) -> None:
+    logs = sandbox.client("logs")
+    shim = CloudTrailShim(sandbox.client)
+    t.out.write(f"eksops demo: log retention on the local sandbox (moto server at {sandbox.endpoint})\n")
+    t.out.write(f"   created from template.yaml: {', '.join(sandbox.created)}\n")
+    for note in sandbox.notes:
+        t.out.write(f"   {note}\n")
+    inbox = _subscribe_inbox(sandbox)
+
+    t.step("Log groups that existed before eksops was deployed (no event: only the sweep finds them)")
+    existing: dict[str, tuple[int | None, dict[str, str]]] = {
+        f"/aws/containerinsights/{CLUSTER}/performance": (NEVER, {}),
+        f"/aws/eks/{CLUSTER}/cluster": (3653, {}),
+        "/aws/lambda/payments-api": (NEVER, {}),
+        "/legacy/audit-trail": (NEVER, {"eksops:retention": "skip"}),
+    }
+    for name, (days, tags) in existing.items():
+        logs.create_log_group(logGroupName=name, **({"tags": tags} if tags else {}))
+        if days:
+            logs.put_retention_policy(logGroupName=name, retentionInDays=days)
+        t.line(f"{name}: {_days(days)}{' (tagged eksops:retention=skip)' if tags else ''}")
+
+    t.step(f"Container Insights starts on cluster {CLUSTER!r}: Fluent Bit creates its log groups (CloudTrail events)")
+    for kind in ("application", "host", "dataplane"):
+        shim.call("logs", "create_log_group", logGroupName=f"/aws/containerinsights/{CLUSTER}/{kind}")
+    t.show(dispatcher.drain())
+
+    t.step("The same CloudTrail event delivered again (EventBridge delivers at least once)")
+    duplicate = cloudtrail_event("logs", "CreateLogGroup",
+                                 {"logGroupName": f"/aws/containerinsights/{CLUSTER}/application"})
+    shim.put(duplicate)
+    shim.put(duplicate)
+    runs = dispatcher.drain()
+    t.show(runs)
+    t.check(all(i.ok and not i.result["changed"] for i in runs) and len(runs) == 2,
+            "duplicates changed nothing")
+
+    t.step("Someone removes the retention by hand (DeleteRetentionPolicy): it is put back at once")
+    shim.call("logs", "delete_retention_policy", logGroupName=f"/aws/containerinsights/{CLUSTER}/host")
+    t.show(dispatcher.drain())
+
+    t.step("A malformed event (CreateLogGroup without a log group name) takes the failure path")
+    shim.put(cloudtrail_event("logs", "CreateLogGroup", {}))
+    runs = dispatcher.drain()
+    t.show(runs, expect_failure=True)
+    dlq = sandbox.client("sqs").receive_message(QueueUrl=sandbox.refs["DeadLetterQueue"], MaxNumberOfMessages=10)
+    records = [json.loads(m["Body"]) for m in dlq.get("Messages", [])]
+    t.check(len(records) == 1 and records[0]["responsePayload"]["errorType"] == "InvalidEvent",
+            "the dead-letter queue holds the event with errorType InvalidEvent")
+
+    t.step("The daily sweep fires (schedule from template.yaml)")
+    t.show(dispatcher.fire_schedule("log_retention"))
+
+    t.step("The sweep runs again: everything is compliant, nothing changes")
+    runs = dispatcher.fire_schedule("log_retention")
+    t.show(runs)
+    t.check(all(i.ok and not i.result["changed"] for i in runs), "second sweep changed nothing")
+
+    t.step(f"Reports published to {STACK}-reports (what an email subscriber or the notifier receives)")
+    for message in _read_inbox(sandbox, inbox):
+        envelope = json.loads(message["Message"])
+        t.line(f"{message.get('Subject')}")
+        t.line(f"    {envelope['summary']}")
+
+    t.step("Final state of every log group")
+    expected = {
+        f"/aws/containerinsights/{CLUSTER}/application": 30,
+        f"/aws/containerinsights/{CLUSTER}/host": 14,
+        f"/aws/containerinsights/{CLUSTER}/dataplane": 14,
+        f"/aws/containerinsights/{CLUSTER}/performance": 7,
+        f"/aws/eks/{CLUSTER}/cluster": 3653,
+        "/aws/lambda/payments-api": 365,
+        "/legacy/audit-trail": NEVER,
+        f"/aws/lambda/{STACK}-log-retention": 30,
+    }
+    actual = {g["logGroupName"]: g.get("retentionInDays") for page in
+              logs.get_paginator("describe_log_groups").paginate() for g in page["logGroups"]}
+    for name, days in expected.items():
+        t.check(actual.get(name, "missing") == days, f"{name:52} {_days(actual.get(name))}")
+
+
+def _subscribe_inbox(sandbox: Sandbox) -> str:
+    sqs = sandbox.client("sqs")
+    url = sqs.create_queue(QueueName=f"{STACK}-demo-reports-inbox")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sandbox.client("sns").subscribe(TopicArn=sandbox.refs["ReportsTopic"], Protocol="sqs", Endpoint=arn)
+    return str(url)
+
+
+def _read_inbox(sandbox: Sandbox, url: str) -> list[dict[str, Any]]:
+    sqs, messages = sandbox.client("sqs"), []
+    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        for m in batch:
+            messages.append(json.loads(m["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    return messages

@@ -1,0 +1,197 @@
+"""Runs handlers as Lambda would: drains the sandbox's delivery queues, retries, and dead-letters failures."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import ModuleType
+from typing import Any, TextIO
+
+from eksops.local.sandbox import Sandbox, patched_environ
+from eksops.local.template import ACCOUNT, PARTITION, REGION, FunctionSpec
+
+MAX_ROUNDS = 50  # continuation chains in the sandbox are short; this only stops a runaway loop
+
+
+class LambdaContext:
+    """The parts of the Lambda context object handlers and Powertools use."""
+
+    def __init__(self, function_name: str, memory: int, timeout_s: int,
+                 remaining_ms: Callable[[], int] | None = None) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
+        self.memory_limit_in_mb = memory
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = datetime.now(UTC).strftime("%Y/%m/%d/[$LATEST]") + uuid.uuid4().hex
+        deadline = time.monotonic() + timeout_s
+        self._remaining = remaining_ms or (lambda: int((deadline - time.monotonic()) * 1000))
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self._remaining()
+
+
+@dataclass
+class Invocation:
+    """One handler run (after its retries), for the timeline."""
+
+    function: str
+    trigger: str
+    event: Any
+    result: Any = None
+    error: str | None = None
+    error_type: str | None = None
+    attempts: int = 1
+    dead_lettered: bool = False
+    duration_ms: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Dispatcher:
+    """Delivers events to handlers with each function's own environment, as the Lambda service would."""
+
+    def __init__(self, sandbox: Sandbox, *, log: TextIO | None = None,
+                 remaining_ms: Callable[[str], Callable[[], int] | None] | None = None) -> None:
+        self.sandbox = sandbox
+        self._modules: dict[str, ModuleType] = {}
+        self._log = log or open(sandbox.workdir / "functions.log", "a", encoding="utf-8")  # noqa: SIM115
+        self._remaining_ms = remaining_ms
+        self.history: list[Invocation] = []
+
+    def close(self) -> None:
+        self._log.close()
+
+    def handler(self, fn: FunctionSpec) -> Callable[[Any, Any], Any]:
+        """Import the function's module once (its start-up, with its environment), return the handler."""
+        if fn.name not in self._modules:
+            with patched_environ(self.sandbox.function_env(fn)), contextlib.redirect_stdout(self._log):
+                self._modules[fn.name] = load_module(fn)
+        return getattr(self._modules[fn.name], fn.handler.rsplit(".", 1)[1])  # type: ignore[no-any-return]
+
+    def invoke(self, name: str, event: Any, trigger: str, *, retries: int | None = None) -> Invocation:
+        """An asynchronous invocation: up to 1 + MaximumRetryAttempts tries, then the on-failure destination."""
+        fn = self.sandbox.function(name)
+        attempts = 1 + (self.sandbox.max_retries(fn) if retries is None else retries)
+        inv = Invocation(function=name, trigger=trigger, event=event)
+        started = time.perf_counter()
+        for attempt in range(1, attempts + 1):
+            inv.attempts = attempt
+            context = LambdaContext(self.sandbox.function_name(fn), fn.memory, fn.timeout,
+                                    self._remaining_ms(name) if self._remaining_ms else None)
+            try:
+                handler = self.handler(fn)
+                with patched_environ(self.sandbox.function_env(fn)), contextlib.redirect_stdout(self._log):
+                    inv.result = handler(json.loads(json.dumps(event)), context)
+                inv.error = inv.error_type = None
+                break
+            except Exception as exc:  # noqa: BLE001 - whatever the handler raised is what Lambda records
+                inv.error, inv.error_type = str(exc), type(exc).__name__
+        inv.duration_ms = (time.perf_counter() - started) * 1000
+        if inv.error is not None:
+            inv.dead_lettered = self._dead_letter(fn, event, inv, context)
+        self.history.append(inv)
+        return inv
+
+    def _dead_letter(self, fn: FunctionSpec, event: Any, inv: Invocation, context: LambdaContext) -> bool:
+        url = self.sandbox.dead_letter_queue_url(fn)
+        if url is None:
+            return False
+        record = {  # the shape of a Lambda on-failure destination record
+            "version": "1.0",
+            "timestamp": datetime.now(UTC).isoformat(),
+            "requestContext": {"requestId": context.aws_request_id, "functionArn": context.invoked_function_arn,
+                               "condition": "RetriesExhausted", "approximateInvokeCount": inv.attempts},
+            "requestPayload": event,
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "responsePayload": {"errorMessage": inv.error, "errorType": inv.error_type},
+        }
+        self.sandbox.client("sqs").send_message(QueueUrl=url, MessageBody=json.dumps(record))
+        return True
+
+    def fire_schedule(self, name: str) -> list[Invocation]:
+        """A schedule of ``name`` fires (moto does not run schedules), then whatever it set off is drained."""
+        fn = self.sandbox.function(name)
+        schedules = self.sandbox.schedules.get(name)
+        if not schedules:
+            raise KeyError(f"{name} has no schedule in template.yaml")
+        logical_id, expression = schedules[0]
+        rule = f"{self.sandbox.function_name(fn)}-{logical_id}"
+        event = {
+            "version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": ACCOUNT, "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "region": REGION,
+            "resources": [f"arn:{PARTITION}:events:{REGION}:{ACCOUNT}:rule/{rule}"], "detail": {},
+        }
+        first = self.invoke(name, event, f"schedule {logical_id} {expression}")
+        return [first, *self.drain()]
+
+    def drain(self) -> list[Invocation]:
+        """Deliver every queued event, including those the deliveries themselves cause, until all are empty."""
+        done: list[Invocation] = []
+        sqs = self.sandbox.client("sqs")
+        for _ in range(MAX_ROUNDS):
+            delivered = 0
+            for url, (name, source) in self.sandbox.inboxes.items():
+                while True:
+                    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+                    if not messages:
+                        break
+                    for message in messages:
+                        event = to_lambda_event(json.loads(message["Body"]))
+                        done.append(self.invoke(name, event, f"{source}: {describe(event)}"))
+                        sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+                        delivered += 1
+            if not delivered:
+                return done
+        raise RuntimeError(f"events were still being delivered after {MAX_ROUNDS} rounds: a loop?")
+
+
+def load_module(fn: FunctionSpec) -> ModuleType:
+    """Import a function's handler module afresh, as a cold start does (under a name of its own)."""
+    module_name = fn.handler.rsplit(".", 1)[0]
+    spec = importlib.util.spec_from_file_location(f"eksops_functions.{fn.name}.{uuid.uuid4().hex[:8]}",
+                                                  fn.code_dir / f"{module_name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def to_lambda_event(body: dict[str, Any]) -> dict[str, Any]:
+    """An SQS-delivered body as the Lambda event: EventBridge events as they are, SNS wrapped in Records."""
+    if body.get("Type") == "Notification" and "TopicArn" in body:
+        return {"Records": [{
+            "EventSource": "aws:sns", "EventVersion": "1.0",
+            "EventSubscriptionArn": f"{body['TopicArn']}:{uuid.uuid4()}",
+            "Sns": {k: body.get(k) for k in ("Type", "MessageId", "TopicArn", "Subject", "Message", "Timestamp",
+                                              "SignatureVersion", "Signature", "SigningCertUrl", "UnsubscribeUrl",
+                                              "MessageAttributes")},
+        }]}
+    return body
+
+
+def describe(event: Any) -> str:
+    """A short human description of an event for the timeline."""
+    if isinstance(event, dict) and "Records" in event:
+        sns = event["Records"][0].get("Sns", {})
+        return f"SNS {str(sns.get('TopicArn', '')).rsplit(':', 1)[-1]}: {sns.get('Subject') or ''}".strip()
+    if not isinstance(event, dict):
+        return type(event).__name__
+    detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
+    if event.get("detail-type") == "AWS API Call via CloudTrail":
+        params = detail.get("requestParameters") or {}
+        subject = next(iter(params.values()), "") if isinstance(params, dict) else ""
+        return f"CloudTrail {detail.get('eventName')} {subject}".strip()
+    if event.get("detail-type") == "eksops sweep continuation":
+        return f"continuation of sweep {detail.get('run_id')} part {detail.get('part')}"
+    return f"{event.get('source')} {event.get('detail-type')}"

@@ -1,0 +1,62 @@
+"""`eksops invoke`: one handler, one event, like `sam local invoke`, on the sandbox or on your AWS account."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from eksops.local.dispatch import Dispatcher, LambdaContext, load_module
+from eksops.local.sandbox import Sandbox, patched_environ
+from eksops.local.template import Resolver, Template
+
+
+def run(function: str, event_file: str, *, aws: bool, dry_run: bool, params: list[str]) -> int:
+    template = Template.find()
+    event = json.loads(Path(event_file).read_text())
+    overrides = dict(p.split("=", 1) for p in params)
+    if dry_run:
+        overrides["DryRun"] = "true"
+    if aws:
+        return _on_aws(template, function, event, overrides)
+    with Sandbox(template, parameters=overrides) as sandbox:
+        dispatcher = Dispatcher(sandbox)
+        try:
+            inv = dispatcher.invoke(function, event, "invoke", retries=0)
+            follow_ups = dispatcher.drain()  # e.g. a sweep's continuation
+        finally:
+            dispatcher.close()
+    _print({"function": function, "ok": inv.ok, "result": inv.result, "error": inv.error,
+            "errorType": inv.error_type, "follow_ups": len(follow_ups),
+            "logs": str(sandbox.workdir / "functions.log")})
+    return 0 if inv.ok and all(i.ok for i in follow_ups) else 1
+
+
+def _on_aws(template: Template, function: str, event: Any, overrides: dict[str, str]) -> int:
+    """Run the handler here with your credentials; resources of the stack come from your environment
+    (for example REPORTS_TOPIC_ARN from the stack outputs) and are empty otherwise."""
+    fn = template.functions[function]
+    resolver = Resolver(template, {**template.parameter_defaults(), **overrides},
+                        ref=lambda _name: "", getatt=lambda _name, _attr: "", stack_name="eksops")
+    env = {k: str(v) for k, v in resolver.resolve(fn.environment).items()}
+    env = {k: os.environ.get(k, v) for k, v in env.items()}
+    if "DryRun" in overrides:
+        env["DRY_RUN"] = overrides["DryRun"]
+    env.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    env["AWS_LAMBDA_FUNCTION_NAME"] = f"eksops-local-{function}"
+    with patched_environ(env):
+        module = load_module(fn)
+        handler = getattr(module, fn.handler.rsplit(".", 1)[1])
+        try:
+            result = handler(event, LambdaContext(env["AWS_LAMBDA_FUNCTION_NAME"], fn.memory, fn.timeout))
+        except Exception as exc:  # noqa: BLE001 - reported as Lambda would
+            _print({"function": function, "ok": False, "error": str(exc), "errorType": type(exc).__name__})
+            return 1
+    _print({"function": function, "ok": True, "result": result})
+    return 0
+
+
+def _print(payload: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")

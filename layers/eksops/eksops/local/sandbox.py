@@ -1,0 +1,270 @@
+"""The sandbox: a moto server on 127.0.0.1 with what template.yaml declares, wired as in AWS.
+
+EventBridge rules are created with the template's own patterns and deliver to one SQS queue per event source;
+SNS subscriptions deliver to SQS the same way. A dispatcher (dispatch.py) drains those queues into the
+handlers, so which function receives which event is decided by moto's pattern matching, not by a table here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from eksops.aws import clear_client_cache
+from eksops.local.template import ACCOUNT, PARTITION, REGION, FunctionSpec, Resolver, Template
+
+STACK = "eksops-local"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+_CLEARED = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_DEFAULT_PROFILE")
+
+
+class Sandbox:
+    """Start with ``with Sandbox(template) as sb:``; AWS calls in the block go to the moto server."""
+
+    def __init__(
+        self,
+        template: Template,
+        *,
+        parameters: Mapping[str, str] | None = None,
+        workdir: Path | None = None,
+        endpoint: str | None = None,
+    ) -> None:
+        self.template = template
+        self.parameters = {**template.parameter_defaults(), **(parameters or {})}
+        self.workdir = workdir or template.root / ".sandbox"
+        self.endpoint = endpoint  # an already running moto server (tests share one); else one is started
+        self._server: Any = None
+        self._saved_env: dict[str, str | None] = {}
+        self.refs: dict[str, Any] = {}
+        self.attrs: dict[tuple[str, str], Any] = {}
+        self.queue_urls: dict[str, str] = {}  # queue ARN -> URL
+        self.inboxes: dict[str, tuple[str, str]] = {}  # queue URL -> (function name, event source logical id)
+        self.schedules: dict[str, list[tuple[str, str]]] = {}  # function -> [(logical id, expression)]
+        self.notes: list[str] = []
+        self.created: list[str] = []
+        self.resolver = Resolver(template, self.parameters, ref=self._ref, getatt=self._getatt, stack_name=STACK)
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+
+    def __enter__(self) -> Sandbox:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        if self.endpoint is None:
+            from moto.server import ThreadedMotoServer
+
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)
+            self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            self._server.start()
+            host, port = self._server.get_host_and_port()
+            self.endpoint = f"http://{host}:{port}"
+        env = {"AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION, **CREDENTIALS}
+        for key in (*env, *_CLEARED):
+            self._saved_env[key] = os.environ.get(key)
+        for key in _CLEARED:
+            os.environ.pop(key, None)
+        os.environ.update(env)
+        clear_client_cache()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._provision()
+
+    def stop(self) -> None:
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        clear_client_cache()
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def client(self, service: str) -> Any:
+        return boto3.session.Session().client(service, region_name=REGION, endpoint_url=self.endpoint)  # type: ignore[call-overload]
+
+    # -- functions --------------------------------------------------------------------------------------------
+
+    def function(self, name: str) -> FunctionSpec:
+        try:
+            return self.template.functions[name]
+        except KeyError:
+            raise KeyError(f"no function {name!r} in template.yaml; known: {sorted(self.template.functions)}") from None
+
+    def function_env(self, fn: FunctionSpec) -> dict[str, str]:
+        """The function's environment as Lambda would set it: template variables plus the runtime's own."""
+        env = {k: _env_str(v) for k, v in self.resolver.resolve(fn.environment).items()}
+        env.update({
+            "AWS_LAMBDA_FUNCTION_NAME": self.function_name(fn),
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory),
+            "AWS_REGION": REGION,
+            "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
+        })
+        return env
+
+    def function_name(self, fn: FunctionSpec) -> str:
+        return f"{STACK}-{fn.name.replace('_', '-')}"
+
+    def dead_letter_queue_url(self, fn: FunctionSpec) -> str | None:
+        config = self.resolver.resolve(fn.properties.get("EventInvokeConfig", {}))
+        arn = config.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+        return self.queue_urls.get(arn) if arn else None
+
+    def max_retries(self, fn: FunctionSpec) -> int:
+        return int(fn.properties.get("EventInvokeConfig", {}).get("MaximumRetryAttempts", 2))
+
+    # -- provisioning -----------------------------------------------------------------------------------------
+
+    def _provision(self) -> None:
+        t = self.template
+        for logical_id, resource in t.resources.items():
+            if not self.resolver.condition_holds(resource):
+                self.notes.append(f"skipped {logical_id}: condition {resource['Condition']} is false")
+        order = ("AWS::SNS::Topic", "AWS::SQS::Queue", "AWS::DynamoDB::Table", "AWS::Serverless::LayerVersion",
+                 "AWS::Logs::LogGroup", "AWS::Serverless::Function", "AWS::SNS::Subscription",
+                 "AWS::SQS::QueuePolicy", "AWS::CloudWatch::Alarm")
+        handled = set(order)
+        for kind in order:
+            for logical_id, resource in t.of_type(kind).items():
+                if self.resolver.condition_holds(resource):
+                    getattr(self, "_create_" + kind.split("::")[-1].lower())(logical_id, resource)
+        for logical_id, resource in t.resources.items():
+            if resource["Type"] not in handled:
+                self.notes.append(f"not emulated: {logical_id} ({resource['Type']})")
+
+    def _props(self, resource: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(self.resolver.resolve(resource.get("Properties", {})))
+
+    def _create_topic(self, logical_id: str, resource: Mapping[str, Any]) -> None:
+        props = self._props(resource)
+        name = props.get("TopicName") or f"{STACK}-{logical_id}"
+        arn = self.client("sns").create_topic(Name=name)["TopicArn"]
+        self.refs[logical_id] = arn
+        self.attrs[(logical_id, "TopicName")] = name
+        self.attrs[(logical_id, "TopicArn")] = arn
+        self.created.append(f"topic {name}")
+
+    def _create_queue(self, logical_id: str, resource: Mapping[str, Any]) -> None:
+        props = self._props(resource)
+        name = props.get("QueueName") or f"{STACK}-{logical_id}"
+        self._queue(logical_id, name)
+        self.created.append(f"queue {name}")
+
+    def _queue(self, logical_id: str | None, name: str) -> tuple[str, str]:
+        sqs = self.client("sqs")
+        url = sqs.create_queue(QueueName=name)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.queue_urls[arn] = url
+        if logical_id:
+            self.refs[logical_id] = url
+            self.attrs[(logical_id, "Arn")] = arn
+            self.attrs[(logical_id, "QueueName")] = name
+            self.attrs[(logical_id, "QueueUrl")] = url
+        return url, arn
+
+    def _create_table(self, logical_id: str, resource: Mapping[str, Any]) -> None:
+        props = self._props(resource)
+        name = props.get("TableName") or f"{STACK}-{logical_id}"
+        ddb = self.client("dynamodb")
+        ddb.create_table(TableName=name, KeySchema=props["KeySchema"],
+                         AttributeDefinitions=props["AttributeDefinitions"], BillingMode="PAY_PER_REQUEST")
+        self.refs[logical_id] = name
+        self.attrs[(logical_id, "Arn")] = f"arn:{PARTITION}:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+        self.created.append(f"table {name}")
+
+    def _create_layerversion(self, logical_id: str, resource: Mapping[str, Any]) -> None:
+        # Handlers import the package from the development install; nothing to upload.
+        self.refs[logical_id] = f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:layer:{STACK}-{logical_id}:1"
+
+    def _create_loggroup(self, logical_id: str, resource: Mapping[str, Any]) -> None:
+        props = self._props(resource)
+        name = props["LogGroupName"]
+        logs = self.client("logs")
+        logs.create_log_group(logGroupName=name)
+        if props.get("RetentionInDays"):
+            logs.put_retention_policy(logGroupName=name, retentionInDays=int(props["RetentionInDays"]))
+        self.refs[logical_id] = name
+        self.attrs[(logical_id, "Arn")] = f"arn:{PARTITION}:logs:{REGION}:{ACCOUNT}:log-group:{name}:*"
+        self.created.append(f"log group {name}")
+
+    def _create_function(self, logical_id: str, resource: Mapping[str, Any]) -> None:
+        fn = next(f for f in self.template.functions.values() if f.logical_id == logical_id)
+        name = self.function_name(fn)
+        self.refs[logical_id] = name
+        self.attrs[(logical_id, "Arn")] = f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{name}"
+        events, sns = self.client("events"), self.client("sns")
+        for source in fn.events:
+            if source.kind == "schedule":
+                self.schedules.setdefault(fn.name, []).append((source.logical_id,
+                                                               str(self.resolver.resolve(source.schedule))))
+                continue
+            url, arn = self._queue(None, f"{STACK}-{fn.name}-{source.logical_id}"[:80])
+            self.inboxes[url] = (fn.name, source.logical_id)
+            if source.kind == "eventbridge":
+                rule = f"{STACK}-{fn.name}-{source.logical_id}"[:64]
+                events.put_rule(Name=rule, EventPattern=json.dumps(self.resolver.resolve(source.pattern)))
+                events.put_targets(Rule=rule, Targets=[{"Id": "inbox", "Arn": arn}])
+                self.created.append(f"rule {rule} -> {fn.name}")
+            else:
+                topic_arn = self.resolver.resolve(source.topic)
+                sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn)
+                self.created.append(f"subscription {topic_arn.rsplit(':', 1)[-1]} -> {fn.name}")
+        self.created.append(f"function {name} (handler {fn.code_dir.name}/{fn.handler})")
+
+    def _create_subscription(self, logical_id: str, resource: Mapping[str, Any]) -> None:
+        props = self._props(resource)
+        self.notes.append(f"not emulated: {logical_id} ({props.get('Protocol')} subscription to "
+                          f"{str(props.get('TopicArn')).rsplit(':', 1)[-1]})")
+
+    def _create_queuepolicy(self, logical_id: str, resource: Mapping[str, Any]) -> None:
+        self.notes.append(f"not enforced: {logical_id} (moto does not evaluate resource policies)")
+
+    def _create_alarm(self, logical_id: str, resource: Mapping[str, Any]) -> None:
+        props = self._props(resource)
+        props.setdefault("AlarmName", f"{STACK}-{logical_id}")
+        self.client("cloudwatch").put_metric_alarm(**props)
+        self.refs[logical_id] = props["AlarmName"]
+        self.created.append(f"alarm {props['AlarmName']}")
+
+    # -- references -------------------------------------------------------------------------------------------
+
+    def _ref(self, name: str) -> Any:
+        if name not in self.refs:
+            raise KeyError(f"!Ref {name}: not created in the sandbox (yet)")
+        return self.refs[name]
+
+    def _getatt(self, name: str, attribute: str) -> Any:
+        if (name, attribute) not in self.attrs:
+            raise KeyError(f"!GetAtt {name}.{attribute}: not available in the sandbox")
+        return self.attrs[(name, attribute)]
+
+
+def _env_str(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+@contextmanager
+def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of the block, then restore what was there."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

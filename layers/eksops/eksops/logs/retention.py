@@ -1,0 +1,291 @@
+"""Retention enforcement: one log group on its CloudTrail event, every log group on the scheduled sweep."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from eksops.aws import RateLimiter, error_code
+from eksops.config import CommonConfig
+from eksops.errors import InvalidEvent, PartialFailure, UnsupportedEvent
+from eksops.events import AnyEvent, CloudTrailCall, Continuation, ScheduledRun
+from eksops.logs.retention_config import SKIP_TAG_KEY, SKIP_TAG_VALUE, RetentionConfig, decide
+from eksops.notify import Message, Publisher, Severity
+from eksops.sweeps import Continuer, Deadline
+
+FUNCTION = "log_retention"
+EVENT_NAMES = frozenset({"CreateLogGroup", "DeleteRetentionPolicy"})
+PAGE_SIZE = 50  # DescribeLogGroups maximum
+PUT_RATE = 5.0  # PutRetentionPolicy quota, requests per second per account and region
+DESCRIBE_RATE = 10.0  # DescribeLogGroups quota
+EXCLUDED_SAMPLE = 20
+_NAME = re.compile(r"^[.\-_/#A-Za-z0-9]{1,512}$")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LogGroup:
+    name: str
+    retention: int | None
+    group_class: str | None = None
+    arn: str | None = None
+
+    @classmethod
+    def from_api(cls, item: Mapping[str, Any]) -> LogGroup:
+        return cls(item["logGroupName"], item.get("retentionInDays"), item.get("logGroupClass"),
+                   item.get("logGroupArn"))
+
+    def to_checkpoint(self) -> list[Any]:
+        return [self.name, self.retention, self.group_class]
+
+    @classmethod
+    def from_checkpoint(cls, raw: Any) -> LogGroup:
+        if not isinstance(raw, list) or len(raw) != 3 or not isinstance(raw[0], str):
+            raise InvalidEvent("each pending entry must be [name, retention, class]", field="detail.checkpoint.pending")
+        return cls(raw[0], raw[1], raw[2])
+
+
+@dataclass
+class Summary:
+    """What one invocation did (or, under dry-run, would do)."""
+
+    mode: str
+    dry_run: bool
+    changed: list[dict[str, Any]] = field(default_factory=list)
+    unchanged: int = 0
+    excluded: int = 0
+    excluded_sample: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+    errors: list[dict[str, str]] = field(default_factory=list)
+    run_id: str | None = None
+    part: int | None = None
+    continued: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+    def raise_for_errors(self) -> None:
+        """Fail the invocation when any group failed, after the work and the report are done."""
+        if self.errors:
+            raise PartialFailure(f"{len(self.errors)} log group(s) failed; see the report", self.errors)
+
+    def counts(self) -> dict[str, int]:
+        return {"changed": len(self.changed), "unchanged": self.unchanged, "excluded": self.excluded,
+                "gone": len(self.gone), "errors": len(self.errors)}
+
+
+class RetentionService:
+    """Enforces retention with the clients and ports it is given (real boto3 clients in Lambda and tests)."""
+
+    def __init__(
+        self,
+        cfg: RetentionConfig,
+        common: CommonConfig,
+        *,
+        logs: Any,
+        tagging: Any,
+        publisher: Publisher,
+        continuer: Continuer,
+        put_limiter: RateLimiter | None = None,
+        describe_limiter: RateLimiter | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.common = common
+        self._logs = logs
+        self._tagging = tagging
+        self._publisher = publisher
+        self._continuer = continuer
+        self._put_limiter = put_limiter or RateLimiter(PUT_RATE)
+        self._describe_limiter = describe_limiter or RateLimiter(DESCRIBE_RATE)
+        self._account = ""
+
+    # -- entry point ------------------------------------------------------------------------------------------
+
+    def handle(self, event: AnyEvent, deadline: Deadline, *, account: str = "") -> Summary:
+        """Act on a parsed event: one group for a CloudTrail call, a sweep for a schedule or continuation."""
+        self._account = account
+        if isinstance(event, CloudTrailCall):
+            summary = self.enforce_one(event)
+        elif isinstance(event, ScheduledRun):
+            summary = self.sweep(run_id=event.id or uuid.uuid4().hex, part=1, checkpoint=None, deadline=deadline)
+        else:
+            if event.function != FUNCTION:
+                raise UnsupportedEvent(f"continuation for {event.function!r} reached {FUNCTION}")
+            summary = self.sweep(run_id=event.run_id, part=event.part, checkpoint=event.checkpoint, deadline=deadline)
+        self._report(summary)
+        return summary
+
+    # -- event path -------------------------------------------------------------------------------------------
+
+    def enforce_one(self, call: CloudTrailCall) -> Summary:
+        if call.source != "aws.logs" or call.event_name not in EVENT_NAMES:
+            raise UnsupportedEvent(
+                f"{FUNCTION} handles aws.logs {sorted(EVENT_NAMES)}, not {call.source} {call.event_name}"
+            )
+        name = call.request_parameters.get("logGroupName")
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise InvalidEvent("must be a log group name", field="detail.requestParameters.logGroupName")
+        summary = self._summary()
+        if call.error_code:
+            log.info("the %s call for %s failed (%s): nothing to do", call.event_name, name, call.error_code)
+            return summary
+        group = self._find(name)
+        if group is None:
+            log.info("log group %s no longer exists: nothing to do", name)
+            summary.gone.append(name)
+            return summary
+        tagged = False if self.cfg.excluded(name) else self._tagged_skip(group)
+        self._enforce(group, tagged, summary)
+        return summary
+
+    def _find(self, name: str) -> LogGroup | None:
+        self._describe_limiter.acquire()
+        # Names sort before any longer name they prefix, so the exact match is the first result if it exists.
+        groups = self._logs.describe_log_groups(logGroupNamePrefix=name, limit=1).get("logGroups", [])
+        return LogGroup.from_api(groups[0]) if groups and groups[0]["logGroupName"] == name else None
+
+    def _tagged_skip(self, group: LogGroup) -> bool:
+        if not group.arn:
+            return False
+        try:
+            tags = self._logs.list_tags_for_resource(resourceArn=group.arn).get("tags", {})
+        except ClientError as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                return False
+            raise
+        return bool(tags.get(SKIP_TAG_KEY) == SKIP_TAG_VALUE)
+
+    # -- sweep ------------------------------------------------------------------------------------------------
+
+    def sweep(self, *, run_id: str, part: int, checkpoint: Mapping[str, Any] | None, deadline: Deadline) -> Summary:
+        """Page through every log group, fixing the non-compliant ones, until done or the time runs low."""
+        summary = self._summary()
+        summary.run_id, summary.part = run_id, part
+        pending, token, started = self._resume(checkpoint)
+        skip = self._skip_tagged_names()
+        while True:
+            while pending:
+                if deadline.low():
+                    return self._checkpoint(summary, pending, token, started)
+                group = pending.pop(0)
+                self._enforce(group, group.name in skip, summary)
+            if started and token is None:
+                return summary
+            if deadline.low():
+                return self._checkpoint(summary, pending, token, started)
+            page = self._page(token)
+            started = True
+            pending = [LogGroup.from_api(g) for g in page.get("logGroups", [])]
+            token = page.get("nextToken")
+
+    @staticmethod
+    def _resume(checkpoint: Mapping[str, Any] | None) -> tuple[list[LogGroup], str | None, bool]:
+        if checkpoint is None:
+            return [], None, False
+        pending_raw = checkpoint.get("pending", [])
+        token = checkpoint.get("next_token")
+        started = checkpoint.get("started", True)
+        if not isinstance(pending_raw, list) or (token is not None and not isinstance(token, str)) \
+                or not isinstance(started, bool):
+            raise InvalidEvent("pending must be a list, next_token a string or null, started a boolean",
+                               field="detail.checkpoint")
+        return [LogGroup.from_checkpoint(p) for p in pending_raw], token, started
+
+    def _page(self, token: str | None) -> dict[str, Any]:
+        self._describe_limiter.acquire()
+        kwargs: dict[str, Any] = {"limit": PAGE_SIZE}
+        if token:
+            kwargs["nextToken"] = token
+        return self._logs.describe_log_groups(**kwargs)  # type: ignore[no-any-return]
+
+    def _skip_tagged_names(self) -> set[str]:
+        """Names of log groups tagged eksops:retention=skip, from the tagging API (one call per 100 groups)."""
+        names: set[str] = set()
+        paginator = self._tagging.get_paginator("get_resources")
+        # Resource type "logs" (the service), which covers log groups in AWS and in moto alike.
+        for page in paginator.paginate(ResourceTypeFilters=["logs"],
+                                       TagFilters=[{"Key": SKIP_TAG_KEY, "Values": [SKIP_TAG_VALUE]}]):
+            for item in page.get("ResourceTagMappingList", []):
+                arn = item["ResourceARN"]
+                if ":log-group:" in arn:
+                    names.add(arn.split(":log-group:", 1)[1].removesuffix(":*"))
+        return names
+
+    def _checkpoint(self, summary: Summary, pending: list[LogGroup], token: str | None, started: bool) -> Summary:
+        assert summary.run_id is not None and summary.part is not None
+        state = {"pending": [g.to_checkpoint() for g in pending], "next_token": token, "started": started}
+        self._continuer.continue_sweep(run_id=summary.run_id, part=summary.part + 1, checkpoint=state)
+        summary.continued = True
+        log.info("sweep %s part %d checkpointed with %d pending", summary.run_id, summary.part, len(pending))
+        return summary
+
+    # -- one group --------------------------------------------------------------------------------------------
+
+    def _enforce(self, group: LogGroup, tagged_skip: bool, summary: Summary) -> None:
+        decision = decide(self.cfg, group.name, group.retention, tagged_skip=tagged_skip,
+                          group_class=group.group_class)
+        if decision.reason in {"excluded", "tagged-skip", "delivery-class"}:
+            summary.excluded += 1
+            if len(summary.excluded_sample) < EXCLUDED_SAMPLE:
+                summary.excluded_sample.append(group.name)
+            return
+        if decision.target is None:
+            summary.unchanged += 1
+            return
+        change = {"group": group.name, "from": group.retention, "to": decision.target}
+        if self.common.dry_run:
+            summary.changed.append(change)
+            return
+        self._put_limiter.acquire()
+        try:
+            self._logs.put_retention_policy(logGroupName=group.name, retentionInDays=decision.target)
+        except ClientError as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                summary.gone.append(group.name)  # deleted between listing and now: nothing to enforce
+                return
+            summary.errors.append({"group": group.name, "code": error_code(exc), "message": str(exc)})
+            log.warning("PutRetentionPolicy failed for %s: %s", group.name, error_code(exc))
+            return
+        summary.changed.append(change)
+
+    # -- reporting --------------------------------------------------------------------------------------------
+
+    def _summary(self) -> Summary:
+        return Summary(mode=str(self.cfg.mode), dry_run=self.common.dry_run)
+
+    def _report(self, summary: Summary) -> None:
+        if not summary.changed and not summary.errors:
+            return
+        verb = "would change" if summary.dry_run else "changed"
+        lines = tuple(f"{c['group']}: {_days(c['from'])} -> {_days(c['to'])}" for c in summary.changed)
+        lines += tuple(f"ERROR {e['group']}: {e['code']}" for e in summary.errors)
+        part = f" (sweep {summary.run_id[:8]} part {summary.part})" if summary.run_id else ""
+        self._publisher.report(Message(
+            kind="retention.changes",
+            severity=Severity.WARNING if summary.errors else Severity.INFO,
+            title=f"Log retention: {verb} {len(summary.changed)} log group(s){part}",
+            summary=f"{verb} {len(summary.changed)}, unchanged {summary.unchanged}, excluded {summary.excluded}, "
+                    f"errors {len(summary.errors)}; mode {summary.mode}{', dry run' if summary.dry_run else ''}.",
+            details=summary.as_dict(),
+            account=self._account or None,
+            region=self._logs.meta.region_name,
+            lines=lines,
+        ))
+
+
+def _days(value: int | None) -> str:
+    return "never expire" if value is None else f"{value} days"
+
+
+def iter_groups(logs: Any) -> Iterator[LogGroup]:
+    """Every log group in the region (for tests and tools; the sweep pages by hand to checkpoint)."""
+    for page in logs.get_paginator("describe_log_groups").paginate():
+        for item in page.get("logGroups", []):
+            yield LogGroup.from_api(item)

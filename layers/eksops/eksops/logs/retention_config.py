@@ -1,0 +1,145 @@
+"""Retention rules: which log group gets how many days, parsed from the environment, and the decision."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from eksops import config
+from eksops.errors import ConfigError
+
+RETENTION_RULES = "RETENTION_RULES"
+RETENTION_DEFAULT_DAYS = "RETENTION_DEFAULT_DAYS"
+RETENTION_MODE = "RETENTION_MODE"
+RETENTION_EXCLUDE = "RETENTION_EXCLUDE"
+
+# The only values PutRetentionPolicy accepts (CloudWatch Logs API reference, type Days).
+VALID_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+              3288, 3653)
+
+SKIP_TAG_KEY = "eksops:retention"
+SKIP_TAG_VALUE = "skip"
+
+# Defaults for the groups EKS and Container Insights create. Performance logs are raw EMF records whose
+# metrics are already extracted, so they are kept briefly; application logs are what on-call reads;
+# control-plane logs (audit, authenticator) are evidence for investigations and kept longest.
+DEFAULT_RULES_JSON = (
+    '[{"pattern": "/aws/containerinsights/*/performance", "days": 7},'
+    ' {"pattern": "/aws/containerinsights/*/application", "days": 30},'
+    ' {"pattern": "/aws/containerinsights/*/host", "days": 14},'
+    ' {"pattern": "/aws/containerinsights/*/dataplane", "days": 14},'
+    ' {"pattern": "/aws/eks/*/cluster", "days": 90}]'
+)
+
+
+class Mode(StrEnum):
+    MISSING = "missing"  # only groups that never expire
+    CAP = "cap"  # also shorten groups kept longer than the target
+    EXACT = "exact"  # set exactly the target, lengthening too
+
+
+@dataclass(frozen=True)
+class RetentionRule:
+    pattern: str
+    days: int
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    rules: tuple[RetentionRule, ...]
+    default_days: int | None
+    mode: Mode
+    exclude: tuple[str, ...]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RetentionConfig:
+        raw_rules = config.read(RETENTION_RULES, environ) or DEFAULT_RULES_JSON
+        raw_default = config.read(RETENTION_DEFAULT_DAYS, environ)
+        raw_exclude = config.read(RETENTION_EXCLUDE, environ) or "[]"
+        return cls(
+            rules=_parse_rules(config.parse_json(RETENTION_RULES, raw_rules)),
+            default_days=_parse_days(RETENTION_DEFAULT_DAYS, raw_default) if raw_default else None,
+            mode=Mode(config.parse_choice(RETENTION_MODE, config.read(RETENTION_MODE, environ) or "missing",
+                                          [m.value for m in Mode])),
+            exclude=_parse_globs(RETENTION_EXCLUDE, config.parse_json(RETENTION_EXCLUDE, raw_exclude)),
+        )
+
+    def target(self, name: str) -> int | None:
+        """Days for ``name``: the first matching rule, else the default (None: leave the group alone)."""
+        for rule in self.rules:
+            if fnmatch.fnmatchcase(name, rule.pattern):
+                return rule.days
+        return self.default_days
+
+    def excluded(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, glob) for glob in self.exclude)
+
+
+def _parse_days(variable: str, raw: Any) -> int:
+    if isinstance(raw, str):
+        try:
+            raw = int(raw)
+        except ValueError:
+            raise ConfigError(variable, f"{raw!r} is not a whole number of days") from None
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw not in VALID_DAYS:
+        allowed = ", ".join(map(str, VALID_DAYS))
+        raise ConfigError(variable, f"{raw!r} is not a retention CloudWatch Logs accepts; use one of: {allowed}")
+    return raw
+
+
+def _parse_rules(raw: Any) -> tuple[RetentionRule, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError(RETENTION_RULES, 'must be a JSON list of {"pattern": "<glob>", "days": <n>}')
+    rules = []
+    for index, item in enumerate(raw):
+        where = f"{RETENTION_RULES}[{index}]"
+        if not isinstance(item, dict) or set(item) != {"pattern", "days"}:
+            raise ConfigError(RETENTION_RULES, f'item {index} must be {{"pattern": "<glob>", "days": <n>}}, '
+                                               f"got {item!r}")
+        pattern = item["pattern"]
+        if not isinstance(pattern, str) or not pattern:
+            raise ConfigError(where, "pattern must be a non-empty string")
+        rules.append(RetentionRule(pattern=pattern, days=_parse_days(f"{where}.days", item["days"])))
+    return tuple(rules)
+
+
+def _parse_globs(variable: str, raw: Any) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(g, str) and g for g in raw):
+        raise ConfigError(variable, "must be a JSON list of non-empty glob strings")
+    return tuple(raw)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with one log group, and why."""
+
+    target: int | None  # days to set, None when nothing is to be set
+    reason: str  # "compliant", "excluded", "tagged-skip", "no-rule", "delivery-class", "set"
+
+    @property
+    def change(self) -> bool:
+        return self.target is not None
+
+
+def decide(
+    cfg: RetentionConfig, name: str, current: int | None, *, tagged_skip: bool = False, group_class: str | None = None
+) -> Decision:
+    """Pure decision for one group. Applying the target and deciding again always gives 'compliant'."""
+    if cfg.excluded(name):
+        return Decision(None, "excluded")
+    if tagged_skip:
+        return Decision(None, "tagged-skip")
+    if group_class == "DELIVERY":
+        # Delivery-class groups have a fixed retention that PutRetentionPolicy cannot change.
+        return Decision(None, "delivery-class")
+    target = cfg.target(name)
+    if target is None:
+        return Decision(None, "no-rule")
+    if current == target:
+        return Decision(None, "compliant")
+    if current is None or cfg.mode is Mode.EXACT or (cfg.mode is Mode.CAP and current > target):
+        return Decision(target, "set")
+    return Decision(None, "compliant")

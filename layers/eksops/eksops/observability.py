@@ -1,0 +1,54 @@
+"""Wiring shared by every handler: failure logging, EMF counts, the account id from the context."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from eksops.errors import EksopsError, InvalidEvent
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def record(metrics: Metrics, counts: Mapping[str, int], prefix: str = "") -> None:
+    """One EMF count metric per entry, e.g. changed -> LogGroupsChanged with prefix 'LogGroups'."""
+    for name, value in counts.items():
+        metrics.add_metric(name=f"{prefix}{name.title().replace('_', '')}", unit=MetricUnit.Count, value=value)
+
+
+def log_failures(logger: Logger, metrics: Metrics) -> Callable[[F], F]:
+    """Log why an invocation failed as one structured line, count it, then re-raise for retry and the
+    failure path."""
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(event: Any, context: Any) -> Any:
+            try:
+                return func(event, context)
+            except InvalidEvent as exc:
+                metrics.add_metric(name="InvalidEvents", unit=MetricUnit.Count, value=1)
+                logger.error("invalid event: nothing was changed", extra={
+                    "error": type(exc).__name__, "reason": exc.reason, "field": exc.field})
+                raise
+            except EksopsError as exc:
+                metrics.add_metric(name="Failures", unit=MetricUnit.Count, value=1)
+                logger.error("invocation failed", extra={"error": type(exc).__name__, "reason": str(exc)})
+                raise
+            except Exception:
+                metrics.add_metric(name="Failures", unit=MetricUnit.Count, value=1)
+                logger.exception("unexpected failure")
+                raise
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def account_of(context: Any) -> str:
+    """The account id from the invoked function's ARN (arn:aws:lambda:region:account:function:name)."""
+    parts = str(getattr(context, "invoked_function_arn", "")).split(":")
+    return parts[4] if len(parts) > 4 else ""
