@@ -6,7 +6,6 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from eksops.aws import client
 from eksops.config import CommonConfig
 from eksops.events import parse_eventbridge
@@ -26,8 +25,9 @@ service = RetentionService(
     common,
     logs=client("logs"),
     tagging=client("resourcegroupstaggingapi"),
-    publisher=Publisher(client("sns"), alerts_topic_arn=common.alerts_topic_arn,
-                        reports_topic_arn=common.reports_topic_arn),
+    publisher=Publisher(
+        client("sns"), alerts_topic_arn=common.alerts_topic_arn, reports_topic_arn=common.reports_topic_arn
+    ),
     continuer=Continuer(client("events"), function="log_retention", bus_name=common.event_bus_name),
 )
 
@@ -37,8 +37,9 @@ service = RetentionService(
 @tracer.capture_lambda_handler
 @log_failures(logger, metrics)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    summary = service.handle(parse_eventbridge(event), Deadline(context.get_remaining_time_in_millis),
-                             account=account_of(context))
+    summary = service.handle(
+        parse_eventbridge(event), Deadline(context.get_remaining_time_in_millis), account=account_of(context)
+    )
     record(metrics, summary.counts(), prefix="LogGroups")
     logger.info("log retention done", extra={"counts": summary.counts(), "dry_run": summary.dry_run})
     summary.raise_for_errors()

@@ -15,8 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     invoke.add_argument("--event", required=True, help="event JSON file (see events/<function>/)")
     invoke.add_argument("--aws", action="store_true", help="use your own AWS account (credentials, region)")
     invoke.add_argument("--dry-run", action="store_true", help="report what would change, change nothing")
-    invoke.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a template parameter (repeatable)")
+    invoke.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE", help="override a template parameter (repeatable)"
+    )
     args = parser.parse_args(argv)
 
     if args.command == "demo":

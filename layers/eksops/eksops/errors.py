@@ -16,7 +16,7 @@ class ConfigError(EksopsError):
         super().__init__(f"{variable}: {problem}")
 
 
-class InvalidEvent(EksopsError):  # noqa: N818 - the contract name in shared/design.md
+class InvalidEvent(EksopsError):
     """A malformed event, or one this function does not handle. Nothing was changed."""
 
     def __init__(self, reason: str, *, field: str | None = None) -> None:

@@ -77,33 +77,41 @@ def parse_eventbridge(event: Any) -> AnyEvent:
         resources = event.get("resources") or ["schedule"]
         return ScheduledRun(id=event_id, rule=str(resources[0]).rsplit("/", 1)[-1])
     if eb.detail_type == CONTINUATION_DETAIL_TYPE and eb.source == CONTINUATION_SOURCE:
-        detail = eb.detail
-        part = detail.get("part")
-        if not isinstance(part, int) or part < 1:
-            raise InvalidEvent("must be a positive integer", field="detail.part")
-        checkpoint = detail.get("checkpoint")
-        if not isinstance(checkpoint, Mapping):
-            raise InvalidEvent("must be a JSON object", field="detail.checkpoint")
-        return Continuation(
-            id=event_id,
-            function=_require_str(detail, "function", "detail.function"),
-            run_id=_require_str(detail, "run_id", "detail.run_id"),
-            part=part,
-            checkpoint=checkpoint,
-        )
+        return _continuation(event_id, eb.detail)
     if eb.detail_type == CLOUDTRAIL_DETAIL_TYPE:
-        detail = eb.detail
-        params = detail.get("requestParameters")
-        if params is not None and not isinstance(params, Mapping):
-            raise InvalidEvent("must be a JSON object or null", field="detail.requestParameters")
-        return CloudTrailCall(
-            id=event_id,
-            source=eb.source,
-            event_name=_require_str(detail, "eventName", "detail.eventName"),
-            event_source=_require_str(detail, "eventSource", "detail.eventSource"),
-            request_parameters=params or {},
-            error_code=detail.get("errorCode"),
-            account=str(event.get("account", "")),
-            region=str(event.get("region", "")),
-        )
+        return _cloudtrail(event_id, event, eb)
     raise UnsupportedEvent(f"unsupported event: source {eb.source!r}, detail-type {eb.detail_type!r}")
+
+
+def _continuation(event_id: str, detail: Mapping[str, Any]) -> Continuation:
+    part = detail.get("part")
+    if isinstance(part, bool) or not isinstance(part, int) or part < 1:
+        raise InvalidEvent("must be a positive integer", field="detail.part")
+    checkpoint = detail.get("checkpoint")
+    if not isinstance(checkpoint, Mapping):
+        raise InvalidEvent("must be a JSON object", field="detail.checkpoint")
+    return Continuation(
+        id=event_id,
+        function=_require_str(detail, "function", "detail.function"),
+        run_id=_require_str(detail, "run_id", "detail.run_id"),
+        part=part,
+        checkpoint=checkpoint,
+    )
+
+
+def _cloudtrail(event_id: str, event: Mapping[str, Any], eb: EventBridgeEvent) -> CloudTrailCall:
+    detail = eb.detail
+    params = detail.get("requestParameters")
+    if params is not None and not isinstance(params, Mapping):
+        raise InvalidEvent("must be a JSON object or null", field="detail.requestParameters")
+    error_code = detail.get("errorCode")
+    return CloudTrailCall(
+        id=event_id,
+        source=eb.source,
+        event_name=_require_str(detail, "eventName", "detail.eventName"),
+        event_source=_require_str(detail, "eventSource", "detail.eventSource"),
+        request_parameters=params or {},
+        error_code=str(error_code) if error_code else None,
+        account=str(event.get("account", "")),
+        region=str(event.get("region", "")),
+    )

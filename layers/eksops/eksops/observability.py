@@ -31,8 +31,10 @@ def log_failures(logger: Logger, metrics: Metrics) -> Callable[[F], F]:
                 return func(event, context)
             except InvalidEvent as exc:
                 metrics.add_metric(name="InvalidEvents", unit=MetricUnit.Count, value=1)
-                logger.error("invalid event: nothing was changed", extra={
-                    "error": type(exc).__name__, "reason": exc.reason, "field": exc.field})
+                logger.error(
+                    "invalid event: nothing was changed",
+                    extra={"error": type(exc).__name__, "reason": exc.reason, "field": exc.field},
+                )
                 raise
             except EksopsError as exc:
                 metrics.add_metric(name="Failures", unit=MetricUnit.Count, value=1)

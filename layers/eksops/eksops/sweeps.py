@@ -45,12 +45,14 @@ class Continuer:
         if len(detail.encode()) > MAX_DETAIL_BYTES:
             raise TemporaryError(f"checkpoint of sweep {run_id} is {len(detail)} bytes, over the event size limit")
         response = self._events.put_events(
-            Entries=[{
-                "Source": CONTINUATION_SOURCE,
-                "DetailType": CONTINUATION_DETAIL_TYPE,
-                "Detail": detail,
-                "EventBusName": self._bus,
-            }]
+            Entries=[
+                {
+                    "Source": CONTINUATION_SOURCE,
+                    "DetailType": CONTINUATION_DETAIL_TYPE,
+                    "Detail": detail,
+                    "EventBusName": self._bus,
+                }
+            ]
         )
         if response.get("FailedEntryCount"):
             entry = response["Entries"][0]

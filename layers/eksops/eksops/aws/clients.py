@@ -27,14 +27,21 @@ RETRY_CONFIG = Config(
 
 
 @functools.cache
+def _session() -> boto3.session.Session:
+    # One session per process: its loader parses each service model once for every client made from it.
+    return boto3.session.Session()
+
+
+@functools.cache
 def client(service: str) -> Any:
     """A boto3 client for ``service`` with eksops' retry settings, created once per process."""
-    return boto3.session.Session().client(service, config=RETRY_CONFIG)  # type: ignore[call-overload]
+    return _session().client(service, config=RETRY_CONFIG)  # type: ignore[call-overload]
 
 
 def clear_client_cache() -> None:
-    """Forget cached clients (tests that change endpoints or credentials)."""
+    """Forget cached clients and the session (tests that change endpoints or credentials)."""
     client.cache_clear()
+    _session.cache_clear()
 
 
 def error_code(exc: ClientError) -> str:

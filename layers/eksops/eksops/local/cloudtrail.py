@@ -19,19 +19,34 @@ from eksops.local.template import ACCOUNT, REGION
 CALLER_ARN = f"arn:aws:sts::{ACCOUNT}:assumed-role/PlatformAdmin/sandbox"
 
 
-def cloudtrail_event(service: str, event_name: str, request_parameters: dict[str, Any] | None,
-                     *, error_code: str | None = None, response_elements: Any = None) -> dict[str, Any]:
+def cloudtrail_event(
+    service: str,
+    event_name: str,
+    request_parameters: dict[str, Any] | None,
+    *,
+    error_code: str | None = None,
+    response_elements: Any = None,
+) -> dict[str, Any]:
     """The EventBridge event CloudTrail emits for one management API call."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     detail: dict[str, Any] = {
         "eventVersion": "1.09",
         "userIdentity": {
-            "type": "AssumedRole", "principalId": "AROAEXAMPLEID:sandbox", "arn": CALLER_ARN,
-            "accountId": ACCOUNT, "accessKeyId": "ASIAEXAMPLE",
-            "sessionContext": {"sessionIssuer": {"type": "Role", "principalId": "AROAEXAMPLEID",
-                                                 "arn": f"arn:aws:iam::{ACCOUNT}:role/PlatformAdmin",
-                                                 "accountId": ACCOUNT, "userName": "PlatformAdmin"},
-                               "attributes": {"creationDate": now, "mfaAuthenticated": "false"}},
+            "type": "AssumedRole",
+            "principalId": "AROAEXAMPLEID:sandbox",
+            "arn": CALLER_ARN,
+            "accountId": ACCOUNT,
+            "accessKeyId": "ASIAEXAMPLE",
+            "sessionContext": {
+                "sessionIssuer": {
+                    "type": "Role",
+                    "principalId": "AROAEXAMPLEID",
+                    "arn": f"arn:aws:iam::{ACCOUNT}:role/PlatformAdmin",
+                    "accountId": ACCOUNT,
+                    "userName": "PlatformAdmin",
+                },
+                "attributes": {"creationDate": now, "mfaAuthenticated": "false"},
+            },
         },
         "eventTime": now,
         "eventSource": f"{service}.amazonaws.com",
@@ -52,9 +67,17 @@ def cloudtrail_event(service: str, event_name: str, request_parameters: dict[str
     if error_code:
         detail["errorCode"] = error_code
         detail["errorMessage"] = f"{error_code} (sandbox)"
-    return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "AWS API Call via CloudTrail",
-            "source": f"aws.{service}", "account": ACCOUNT, "time": now, "region": REGION, "resources": [],
-            "detail": detail}
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": f"aws.{service}",
+        "account": ACCOUNT,
+        "time": now,
+        "region": REGION,
+        "resources": [],
+        "detail": detail,
+    }
 
 
 class CloudTrailShim:
@@ -80,9 +103,16 @@ class CloudTrailShim:
 
     def put(self, event: dict[str, Any]) -> None:
         """Put a ready-made event (for example a sample from events/) on the default bus."""
-        response = self._client("events").put_events(Entries=[{
-            "Source": event["source"], "DetailType": event["detail-type"], "Detail": json.dumps(event["detail"]),
-            "Resources": event.get("resources", []), "EventBusName": "default",
-        }])
+        response = self._client("events").put_events(
+            Entries=[
+                {
+                    "Source": event["source"],
+                    "DetailType": event["detail-type"],
+                    "Detail": json.dumps(event["detail"]),
+                    "Resources": event.get("resources", []),
+                    "EventBusName": "default",
+                }
+            ]
+        )
         if response.get("FailedEntryCount"):
             raise RuntimeError(f"moto refused the event: {response['Entries']}")

@@ -40,7 +40,8 @@ class Timeline:
                     self.line(f"    {text}")
             else:
                 where = "dead-letter queue" if inv.dead_lettered else "nowhere (no failure destination!)"
-                self.line(f"    FAILED after {inv.attempts} attempt(s): {inv.error_type}: {inv.error}")
+                verdict = "failed, as it should," if expect_failure else "FAILED"
+                self.line(f"    {verdict} after {inv.attempts} attempt(s): {inv.error_type}: {inv.error}")
                 self.line(f"    -> {where}")
                 if not expect_failure:
                     self.failures.append(f"{inv.function} failed on {inv.trigger}: {inv.error}")
@@ -54,8 +55,10 @@ class Timeline:
 def describe_result(result: Any) -> list[str]:
     if not isinstance(result, dict):
         return [repr(result)]
-    lines = [f"{'would change' if result.get('dry_run') else 'changed'} {c['group']}: "
-             f"{_days(c['from'])} -> {_days(c['to'])}" for c in result.get("changed", [])]
+    lines = [
+        f"{'would change' if result.get('dry_run') else 'changed'} {c['group']}: {_days(c['from'])} -> {_days(c['to'])}"
+        for c in result.get("changed", [])
+    ]
     lines += [f"gone: {g}" for g in result.get("gone", [])]
     counts = f"unchanged {result.get('unchanged', 0)}, excluded {result.get('excluded', 0)}"
     if result.get("excluded_sample"):
@@ -81,8 +84,10 @@ def run(out: TextIO = sys.stdout, root: Path | None = None) -> int:
             dispatcher.close()
     changed = sum(len(i.result.get("changed", [])) for i in timeline.invocations if i.ok and isinstance(i.result, dict))
     dead = sum(1 for i in timeline.invocations if i.dead_lettered)
-    out.write(f"\nSummary: {len(timeline.invocations)} invocations, {changed} log groups changed, "
-              f"{dead} event(s) dead-lettered, {len(timeline.failures)} failure(s).\n")
+    out.write(
+        f"\nSummary: {len(timeline.invocations)} invocations, {changed} log groups changed, "
+        f"{dead} event(s) dead-lettered, {len(timeline.failures)} failure(s).\n"
+    )
     for failure in timeline.failures:
         out.write(f"  FAIL: {failure}\n")
     out.write(f"Function logs (JSON, as in CloudWatch): {sandbox.workdir / 'functions.log'}\n")
@@ -117,14 +122,14 @@ def _scenario(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline) -> None:
     t.show(dispatcher.drain())
 
     t.step("The same CloudTrail event delivered again (EventBridge delivers at least once)")
-    duplicate = cloudtrail_event("logs", "CreateLogGroup",
-                                 {"logGroupName": f"/aws/containerinsights/{CLUSTER}/application"})
+    duplicate = cloudtrail_event(
+        "logs", "CreateLogGroup", {"logGroupName": f"/aws/containerinsights/{CLUSTER}/application"}
+    )
     shim.put(duplicate)
     shim.put(duplicate)
     runs = dispatcher.drain()
     t.show(runs)
-    t.check(all(i.ok and not i.result["changed"] for i in runs) and len(runs) == 2,
-            "duplicates changed nothing")
+    t.check(all(i.ok and not i.result["changed"] for i in runs) and len(runs) == 2, "duplicates changed nothing")
 
     t.step("Someone removes the retention by hand (DeleteRetentionPolicy): it is put back at once")
     shim.call("logs", "delete_retention_policy", logGroupName=f"/aws/containerinsights/{CLUSTER}/host")
@@ -136,8 +141,10 @@ def _scenario(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline) -> None:
     t.show(runs, expect_failure=True)
     dlq = sandbox.client("sqs").receive_message(QueueUrl=sandbox.refs["DeadLetterQueue"], MaxNumberOfMessages=10)
     records = [json.loads(m["Body"]) for m in dlq.get("Messages", [])]
-    t.check(len(records) == 1 and records[0]["responsePayload"]["errorType"] == "InvalidEvent",
-            "the dead-letter queue holds the event with errorType InvalidEvent")
+    t.check(
+        len(records) == 1 and records[0]["responsePayload"]["errorType"] == "InvalidEvent",
+        "the dead-letter queue holds the event with errorType InvalidEvent",
+    )
 
     t.step("The daily sweep fires (schedule from template.yaml)")
     t.show(dispatcher.fire_schedule("log_retention"))
@@ -164,8 +171,11 @@ def _scenario(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline) -> None:
         "/legacy/audit-trail": NEVER,
         f"/aws/lambda/{STACK}-log-retention": 30,
     }
-    actual = {g["logGroupName"]: g.get("retentionInDays") for page in
-              logs.get_paginator("describe_log_groups").paginate() for g in page["logGroups"]}
+    actual = {
+        g["logGroupName"]: g.get("retentionInDays")
+        for page in logs.get_paginator("describe_log_groups").paginate()
+        for g in page["logGroups"]
+    }
     for name, days in expected.items():
         t.check(actual.get(name, "missing") == days, f"{name:52} {_days(actual.get(name))}")
 

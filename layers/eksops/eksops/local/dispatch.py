@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -22,8 +23,9 @@ MAX_ROUNDS = 50  # continuation chains in the sandbox are short; this only stops
 class LambdaContext:
     """The parts of the Lambda context object handlers and Powertools use."""
 
-    def __init__(self, function_name: str, memory: int, timeout_s: int,
-                 remaining_ms: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self, function_name: str, memory: int, timeout_s: int, remaining_ms: Callable[[], int] | None = None
+    ) -> None:
         self.function_name = function_name
         self.function_version = "$LATEST"
         self.invoked_function_arn = f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
@@ -61,8 +63,13 @@ class Invocation:
 class Dispatcher:
     """Delivers events to handlers with each function's own environment, as the Lambda service would."""
 
-    def __init__(self, sandbox: Sandbox, *, log: TextIO | None = None,
-                 remaining_ms: Callable[[str], Callable[[], int] | None] | None = None) -> None:
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        *,
+        log: TextIO | None = None,
+        remaining_ms: Callable[[str], Callable[[], int] | None] | None = None,
+    ) -> None:
         self.sandbox = sandbox
         self._modules: dict[str, ModuleType] = {}
         self._log = log or open(sandbox.workdir / "functions.log", "a", encoding="utf-8")  # noqa: SIM115
@@ -75,8 +82,9 @@ class Dispatcher:
     def handler(self, fn: FunctionSpec) -> Callable[[Any, Any], Any]:
         """Import the function's module once (its start-up, with its environment), return the handler."""
         if fn.name not in self._modules:
-            with patched_environ(self.sandbox.function_env(fn)), contextlib.redirect_stdout(self._log):
-                self._modules[fn.name] = load_module(fn)
+            env = self.sandbox.function_env(fn)
+            with patched_environ(env), contextlib.redirect_stdout(self._log):
+                self._modules[fn.name] = load_module(fn, env.get("POWERTOOLS_SERVICE_NAME"))
         return getattr(self._modules[fn.name], fn.handler.rsplit(".", 1)[1])  # type: ignore[no-any-return]
 
     def invoke(self, name: str, event: Any, trigger: str, *, retries: int | None = None) -> Invocation:
@@ -87,15 +95,19 @@ class Dispatcher:
         started = time.perf_counter()
         for attempt in range(1, attempts + 1):
             inv.attempts = attempt
-            context = LambdaContext(self.sandbox.function_name(fn), fn.memory, fn.timeout,
-                                    self._remaining_ms(name) if self._remaining_ms else None)
+            context = LambdaContext(
+                self.sandbox.function_name(fn),
+                fn.memory,
+                fn.timeout,
+                self._remaining_ms(name) if self._remaining_ms else None,
+            )
             try:
                 handler = self.handler(fn)
                 with patched_environ(self.sandbox.function_env(fn)), contextlib.redirect_stdout(self._log):
                     inv.result = handler(json.loads(json.dumps(event)), context)
                 inv.error = inv.error_type = None
                 break
-            except Exception as exc:  # noqa: BLE001 - whatever the handler raised is what Lambda records
+            except Exception as exc:
                 inv.error, inv.error_type = str(exc), type(exc).__name__
         inv.duration_ms = (time.perf_counter() - started) * 1000
         if inv.error is not None:
@@ -110,8 +122,12 @@ class Dispatcher:
         record = {  # the shape of a Lambda on-failure destination record
             "version": "1.0",
             "timestamp": datetime.now(UTC).isoformat(),
-            "requestContext": {"requestId": context.aws_request_id, "functionArn": context.invoked_function_arn,
-                               "condition": "RetriesExhausted", "approximateInvokeCount": inv.attempts},
+            "requestContext": {
+                "requestId": context.aws_request_id,
+                "functionArn": context.invoked_function_arn,
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": inv.attempts,
+            },
             "requestPayload": event,
             "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
             "responsePayload": {"errorMessage": inv.error, "errorType": inv.error_type},
@@ -128,9 +144,15 @@ class Dispatcher:
         logical_id, expression = schedules[0]
         rule = f"{self.sandbox.function_name(fn)}-{logical_id}"
         event = {
-            "version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
-            "account": ACCOUNT, "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "region": REGION,
-            "resources": [f"arn:{PARTITION}:events:{REGION}:{ACCOUNT}:rule/{rule}"], "detail": {},
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": ACCOUNT,
+            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": REGION,
+            "resources": [f"arn:{PARTITION}:events:{REGION}:{ACCOUNT}:rule/{rule}"],
+            "detail": {},
         }
         first = self.invoke(name, event, f"schedule {logical_id} {expression}")
         return [first, *self.drain()]
@@ -156,11 +178,23 @@ class Dispatcher:
         raise RuntimeError(f"events were still being delivered after {MAX_ROUNDS} rounds: a loop?")
 
 
-def load_module(fn: FunctionSpec) -> ModuleType:
-    """Import a function's handler module afresh, as a cold start does (under a name of its own)."""
+def load_module(fn: FunctionSpec, service: str | None = None) -> ModuleType:
+    """Import a function's handler module afresh, as a cold start does (under a name of its own).
+
+    A new execution environment has no logging state: Powertools keeps its handler on the stdlib logger
+    named after the service, so that is cleared first and the new Logger writes to the current stdout.
+    """
+    if service:
+        named = logging.getLogger(service)
+        for handler in list(named.handlers):
+            named.removeHandler(handler)
+        for attribute in ("init", "powertools_handler"):
+            if hasattr(named, attribute):
+                delattr(named, attribute)
     module_name = fn.handler.rsplit(".", 1)[0]
-    spec = importlib.util.spec_from_file_location(f"eksops_functions.{fn.name}.{uuid.uuid4().hex[:8]}",
-                                                  fn.code_dir / f"{module_name}.py")
+    spec = importlib.util.spec_from_file_location(
+        f"eksops_functions.{fn.name}.{uuid.uuid4().hex[:8]}", fn.code_dir / f"{module_name}.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -170,13 +204,31 @@ def load_module(fn: FunctionSpec) -> ModuleType:
 def to_lambda_event(body: dict[str, Any]) -> dict[str, Any]:
     """An SQS-delivered body as the Lambda event: EventBridge events as they are, SNS wrapped in Records."""
     if body.get("Type") == "Notification" and "TopicArn" in body:
-        return {"Records": [{
-            "EventSource": "aws:sns", "EventVersion": "1.0",
-            "EventSubscriptionArn": f"{body['TopicArn']}:{uuid.uuid4()}",
-            "Sns": {k: body.get(k) for k in ("Type", "MessageId", "TopicArn", "Subject", "Message", "Timestamp",
-                                              "SignatureVersion", "Signature", "SigningCertUrl", "UnsubscribeUrl",
-                                              "MessageAttributes")},
-        }]}
+        return {
+            "Records": [
+                {
+                    "EventSource": "aws:sns",
+                    "EventVersion": "1.0",
+                    "EventSubscriptionArn": f"{body['TopicArn']}:{uuid.uuid4()}",
+                    "Sns": {
+                        k: body.get(k)
+                        for k in (
+                            "Type",
+                            "MessageId",
+                            "TopicArn",
+                            "Subject",
+                            "Message",
+                            "Timestamp",
+                            "SignatureVersion",
+                            "Signature",
+                            "SigningCertUrl",
+                            "UnsubscribeUrl",
+                            "MessageAttributes",
+                        )
+                    },
+                }
+            ]
+        }
     return body
 
 
@@ -187,7 +239,8 @@ def describe(event: Any) -> str:
         return f"SNS {str(sns.get('TopicArn', '')).rsplit(':', 1)[-1]}: {sns.get('Subject') or ''}".strip()
     if not isinstance(event, dict):
         return type(event).__name__
-    detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
+    raw_detail = event.get("detail")
+    detail: dict[str, Any] = raw_detail if isinstance(raw_detail, dict) else {}
     if event.get("detail-type") == "AWS API Call via CloudTrail":
         params = detail.get("requestParameters") or {}
         subject = next(iter(params.values()), "") if isinstance(params, dict) else ""

@@ -28,9 +28,17 @@ def run(function: str, event_file: str, *, aws: bool, dry_run: bool, params: lis
             follow_ups = dispatcher.drain()  # e.g. a sweep's continuation
         finally:
             dispatcher.close()
-    _print({"function": function, "ok": inv.ok, "result": inv.result, "error": inv.error,
-            "errorType": inv.error_type, "follow_ups": len(follow_ups),
-            "logs": str(sandbox.workdir / "functions.log")})
+    _print(
+        {
+            "function": function,
+            "ok": inv.ok,
+            "result": inv.result,
+            "error": inv.error,
+            "errorType": inv.error_type,
+            "follow_ups": len(follow_ups),
+            "logs": str(sandbox.workdir / "functions.log"),
+        }
+    )
     return 0 if inv.ok and all(i.ok for i in follow_ups) else 1
 
 
@@ -38,8 +46,13 @@ def _on_aws(template: Template, function: str, event: Any, overrides: dict[str, 
     """Run the handler here with your credentials; resources of the stack come from your environment
     (for example REPORTS_TOPIC_ARN from the stack outputs) and are empty otherwise."""
     fn = template.functions[function]
-    resolver = Resolver(template, {**template.parameter_defaults(), **overrides},
-                        ref=lambda _name: "", getatt=lambda _name, _attr: "", stack_name="eksops")
+    resolver = Resolver(
+        template,
+        {**template.parameter_defaults(), **overrides},
+        ref=lambda _name: "",
+        getatt=lambda _name, _attr: "",
+        stack_name="eksops",
+    )
     env = {k: str(v) for k, v in resolver.resolve(fn.environment).items()}
     env = {k: os.environ.get(k, v) for k, v in env.items()}
     if "DryRun" in overrides:
@@ -47,11 +60,11 @@ def _on_aws(template: Template, function: str, event: Any, overrides: dict[str, 
     env.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
     env["AWS_LAMBDA_FUNCTION_NAME"] = f"eksops-local-{function}"
     with patched_environ(env):
-        module = load_module(fn)
+        module = load_module(fn, env.get("POWERTOOLS_SERVICE_NAME"))
         handler = getattr(module, fn.handler.rsplit(".", 1)[1])
         try:
             result = handler(event, LambdaContext(env["AWS_LAMBDA_FUNCTION_NAME"], fn.memory, fn.timeout))
-        except Exception as exc:  # noqa: BLE001 - reported as Lambda would
+        except Exception as exc:
             _print({"function": function, "ok": False, "error": str(exc), "errorType": type(exc).__name__})
             return 1
     _print({"function": function, "ok": True, "result": result})

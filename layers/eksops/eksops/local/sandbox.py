@@ -41,6 +41,8 @@ class Sandbox:
         self.workdir = workdir or template.root / ".sandbox"
         self.endpoint = endpoint  # an already running moto server (tests share one); else one is started
         self._server: Any = None
+        self._session: boto3.session.Session | None = None
+        self._clients: dict[str, Any] = {}
         self._saved_env: dict[str, str | None] = {}
         self.refs: dict[str, Any] = {}
         self.attrs: dict[tuple[str, str], Any] = {}
@@ -91,7 +93,16 @@ class Sandbox:
             self._server = None
 
     def client(self, service: str) -> Any:
-        return boto3.session.Session().client(service, region_name=REGION, endpoint_url=self.endpoint)  # type: ignore[call-overload]
+        """A plain boto3 client on the sandbox (for seeding and checking), one per service."""
+        if service not in self._clients:
+            if self._session is None:
+                self._session = boto3.session.Session(
+                    region_name=REGION,
+                    aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                    aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                )
+            self._clients[service] = self._session.client(service, endpoint_url=self.endpoint)  # type: ignore[call-overload]
+        return self._clients[service]
 
     # -- functions --------------------------------------------------------------------------------------------
 
@@ -104,12 +115,14 @@ class Sandbox:
     def function_env(self, fn: FunctionSpec) -> dict[str, str]:
         """The function's environment as Lambda would set it: template variables plus the runtime's own."""
         env = {k: _env_str(v) for k, v in self.resolver.resolve(fn.environment).items()}
-        env.update({
-            "AWS_LAMBDA_FUNCTION_NAME": self.function_name(fn),
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory),
-            "AWS_REGION": REGION,
-            "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
-        })
+        env.update(
+            {
+                "AWS_LAMBDA_FUNCTION_NAME": self.function_name(fn),
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory),
+                "AWS_REGION": REGION,
+                "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
+            }
+        )
         return env
 
     def function_name(self, fn: FunctionSpec) -> str:
@@ -130,9 +143,17 @@ class Sandbox:
         for logical_id, resource in t.resources.items():
             if not self.resolver.condition_holds(resource):
                 self.notes.append(f"skipped {logical_id}: condition {resource['Condition']} is false")
-        order = ("AWS::SNS::Topic", "AWS::SQS::Queue", "AWS::DynamoDB::Table", "AWS::Serverless::LayerVersion",
-                 "AWS::Logs::LogGroup", "AWS::Serverless::Function", "AWS::SNS::Subscription",
-                 "AWS::SQS::QueuePolicy", "AWS::CloudWatch::Alarm")
+        order = (
+            "AWS::SNS::Topic",
+            "AWS::SQS::Queue",
+            "AWS::DynamoDB::Table",
+            "AWS::Serverless::LayerVersion",
+            "AWS::Logs::LogGroup",
+            "AWS::Serverless::Function",
+            "AWS::SNS::Subscription",
+            "AWS::SQS::QueuePolicy",
+            "AWS::CloudWatch::Alarm",
+        )
         handled = set(order)
         for kind in order:
             for logical_id, resource in t.of_type(kind).items():
@@ -176,8 +197,12 @@ class Sandbox:
         props = self._props(resource)
         name = props.get("TableName") or f"{STACK}-{logical_id}"
         ddb = self.client("dynamodb")
-        ddb.create_table(TableName=name, KeySchema=props["KeySchema"],
-                         AttributeDefinitions=props["AttributeDefinitions"], BillingMode="PAY_PER_REQUEST")
+        ddb.create_table(
+            TableName=name,
+            KeySchema=props["KeySchema"],
+            AttributeDefinitions=props["AttributeDefinitions"],
+            BillingMode="PAY_PER_REQUEST",
+        )
         self.refs[logical_id] = name
         self.attrs[(logical_id, "Arn")] = f"arn:{PARTITION}:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
         self.created.append(f"table {name}")
@@ -205,8 +230,9 @@ class Sandbox:
         events, sns = self.client("events"), self.client("sns")
         for source in fn.events:
             if source.kind == "schedule":
-                self.schedules.setdefault(fn.name, []).append((source.logical_id,
-                                                               str(self.resolver.resolve(source.schedule))))
+                self.schedules.setdefault(fn.name, []).append(
+                    (source.logical_id, str(self.resolver.resolve(source.schedule)))
+                )
                 continue
             url, arn = self._queue(None, f"{STACK}-{fn.name}-{source.logical_id}"[:80])
             self.inboxes[url] = (fn.name, source.logical_id)
@@ -223,8 +249,10 @@ class Sandbox:
 
     def _create_subscription(self, logical_id: str, resource: Mapping[str, Any]) -> None:
         props = self._props(resource)
-        self.notes.append(f"not emulated: {logical_id} ({props.get('Protocol')} subscription to "
-                          f"{str(props.get('TopicArn')).rsplit(':', 1)[-1]})")
+        self.notes.append(
+            f"not emulated: {logical_id} ({props.get('Protocol')} subscription to "
+            f"{str(props.get('TopicArn')).rsplit(':', 1)[-1]})"
+        )
 
     def _create_queuepolicy(self, logical_id: str, resource: Mapping[str, Any]) -> None:
         self.notes.append(f"not enforced: {logical_id} (moto does not evaluate resource policies)")

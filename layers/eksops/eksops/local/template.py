@@ -95,20 +95,24 @@ class Template:
         specs = []
         for logical_id, resource in self.of_type("AWS::Serverless::Function").items():
             props = {**globals_, **resource.get("Properties", {})}
-            env = {**globals_.get("Environment", {}).get("Variables", {}),
-                   **resource.get("Properties", {}).get("Environment", {}).get("Variables", {})}
+            env = {
+                **globals_.get("Environment", {}).get("Variables", {}),
+                **resource.get("Properties", {}).get("Environment", {}).get("Variables", {}),
+            }
             code_dir = (self.root / props["CodeUri"]).resolve()
-            specs.append(FunctionSpec(
-                logical_id=logical_id,
-                name=code_dir.name,
-                code_dir=code_dir,
-                handler=props["Handler"],
-                timeout=int(props.get("Timeout", 3)),
-                memory=int(props.get("MemorySize", 128)),
-                environment=env,
-                events=tuple(_event_sources(props.get("Events", {}))),
-                properties=props,
-            ))
+            specs.append(
+                FunctionSpec(
+                    logical_id=logical_id,
+                    name=code_dir.name,
+                    code_dir=code_dir,
+                    handler=props["Handler"],
+                    timeout=int(props.get("Timeout", 3)),
+                    memory=int(props.get("MemorySize", 128)),
+                    environment=env,
+                    events=tuple(_event_sources(props.get("Events", {}))),
+                    properties=props,
+                )
+            )
         return specs
 
 
@@ -119,8 +123,9 @@ def _event_sources(events: Mapping[str, Any]) -> list[EventSource]:
         if kind == "EventBridgeRule":
             sources.append(EventSource(logical_id, "eventbridge", pattern=props["Pattern"]))
         elif kind in {"Schedule", "ScheduleV2"}:
-            sources.append(EventSource(logical_id, "schedule", schedule=props.get("Schedule")
-                                       or props.get("ScheduleExpression")))
+            sources.append(
+                EventSource(logical_id, "schedule", schedule=props.get("Schedule") or props.get("ScheduleExpression"))
+            )
         elif kind == "SNS":
             sources.append(EventSource(logical_id, "sns", topic=props["Topic"]))
         else:
@@ -145,8 +150,14 @@ class Resolver:
         self.parameters = dict(parameters)
         self._resource_ref = ref
         self._resource_getatt = getatt
-        self.pseudo = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": PARTITION,
-                       "AWS::StackName": stack_name, "AWS::URLSuffix": "amazonaws.com", "AWS::NoValue": NO_VALUE}
+        self.pseudo = {
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::Partition": PARTITION,
+            "AWS::StackName": stack_name,
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::NoValue": NO_VALUE,
+        }
         self._intrinsics: dict[str, Callable[[Any], Any]] = {
             "Ref": self.name,
             "Condition": self.condition,
@@ -164,7 +175,7 @@ class Resolver:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref" or key.startswith("Fn::"):
                 if key not in self._intrinsics:
                     raise ValueError(f"intrinsic {key} is not supported by the sandbox")

@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from eksops.aws import RateLimiter, error_code
 from eksops.config import CommonConfig
 from eksops.errors import InvalidEvent, PartialFailure, UnsupportedEvent
-from eksops.events import AnyEvent, CloudTrailCall, Continuation, ScheduledRun
+from eksops.events import AnyEvent, CloudTrailCall, ScheduledRun
 from eksops.logs.retention_config import SKIP_TAG_KEY, SKIP_TAG_VALUE, RetentionConfig, decide
 from eksops.notify import Message, Publisher, Severity
 from eksops.sweeps import Continuer, Deadline
@@ -22,7 +22,6 @@ from eksops.sweeps import Continuer, Deadline
 FUNCTION = "log_retention"
 EVENT_NAMES = frozenset({"CreateLogGroup", "DeleteRetentionPolicy"})
 PAGE_SIZE = 50  # DescribeLogGroups maximum
-PUT_RATE = 5.0  # PutRetentionPolicy quota, requests per second per account and region
 DESCRIBE_RATE = 10.0  # DescribeLogGroups quota
 EXCLUDED_SAMPLE = 20
 _NAME = re.compile(r"^[.\-_/#A-Za-z0-9]{1,512}$")
@@ -39,8 +38,9 @@ class LogGroup:
 
     @classmethod
     def from_api(cls, item: Mapping[str, Any]) -> LogGroup:
-        return cls(item["logGroupName"], item.get("retentionInDays"), item.get("logGroupClass"),
-                   item.get("logGroupArn"))
+        return cls(
+            item["logGroupName"], item.get("retentionInDays"), item.get("logGroupClass"), item.get("logGroupArn")
+        )
 
     def to_checkpoint(self) -> list[Any]:
         return [self.name, self.retention, self.group_class]
@@ -77,8 +77,13 @@ class Summary:
             raise PartialFailure(f"{len(self.errors)} log group(s) failed; see the report", self.errors)
 
     def counts(self) -> dict[str, int]:
-        return {"changed": len(self.changed), "unchanged": self.unchanged, "excluded": self.excluded,
-                "gone": len(self.gone), "errors": len(self.errors)}
+        return {
+            "changed": len(self.changed),
+            "unchanged": self.unchanged,
+            "excluded": self.excluded,
+            "gone": len(self.gone),
+            "errors": len(self.errors),
+        }
 
 
 class RetentionService:
@@ -102,7 +107,7 @@ class RetentionService:
         self._tagging = tagging
         self._publisher = publisher
         self._continuer = continuer
-        self._put_limiter = put_limiter or RateLimiter(PUT_RATE)
+        self._put_limiter = put_limiter or RateLimiter(cfg.put_rate)
         self._describe_limiter = describe_limiter or RateLimiter(DESCRIBE_RATE)
         self._account = ""
 
@@ -192,10 +197,14 @@ class RetentionService:
         pending_raw = checkpoint.get("pending", [])
         token = checkpoint.get("next_token")
         started = checkpoint.get("started", True)
-        if not isinstance(pending_raw, list) or (token is not None and not isinstance(token, str)) \
-                or not isinstance(started, bool):
-            raise InvalidEvent("pending must be a list, next_token a string or null, started a boolean",
-                               field="detail.checkpoint")
+        if (
+            not isinstance(pending_raw, list)
+            or (token is not None and not isinstance(token, str))
+            or not isinstance(started, bool)
+        ):
+            raise InvalidEvent(
+                "pending must be a list, next_token a string or null, started a boolean", field="detail.checkpoint"
+            )
         return [LogGroup.from_checkpoint(p) for p in pending_raw], token, started
 
     def _page(self, token: str | None) -> dict[str, Any]:
@@ -210,8 +219,9 @@ class RetentionService:
         names: set[str] = set()
         paginator = self._tagging.get_paginator("get_resources")
         # Resource type "logs" (the service), which covers log groups in AWS and in moto alike.
-        for page in paginator.paginate(ResourceTypeFilters=["logs"],
-                                       TagFilters=[{"Key": SKIP_TAG_KEY, "Values": [SKIP_TAG_VALUE]}]):
+        for page in paginator.paginate(
+            ResourceTypeFilters=["logs"], TagFilters=[{"Key": SKIP_TAG_KEY, "Values": [SKIP_TAG_VALUE]}]
+        ):
             for item in page.get("ResourceTagMappingList", []):
                 arn = item["ResourceARN"]
                 if ":log-group:" in arn:
@@ -229,8 +239,7 @@ class RetentionService:
     # -- one group --------------------------------------------------------------------------------------------
 
     def _enforce(self, group: LogGroup, tagged_skip: bool, summary: Summary) -> None:
-        decision = decide(self.cfg, group.name, group.retention, tagged_skip=tagged_skip,
-                          group_class=group.group_class)
+        decision = decide(self.cfg, group.name, group.retention, tagged_skip=tagged_skip, group_class=group.group_class)
         if decision.reason in {"excluded", "tagged-skip", "delivery-class"}:
             summary.excluded += 1
             if len(summary.excluded_sample) < EXCLUDED_SAMPLE:
@@ -267,17 +276,19 @@ class RetentionService:
         lines = tuple(f"{c['group']}: {_days(c['from'])} -> {_days(c['to'])}" for c in summary.changed)
         lines += tuple(f"ERROR {e['group']}: {e['code']}" for e in summary.errors)
         part = f" (sweep {summary.run_id[:8]} part {summary.part})" if summary.run_id else ""
-        self._publisher.report(Message(
-            kind="retention.changes",
-            severity=Severity.WARNING if summary.errors else Severity.INFO,
-            title=f"Log retention: {verb} {len(summary.changed)} log group(s){part}",
-            summary=f"{verb} {len(summary.changed)}, unchanged {summary.unchanged}, excluded {summary.excluded}, "
-                    f"errors {len(summary.errors)}; mode {summary.mode}{', dry run' if summary.dry_run else ''}.",
-            details=summary.as_dict(),
-            account=self._account or None,
-            region=self._logs.meta.region_name,
-            lines=lines,
-        ))
+        self._publisher.report(
+            Message(
+                kind="retention.changes",
+                severity=Severity.WARNING if summary.errors else Severity.INFO,
+                title=f"Log retention: {verb} {len(summary.changed)} log group(s){part}",
+                summary=f"{verb} {len(summary.changed)}, unchanged {summary.unchanged}, excluded {summary.excluded}, "
+                f"errors {len(summary.errors)}; mode {summary.mode}{', dry run' if summary.dry_run else ''}.",
+                details=summary.as_dict(),
+                account=self._account or None,
+                region=self._logs.meta.region_name,
+                lines=lines,
+            )
+        )
 
 
 def _days(value: int | None) -> str:

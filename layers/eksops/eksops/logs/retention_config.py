@@ -15,10 +15,12 @@ RETENTION_RULES = "RETENTION_RULES"
 RETENTION_DEFAULT_DAYS = "RETENTION_DEFAULT_DAYS"
 RETENTION_MODE = "RETENTION_MODE"
 RETENTION_EXCLUDE = "RETENTION_EXCLUDE"
+RETENTION_PUT_RATE = "RETENTION_PUT_RATE"
+
+DEFAULT_PUT_RATE = 5  # PutRetentionPolicy quota, requests per second per account and region
 
 # The only values PutRetentionPolicy accepts (CloudWatch Logs API reference, type Days).
-VALID_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
-              3288, 3653)
+VALID_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
 
 SKIP_TAG_KEY = "eksops:retention"
 SKIP_TAG_VALUE = "skip"
@@ -53,6 +55,7 @@ class RetentionConfig:
     default_days: int | None
     mode: Mode
     exclude: tuple[str, ...]
+    put_rate: int = DEFAULT_PUT_RATE
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RetentionConfig:
@@ -62,9 +65,18 @@ class RetentionConfig:
         return cls(
             rules=_parse_rules(config.parse_json(RETENTION_RULES, raw_rules)),
             default_days=_parse_days(RETENTION_DEFAULT_DAYS, raw_default) if raw_default else None,
-            mode=Mode(config.parse_choice(RETENTION_MODE, config.read(RETENTION_MODE, environ) or "missing",
-                                          [m.value for m in Mode])),
+            mode=Mode(
+                config.parse_choice(
+                    RETENTION_MODE, config.read(RETENTION_MODE, environ) or "missing", [m.value for m in Mode]
+                )
+            ),
             exclude=_parse_globs(RETENTION_EXCLUDE, config.parse_json(RETENTION_EXCLUDE, raw_exclude)),
+            put_rate=config.parse_int(
+                RETENTION_PUT_RATE,
+                config.read(RETENTION_PUT_RATE, environ) or str(DEFAULT_PUT_RATE),
+                minimum=1,
+                maximum=100,
+            ),
         )
 
     def target(self, name: str) -> int | None:
@@ -97,8 +109,9 @@ def _parse_rules(raw: Any) -> tuple[RetentionRule, ...]:
     for index, item in enumerate(raw):
         where = f"{RETENTION_RULES}[{index}]"
         if not isinstance(item, dict) or set(item) != {"pattern", "days"}:
-            raise ConfigError(RETENTION_RULES, f'item {index} must be {{"pattern": "<glob>", "days": <n>}}, '
-                                               f"got {item!r}")
+            raise ConfigError(
+                RETENTION_RULES, f'item {index} must be {{"pattern": "<glob>", "days": <n>}}, got {item!r}'
+            )
         pattern = item["pattern"]
         if not isinstance(pattern, str) or not pattern:
             raise ConfigError(where, "pattern must be a non-empty string")

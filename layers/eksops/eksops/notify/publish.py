@@ -51,8 +51,9 @@ class Message:
 
     def email(self) -> str:
         parts = [self.title, "", self.summary]
-        where = ", ".join(f"{k}: {v}" for k, v in (("cluster", self.cluster), ("account", self.account),
-                                                     ("region", self.region)) if v)
+        where = ", ".join(
+            f"{k}: {v}" for k, v in (("cluster", self.cluster), ("account", self.account), ("region", self.region)) if v
+        )
         if where:
             parts += ["", where]
         if self.lines:

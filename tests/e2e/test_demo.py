@@ -1,0 +1,28 @@
+"""`make demo` end to end: the demo's own checks pass and the timeline says what happened."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from eksops.local import demo
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.e2e
+def test_demo_runs_end_to_end_and_exits_zero(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    out = io.StringIO()
+    code = demo.run(out=out, root=ROOT)
+    text = out.getvalue()
+    assert code == 0, text
+    assert "changed /aws/containerinsights/demo/application: never expire -> 30 days" in text
+    assert "changed /aws/containerinsights/demo/performance: never expire -> 7 days" in text
+    assert "ok   duplicates changed nothing" in text
+    assert "ok   second sweep changed nothing" in text
+    assert "ok   the dead-letter queue holds the event with errorType InvalidEvent" in text
+    assert "FAIL" not in text.replace("failed, as it should,", "")
+    assert "0 failure(s)" in text

@@ -1,0 +1,255 @@
+"""RetentionService against the moto server over HTTP: event path, sweep, checkpoints, throttling."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from eksops.aws import RateLimiter, client
+from eksops.config import CommonConfig
+from eksops.errors import InvalidEvent, PartialFailure, UnsupportedEvent
+from eksops.events import CloudTrailCall, ScheduledRun, parse_eventbridge
+from eksops.local.cloudtrail import cloudtrail_event
+from eksops.logs import RetentionConfig, RetentionService
+from eksops.notify import Publisher
+from eksops.sweeps import Deadline
+
+from tests.integration.conftest import CallCounter, FaultProxy
+
+FOREVER = Deadline(lambda: 900_000)
+
+
+class RecordingContinuer:
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def continue_sweep(self, *, run_id: str, part: int, checkpoint: Any) -> None:
+        self.calls.append({"run_id": run_id, "part": part, "checkpoint": json.loads(json.dumps(checkpoint))})
+
+
+@pytest.fixture
+def inbox(aws: str) -> tuple[str, str]:
+    """A reports topic with an SQS subscription to read what was published."""
+    topic = client("sns").create_topic(Name="reports")["TopicArn"]
+    url = client("sqs").create_queue(QueueName="reports-inbox")["QueueUrl"]
+    arn = client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    client("sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+    return topic, url
+
+
+def received(url: str) -> list[dict[str, Any]]:
+    messages = client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    return [json.loads(m["Body"]) for m in messages]
+
+
+def make_service(
+    env: dict[str, str] | None = None,
+    *,
+    reports: str | None = None,
+    dry_run: bool = False,
+    counter: CallCounter | None = None,
+) -> tuple[RetentionService, RecordingContinuer]:
+    logs = client("logs")
+    if counter:
+        counter.attach(logs)
+    continuer = RecordingContinuer()
+    service = RetentionService(
+        RetentionConfig.from_env(env or {"RETENTION_DEFAULT_DAYS": "365"}),
+        CommonConfig.from_env(
+            {"DRY_RUN": "true" if dry_run else "false", **({"REPORTS_TOPIC_ARN": reports} if reports else {})}
+        ),
+        logs=logs,
+        tagging=client("resourcegroupstaggingapi"),
+        publisher=Publisher(client("sns"), alerts_topic_arn=None, reports_topic_arn=reports),
+        continuer=continuer,  # type: ignore[arg-type]
+        put_limiter=RateLimiter(1000),
+        describe_limiter=RateLimiter(1000),
+    )
+    return service, continuer
+
+
+def created(name: str) -> CloudTrailCall:
+    event = parse_eventbridge(cloudtrail_event("logs", "CreateLogGroup", {"logGroupName": name}))
+    assert isinstance(event, CloudTrailCall)
+    return event
+
+
+def retention(name: str) -> int | None:
+    groups = client("logs").describe_log_groups(logGroupNamePrefix=name)["logGroups"]
+    return next(g.get("retentionInDays") for g in groups if g["logGroupName"] == name)
+
+
+def seed(groups: dict[str, int | None], tags: dict[str, dict[str, str]] | None = None) -> None:
+    logs = client("logs")
+    for name, days in groups.items():
+        logs.create_log_group(logGroupName=name, **({"tags": tags[name]} if tags and name in tags else {}))
+        if days:
+            logs.put_retention_policy(logGroupName=name, retentionInDays=days)
+
+
+def test_event_sets_retention_then_a_duplicate_changes_nothing(
+    aws: str, counter: CallCounter, inbox: tuple[str, str]
+) -> None:
+    name = "/aws/containerinsights/prod/application"
+    seed({name: None})
+    service, _ = make_service(reports=inbox[0], counter=counter)
+    first = service.handle(created(name), FOREVER)
+    assert first.changed == [{"group": name, "from": None, "to": 30}]
+    assert retention(name) == 30
+    second = service.handle(created(name), FOREVER)
+    assert second.changed == [] and second.unchanged == 1
+    assert counter.puts == {name: 1}
+    reports = received(inbox[1])
+    assert len(reports) == 1  # only the change was reported
+    envelope = json.loads(reports[0]["Message"])
+    assert envelope["kind"] == "retention.changes" and envelope["details"]["changed"][0]["to"] == 30
+    assert reports[0]["MessageAttributes"]["severity"]["Value"] == "info"
+
+
+def test_skip_tag_and_exclude_glob_are_respected(aws: str, counter: CallCounter) -> None:
+    seed({"/legacy/audit": None, "/compliance/trail": None}, tags={"/legacy/audit": {"eksops:retention": "skip"}})
+    service, _ = make_service(
+        {"RETENTION_DEFAULT_DAYS": "365", "RETENTION_EXCLUDE": '["/compliance/*"]'}, counter=counter
+    )
+    for name in ("/legacy/audit", "/compliance/trail"):
+        summary = service.handle(created(name), FOREVER)
+        assert summary.excluded == 1 and summary.changed == []
+        assert retention(name) is None
+    swept = service.handle(ScheduledRun(id="run", rule="r"), FOREVER)
+    assert swept.excluded == 2 and swept.changed == []
+    assert counter.puts == {}
+
+
+def test_a_group_already_gone_is_a_logged_no_op(aws: str, counter: CallCounter) -> None:
+    service, _ = make_service(counter=counter)
+    summary = service.handle(created("/aws/lambda/deleted-already"), FOREVER)
+    assert summary.gone == ["/aws/lambda/deleted-already"] and summary.changed == []
+    assert counter.puts == {}
+
+
+def test_prefix_sibling_is_not_mistaken_for_the_group(aws: str) -> None:
+    seed({"/app/api-v2": None})
+    service, _ = make_service()
+    summary = service.handle(created("/app/api"), FOREVER)
+    assert summary.gone == ["/app/api"]
+    assert retention("/app/api-v2") is None
+
+
+def test_dry_run_reports_and_changes_nothing(aws: str, counter: CallCounter, inbox: tuple[str, str]) -> None:
+    seed({"/aws/containerinsights/prod/host": None, "/app/x": None})
+    service, _ = make_service(reports=inbox[0], dry_run=True, counter=counter)
+    summary = service.handle(ScheduledRun(id="run", rule="r"), FOREVER)
+    assert {c["group"] for c in summary.changed} == {"/aws/containerinsights/prod/host", "/app/x"}
+    assert summary.dry_run
+    assert retention("/aws/containerinsights/prod/host") is None and retention("/app/x") is None
+    assert counter.puts == {}
+    report = received(inbox[1])[0]
+    assert "would change 2" in report["Subject"]
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("missing", 3653), ("cap", 365), ("exact", 365)])
+def test_modes(aws: str, mode: str, expected: int) -> None:
+    seed({"/app/long": 3653, "/app/short": 7})
+    service, _ = make_service({"RETENTION_DEFAULT_DAYS": "365", "RETENTION_MODE": mode})
+    service.handle(ScheduledRun(id="run", rule="r"), FOREVER)
+    assert retention("/app/long") == expected
+    assert retention("/app/short") == (365 if mode == "exact" else 7)
+
+
+def test_sweep_pages_and_calls_only_for_non_compliant_groups(aws: str, counter: CallCounter) -> None:
+    groups: dict[str, int | None] = {f"/app/svc-{i:03}": (None if i % 3 else 365) for i in range(130)}
+    seed(groups)
+    non_compliant = {name for name, days in groups.items() if days is None}
+    service, continuer = make_service(counter=counter)
+    summary = service.handle(ScheduledRun(id="run", rule="r"), FOREVER)
+    assert len(summary.changed) == len(non_compliant)
+    assert summary.unchanged == len(groups) - len(non_compliant)
+    assert set(counter.puts) == non_compliant and set(counter.puts.values()) == {1}
+    assert counter.sends["DescribeLogGroups"] == 3  # 130 groups, 50 per page
+    assert continuer.calls == []
+    assert all(retention(name) is not None for name in groups)
+
+
+def test_checkpoint_and_continue_skips_none_and_repeats_none(aws: str, counter: CallCounter) -> None:
+    groups: dict[str, int | None] = {f"/app/svc-{i:03}": None for i in range(137)}
+    seed(groups)
+    service, continuer = make_service(counter=counter)
+    budget = {"checks": 0}
+
+    def remaining() -> int:  # the time runs low every 23 checks: checkpoints land mid-page
+        budget["checks"] += 1
+        return 900_000 if budget["checks"] % 23 else 1_000
+
+    summary = service.handle(ScheduledRun(id="run-1", rule="r"), Deadline(remaining))
+    parts = [summary]
+    while continuer.calls:
+        call = continuer.calls.pop()
+        assert call["run_id"] == "run-1" and call["part"] == parts[-1].part + 1  # type: ignore[operator]
+        parts.append(
+            service.sweep(
+                run_id=call["run_id"], part=call["part"], checkpoint=call["checkpoint"], deadline=Deadline(remaining)
+            )
+        )
+        assert len(parts) < 50
+    assert len(parts) > 5
+    assert counter.puts == {name: 1 for name in groups}
+    assert sum(len(p.changed) for p in parts) == len(groups)
+    assert counter.sends["DescribeLogGroups"] == 3  # a continuation never re-reads a page
+
+
+def test_throttling_is_retried_with_backoff(fault_proxy: FaultProxy) -> None:
+    seed({"/app/a": None})
+    fault_proxy.fail("PutRetentionPolicy", times=2)
+    service, _ = make_service()
+    summary = service.handle(created("/app/a"), FOREVER)
+    assert summary.changed and retention("/app/a") == 365
+    assert fault_proxy.seen.count("Logs_20140328.PutRetentionPolicy") == 3
+
+
+def test_one_failing_group_does_not_stop_the_sweep(fault_proxy: FaultProxy) -> None:
+    seed({"/app/a": None, "/app/b": None, "/app/c": None})
+    fault_proxy.fail("PutRetentionPolicy", times=1, code="AccessDeniedException", body_contains="/app/b")
+    service, _ = make_service()
+    summary = service.handle(ScheduledRun(id="run", rule="r"), FOREVER)
+    assert {c["group"] for c in summary.changed} == {"/app/a", "/app/c"}
+    assert summary.errors[0]["group"] == "/app/b" and summary.errors[0]["code"] == "AccessDeniedException"
+    with pytest.raises(PartialFailure) as info:
+        summary.raise_for_errors()
+    assert info.value.errors == summary.errors
+    again = service.handle(ScheduledRun(id="run2", rule="r"), FOREVER)  # the retry converges
+    assert [c["group"] for c in again.changed] == ["/app/b"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "error"),
+    [
+        (lambda d: d.update(requestParameters={}), InvalidEvent),
+        (lambda d: d.update(requestParameters={"logGroupName": "bad name with spaces"}), InvalidEvent),
+        (lambda d: d.update(requestParameters={"logGroupName": 42}), InvalidEvent),
+        (lambda d: d.update(eventName="PutMetricFilter"), UnsupportedEvent),
+    ],
+)
+def test_bad_events_change_nothing(
+    aws: str, counter: CallCounter, mutate: Callable[[dict[str, Any]], None], error: type[Exception]
+) -> None:
+    seed({"/app/a": None})
+    event = cloudtrail_event("logs", "CreateLogGroup", {"logGroupName": "/app/a"})
+    mutate(event["detail"])
+    service, _ = make_service(counter=counter)
+    with pytest.raises(error):
+        service.handle(parse_eventbridge(event), FOREVER)
+    assert counter.puts == {} and retention("/app/a") is None
+
+
+def test_failed_api_call_event_is_a_no_op(aws: str, counter: CallCounter) -> None:
+    seed({"/app/a": None})
+    event = parse_eventbridge(
+        cloudtrail_event(
+            "logs", "CreateLogGroup", {"logGroupName": "/app/a"}, error_code="ResourceAlreadyExistsException"
+        )
+    )
+    service, _ = make_service(counter=counter)
+    assert service.handle(event, FOREVER).changed == []
+    assert counter.puts == {}

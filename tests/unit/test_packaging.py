@@ -1,0 +1,44 @@
+"""The layer ships what the code needs, and nothing heavy is imported at a handler's cold start."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAVY = ["kubernetes", "dulwich", "moto", "yaml", "eksops.local", "werkzeug", "flask"]
+
+
+def _requirements() -> set[str]:
+    lines = (ROOT / "layers/eksops/requirements.txt").read_text().splitlines()
+    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+
+
+def test_layer_requirements_match_the_package_dependencies() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert _requirements() == set(project["dependencies"])
+
+
+def test_layer_requirements_are_pinned_or_floored() -> None:
+    for requirement in _requirements():
+        assert re.search(r"(==|>=)", requirement), requirement
+
+
+def test_handlers_import_no_heavy_library_at_cold_start() -> None:
+    code = f"""
+import importlib.util, json, os, sys
+os.environ.update(AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x",
+                  POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_SERVICE_NAME="t")
+loaded = {{}}
+for app in sorted((__import__("pathlib").Path({str(ROOT)!r}) / "functions").glob("*/app.py")):
+    spec = importlib.util.spec_from_file_location("fn_" + app.parent.name, app)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+print(json.dumps(sorted(m for m in sys.modules if any(m == h or m.startswith(h + ".") for h in {HEAVY!r}))))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
