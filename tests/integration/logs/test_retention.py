@@ -7,15 +7,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from eksops.aws import RateLimiter, client
 from eksops.config import CommonConfig
 from eksops.errors import InvalidEvent, PartialFailure, UnsupportedEvent
-from eksops.events import CloudTrailCall, ScheduledRun, parse_eventbridge
+from eksops.events import CloudTrailCall, Continuation, ScheduledRun, parse_eventbridge
 from eksops.local.cloudtrail import cloudtrail_event
 from eksops.logs import RetentionConfig, RetentionService
 from eksops.notify import Publisher
 from eksops.sweeps import Deadline
-
 from tests.integration.conftest import CallCounter, FaultProxy
 
 FOREVER = Deadline(lambda: 900_000)
@@ -187,11 +187,10 @@ def test_checkpoint_and_continue_skips_none_and_repeats_none(aws: str, counter: 
     while continuer.calls:
         call = continuer.calls.pop()
         assert call["run_id"] == "run-1" and call["part"] == parts[-1].part + 1  # type: ignore[operator]
-        parts.append(
-            service.sweep(
-                run_id=call["run_id"], part=call["part"], checkpoint=call["checkpoint"], deadline=Deadline(remaining)
-            )
+        event = Continuation(
+            id="c", function="log_retention", run_id=call["run_id"], part=call["part"], checkpoint=call["checkpoint"]
         )
+        parts.append(service.handle(event, Deadline(remaining)))
         assert len(parts) < 50
     assert len(parts) > 5
     assert counter.puts == {name: 1 for name in groups}
@@ -253,3 +252,42 @@ def test_failed_api_call_event_is_a_no_op(aws: str, counter: CallCounter) -> Non
     service, _ = make_service(counter=counter)
     assert service.handle(event, FOREVER).changed == []
     assert counter.puts == {}
+
+
+def test_a_failure_in_an_early_part_fails_the_last_part_not_the_chain(fault_proxy: FaultProxy) -> None:
+    seed({f"/app/svc-{i:02}": None for i in range(60)})
+    fault_proxy.fail("PutRetentionPolicy", times=1, code="AccessDeniedException", body_contains="/app/svc-03")
+    service, continuer = make_service()
+    looks = {"n": 0}
+
+    def remaining() -> int:
+        looks["n"] += 1
+        return 900_000 if looks["n"] % 20 else 1_000
+
+    first = service.handle(ScheduledRun(id="run", rule="r"), Deadline(remaining))
+    assert first.errors and first.continued
+    first.raise_for_errors()  # a part that continued never fails: its retry would start a second chain
+    last = first
+    while continuer.calls:
+        call = continuer.calls.pop()
+        last = service.handle(
+            Continuation(
+                id="c", function="log_retention", run_id="run", part=call["part"], checkpoint=call["checkpoint"]
+            ),
+            Deadline(remaining),
+        )
+        if last.continued:
+            last.raise_for_errors()
+    assert last.earlier_errors == 1 and not last.continued
+    with pytest.raises(PartialFailure):
+        last.raise_for_errors()
+
+
+def test_reports_stay_under_the_sns_size_limit(aws: str, inbox: tuple[str, str]) -> None:
+    seed({f"/aws/lambda/a-very-long-function-name-for-size-{i:04}": None for i in range(400)})
+    service, _ = make_service(reports=inbox[0])
+    summary = service.handle(ScheduledRun(id="run", rule="r"), FOREVER)
+    assert len(summary.changed) == 400
+    [report] = received(inbox[1])
+    details = json.loads(report["Message"])["details"]
+    assert details["changed_count"] == 400 and len(details["changed"]) == 100

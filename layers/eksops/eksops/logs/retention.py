@@ -24,6 +24,7 @@ EVENT_NAMES = frozenset({"CreateLogGroup", "DeleteRetentionPolicy"})
 PAGE_SIZE = 50  # DescribeLogGroups maximum
 DESCRIBE_RATE = 10.0  # DescribeLogGroups quota
 EXCLUDED_SAMPLE = 20
+REPORT_ITEMS = 100  # per list in a report; about 90 bytes each, far under SNS's 256 KB
 _NAME = re.compile(r"^[.\-_/#A-Za-z0-9]{1,512}$")
 
 log = logging.getLogger(__name__)
@@ -67,14 +68,32 @@ class Summary:
     run_id: str | None = None
     part: int | None = None
     continued: bool = False
+    earlier_errors: int = 0  # failures in earlier parts of the same sweep
+    checkpoint: dict[str, Any] | None = field(default=None, repr=False)  # where the next part starts
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        return {k: v for k, v in self.__dict__.items() if v is not None and k != "checkpoint"}
+
+    def report_details(self) -> dict[str, Any]:
+        """as_dict() with the lists cut to REPORT_ITEMS, so a report always fits SNS's 256 KB."""
+        details = self.as_dict()
+        for key in ("changed", "gone", "errors"):
+            items = details.get(key, [])
+            details[f"{key}_count"] = len(items)
+            details[key] = items[:REPORT_ITEMS]
+        return details
 
     def raise_for_errors(self) -> None:
-        """Fail the invocation when any group failed, after the work and the report are done."""
-        if self.errors:
-            raise PartialFailure(f"{len(self.errors)} log group(s) failed; see the report", self.errors)
+        """Fail the invocation when groups failed, after the work and the report are done.
+
+        A sweep part that continued does not fail: a retry of it would fork a second chain. Its failures travel
+        in the checkpoint and the last part fails for the whole sweep.
+        """
+        if self.continued:
+            return
+        if self.errors or self.earlier_errors:
+            total = len(self.errors) + self.earlier_errors
+            raise PartialFailure(f"{total} log group(s) failed; see the report(s)", self.errors)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -125,6 +144,11 @@ class RetentionService:
                 raise UnsupportedEvent(f"continuation for {event.function!r} reached {FUNCTION}")
             summary = self.sweep(run_id=event.run_id, part=event.part, checkpoint=event.checkpoint, deadline=deadline)
         self._report(summary)
+        # Continue last: if anything before failed, the retry redoes this part and no second chain starts.
+        if summary.checkpoint is not None:
+            assert summary.run_id is not None and summary.part is not None
+            self._continuer.continue_sweep(run_id=summary.run_id, part=summary.part + 1, checkpoint=summary.checkpoint)
+            summary.continued = True
         return summary
 
     # -- event path -------------------------------------------------------------------------------------------
@@ -174,6 +198,7 @@ class RetentionService:
         summary = self._summary()
         summary.run_id, summary.part = run_id, part
         pending, token, started = self._resume(checkpoint)
+        summary.earlier_errors = int((checkpoint or {}).get("errors", 0))
         skip = self._skip_tagged_names()
         while True:
             while pending:
@@ -215,12 +240,15 @@ class RetentionService:
         return self._logs.describe_log_groups(**kwargs)  # type: ignore[no-any-return]
 
     def _skip_tagged_names(self) -> set[str]:
-        """Names of log groups tagged eksops:retention=skip, from the tagging API (one call per 100 groups)."""
+        """Names of log groups tagged eksops:retention=skip, from the tagging API (one call per 100 tagged groups,
+        once per invocation)."""
         names: set[str] = set()
         paginator = self._tagging.get_paginator("get_resources")
         # Resource type "logs" (the service), which covers log groups in AWS and in moto alike.
         for page in paginator.paginate(
-            ResourceTypeFilters=["logs"], TagFilters=[{"Key": SKIP_TAG_KEY, "Values": [SKIP_TAG_VALUE]}]
+            ResourceTypeFilters=["logs"],
+            TagFilters=[{"Key": SKIP_TAG_KEY, "Values": [SKIP_TAG_VALUE]}],
+            ResourcesPerPage=100,
         ):
             for item in page.get("ResourceTagMappingList", []):
                 arn = item["ResourceARN"]
@@ -230,9 +258,12 @@ class RetentionService:
 
     def _checkpoint(self, summary: Summary, pending: list[LogGroup], token: str | None, started: bool) -> Summary:
         assert summary.run_id is not None and summary.part is not None
-        state = {"pending": [g.to_checkpoint() for g in pending], "next_token": token, "started": started}
-        self._continuer.continue_sweep(run_id=summary.run_id, part=summary.part + 1, checkpoint=state)
-        summary.continued = True
+        summary.checkpoint = {
+            "pending": [g.to_checkpoint() for g in pending],
+            "next_token": token,
+            "started": started,
+            "errors": summary.earlier_errors + len(summary.errors),
+        }
         log.info("sweep %s part %d checkpointed with %d pending", summary.run_id, summary.part, len(pending))
         return summary
 
@@ -283,7 +314,7 @@ class RetentionService:
                 title=f"Log retention: {verb} {len(summary.changed)} log group(s){part}",
                 summary=f"{verb} {len(summary.changed)}, unchanged {summary.unchanged}, excluded {summary.excluded}, "
                 f"errors {len(summary.errors)}; mode {summary.mode}{', dry run' if summary.dry_run else ''}.",
-                details=summary.as_dict(),
+                details=summary.report_details(),
                 account=self._account or None,
                 region=self._logs.meta.region_name,
                 lines=lines,
