@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from eksops.logs import Mode, RetentionConfig, RetentionRule, decide
-from eksops.logs.retention_config import VALID_DAYS
 from hypothesis import given
 from hypothesis import strategies as st
+
+from eksops.logs import Mode, RetentionConfig, RetentionRule, decide
+from eksops.logs.retention_config import VALID_DAYS
 
 
 def config(mode: Mode, default: int | None = 30) -> RetentionConfig:

@@ -1,0 +1,46 @@
+"""error_alarms: an error metric filter, alarm, dashboard and saved queries for each cluster's application logs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from eksops.aws import client
+from eksops.config import CommonConfig
+from eksops.events import parse_eventbridge
+from eksops.logs import ErrorAlarmsConfig, ErrorAlarmsService
+from eksops.notify import Publisher
+from eksops.observability import account_of, log_failures, record
+from eksops.sweeps import Deadline
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+# Configuration is validated here, at start-up: a bad value fails the cold start naming the variable.
+common = CommonConfig.from_env()
+service = ErrorAlarmsService(
+    ErrorAlarmsConfig.from_env(),
+    common,
+    logs=client("logs"),
+    cloudwatch=client("cloudwatch"),
+    publisher=Publisher(
+        client("sns"), alerts_topic_arn=common.alerts_topic_arn, reports_topic_arn=common.reports_topic_arn
+    ),
+)
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@log_failures(logger, metrics)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    summary = service.handle(
+        parse_eventbridge(event), Deadline(context.get_remaining_time_in_millis), account=account_of(context)
+    )
+    record(metrics, summary.counts(), prefix="ErrorAlarms")
+    logger.info("error alarms done", extra={"counts": summary.counts(), "dry_run": summary.dry_run})
+    summary.raise_for_errors()
+    return summary.as_dict()
