@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from eksops.aws import clear_client_cache
 from eksops.local.dispatch import LambdaContext
 from eksops.local.template import Template

@@ -6,6 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from eksops.aws import client
 from eksops.config import CommonConfig
 from eksops.events import parse_eventbridge

@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 
 import pytest
+
 from eksops.local import demo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,3 +27,7 @@ def test_demo_runs_end_to_end_and_exits_zero(monkeypatch: pytest.MonkeyPatch, tm
     assert "ok   the dead-letter queue holds the event with errorType InvalidEvent" in text
     assert "FAIL" not in text.replace("failed, as it should,", "")
     assert "0 failure(s)" in text
+    assert "create alarm eksops-demo-application-errors" in text
+    assert "ok   the application error alarm fired" in text
+    assert "ok   the application error alarm reached Slack" in text
+    assert "ok   the dead-letter alarm reached Slack" in text

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from eksops.local.dispatch import Dispatcher
 from eksops.local.sandbox import Sandbox
 from eksops.local.template import Template

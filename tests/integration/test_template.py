@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from eksops import config
 from eksops.local.template import FunctionSpec, Template
 from eksops.logs.retention_config import VALID_DAYS

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from eksops.config import CommonConfig
 from eksops.errors import ConfigError
 from eksops.logs import Mode, RetentionConfig

@@ -4,6 +4,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from eksops.errors import InvalidEvent, UnsupportedEvent
 from eksops.events import CloudTrailCall, Continuation, ScheduledRun, parse_eventbridge
 

@@ -32,7 +32,8 @@ def test_handlers_import_no_heavy_library_at_cold_start() -> None:
     code = f"""
 import importlib.util, json, os, sys
 os.environ.update(AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x",
-                  POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_SERVICE_NAME="t")
+                  POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_SERVICE_NAME="t",
+                  IDEMPOTENCY_TABLE="eksops-idempotency")
 loaded = {{}}
 for app in sorted((__import__("pathlib").Path({str(ROOT)!r}) / "functions").glob("*/app.py")):
     spec = importlib.util.spec_from_file_location("fn_" + app.parent.name, app)

@@ -93,6 +93,7 @@ class CommonConfig:
     reports_topic_arn: str | None
     event_bus_name: str
     function_name: str
+    idempotency_table: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CommonConfig:
@@ -102,4 +103,11 @@ class CommonConfig:
             reports_topic_arn=parse_sns_arn(REPORTS_TOPIC_ARN, read(REPORTS_TOPIC_ARN, environ)),
             event_bus_name=read(EVENT_BUS_NAME, environ) or "default",
             function_name=read(AWS_LAMBDA_FUNCTION_NAME, environ) or "eksops-local",
+            idempotency_table=read(IDEMPOTENCY_TABLE, environ) or None,
         )
+
+    def require_idempotency_table(self) -> str:
+        """The idempotency table name, for functions whose side effects are not naturally idempotent."""
+        if not self.idempotency_table:
+            raise ConfigError(IDEMPOTENCY_TABLE, "must name the DynamoDB table for Powertools idempotency")
+        return self.idempotency_table

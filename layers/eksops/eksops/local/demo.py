@@ -8,9 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from eksops.local.alarms import AlarmShim
 from eksops.local.cloudtrail import CloudTrailShim, cloudtrail_event
 from eksops.local.dispatch import Dispatcher, Invocation
+from eksops.local.metrics import MetricFilterEmulator
 from eksops.local.sandbox import STACK, Sandbox
+from eksops.local.slack import SlackReceiver, render
 from eksops.local.template import Template
 
 CLUSTER = "demo"
@@ -55,12 +58,23 @@ class Timeline:
 def describe_result(result: Any) -> list[str]:
     if not isinstance(result, dict):
         return [repr(result)]
-    lines = [
-        f"{'would change' if result.get('dry_run') else 'changed'} {c['group']}: {_days(c['from'])} -> {_days(c['to'])}"
-        for c in result.get("changed", [])
-    ]
+    if "posted" in result:  # notifier
+        where = f"posted to Slack ({result.get('webhook')})" if result["posted"] else f"not posted: {result['reason']}"
+        return [f"{result['kind']} ({result['severity']}): {where}"]
+    verb = "would" if result.get("dry_run") else ""
+    lines = []
+    for change in result.get("changed", []):
+        if "from" in change:  # log_retention
+            lines.append(
+                f"{verb + ' change' if verb else 'changed'} {change['group']}: "
+                f"{_days(change['from'])} -> {_days(change['to'])}"
+            )
+        else:  # error_alarms
+            lines.append(f"{verb + ' ' if verb else ''}{change['action']} {change['kind']} {change['name']}")
     lines += [f"gone: {g}" for g in result.get("gone", [])]
-    counts = f"unchanged {result.get('unchanged', 0)}, excluded {result.get('excluded', 0)}"
+    counts = f"unchanged {result.get('unchanged', 0)}"
+    if "excluded" in result:
+        counts += f", excluded {result['excluded']}"
     if result.get("excluded_sample"):
         counts += f" ({', '.join(result['excluded_sample'])})"
     if result.get("continued"):
@@ -76,10 +90,13 @@ def run(out: TextIO = sys.stdout, root: Path | None = None) -> int:
     """Run the demo; returns the process exit code (0 when every step did what it should)."""
     template = Template.find(root)
     timeline = Timeline(out)
-    with Sandbox(template) as sandbox:
+    with Sandbox(template) as sandbox, SlackReceiver() as slack:
+        secret = sandbox.client("secretsmanager").create_secret(Name="eksops/slack/demo", SecretString=slack.url)
+        sandbox.set_parameters(SlackWebhookSecretArn=secret["ARN"])
         dispatcher = Dispatcher(sandbox)
         try:
             _scenario(sandbox, dispatcher, timeline)
+            _show_slack(slack, timeline)
         finally:
             dispatcher.close()
     changed = sum(len(i.result.get("changed", [])) for i in timeline.invocations if i.ok and isinstance(i.result, dict))
@@ -129,22 +146,18 @@ def _scenario(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline) -> None:
     shim.put(duplicate)
     runs = dispatcher.drain()
     t.show(runs)
-    t.check(all(i.ok and not i.result["changed"] for i in runs) and len(runs) == 2, "duplicates changed nothing")
+    acted = [i for i in runs if i.function != "notifier"]
+    t.check(
+        all(i.ok and not i.result["changed"] for i in acted) and sum(i.function == "log_retention" for i in acted) == 2,
+        "duplicates changed nothing",
+    )
 
     t.step("Someone removes the retention by hand (DeleteRetentionPolicy): it is put back at once")
     shim.call("logs", "delete_retention_policy", logGroupName=f"/aws/containerinsights/{CLUSTER}/host")
     t.show(dispatcher.drain())
 
-    t.step("A malformed event (CreateLogGroup without a log group name) takes the failure path")
-    shim.put(cloudtrail_event("logs", "CreateLogGroup", {}))
-    runs = dispatcher.drain()
-    t.show(runs, expect_failure=True)
-    dlq = sandbox.client("sqs").receive_message(QueueUrl=sandbox.refs["DeadLetterQueue"], MaxNumberOfMessages=10)
-    records = [json.loads(m["Body"]) for m in dlq.get("Messages", [])]
-    t.check(
-        len(records) == 1 and records[0]["responsePayload"]["errorType"] == "InvalidEvent",
-        "the dead-letter queue holds the event with errorType InvalidEvent",
-    )
+    _error_burst(sandbox, dispatcher, t)
+    _failure_path(sandbox, dispatcher, t, shim)
 
     t.step("The daily sweep fires (schedule from template.yaml)")
     t.show(dispatcher.fire_schedule("log_retention"))
@@ -154,7 +167,7 @@ def _scenario(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline) -> None:
     t.show(runs)
     t.check(all(i.ok and not i.result["changed"] for i in runs), "second sweep changed nothing")
 
-    t.step(f"Reports published to {STACK}-reports (what an email subscriber or the notifier receives)")
+    t.step(f"Reports published to {STACK}-reports (what an email subscriber receives)")
     for message in _read_inbox(sandbox, inbox):
         envelope = json.loads(message["Message"])
         t.line(f"{message.get('Subject')}")
@@ -178,6 +191,79 @@ def _scenario(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline) -> None:
     }
     for name, days in expected.items():
         t.check(actual.get(name, "missing") == days, f"{name:52} {_days(actual.get(name))}")
+
+
+def _error_burst(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline) -> None:
+    group = f"/aws/containerinsights/{CLUSTER}/application"
+    t.step(f"An error burst in {group} (metric filter and alarm evaluation emulated: moto does neither)")
+
+    def record(log: str, pod: str, namespace: str = "payments") -> dict[str, Any]:
+        return {
+            "log": log,
+            "stream": "stdout",
+            "kubernetes": {
+                "pod_name": pod,
+                "namespace_name": namespace,
+                "container_name": "app",
+                "host": "ip-10-0-1-23",
+            },
+        }
+
+    records = [
+        record("2026-11-25T10:10:01Z ERROR charge failed: card processor timeout", "payments-api-7d9f-abc12"),
+        record("2026-11-25T10:10:02Z INFO retrying charge 1/3", "payments-api-7d9f-abc12"),
+        record("2026-11-25T10:10:03Z ERROR charge failed: card processor timeout", "payments-api-7d9f-abc12"),
+        record("2026-11-25T10:10:04Z INFO report sent", "error-reporter-5c4b-x1y2z", "error-tracking"),
+        record("Traceback (most recent call last):", "ledger-6f8e-qwe34"),
+    ]
+    for r in records:
+        t.line(f"{r['kubernetes']['namespace_name']}/{r['kubernetes']['pod_name']}: {r['log']}")
+    outcome = MetricFilterEmulator(sandbox.client).ingest(group, records)
+    for metric, value in outcome["metrics"].items():
+        t.line(f"metric {metric} = {value:g} (the 'error-reporter' pod name alone does not count)")
+    t.check(f"eksops-{CLUSTER}-application-errors" in outcome["alarms"], "the application error alarm fired")
+    runs = dispatcher.drain()
+    t.show(runs)
+    t.check(
+        any(i.function == "notifier" and i.ok and i.result.get("kind") == "cloudwatch-alarm" for i in runs),
+        "the alarm notification reached the alerts topic and the notifier",
+    )
+
+
+def _failure_path(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline, shim: CloudTrailShim) -> None:
+    t.step("A malformed event (CreateLogGroup without a log group name) takes the failure path")
+    shim.put(cloudtrail_event("logs", "CreateLogGroup", {}))
+    runs = dispatcher.drain()
+    t.show(runs, expect_failure=True)
+    dlq = sandbox.client("sqs").receive_message(QueueUrl=sandbox.refs["DeadLetterQueue"], MaxNumberOfMessages=10)
+    records = [json.loads(m["Body"]) for m in dlq.get("Messages", [])]
+    t.check(
+        len(records) == 1 and records[0]["responsePayload"]["errorType"] == "InvalidEvent",
+        "the dead-letter queue holds the event with errorType InvalidEvent",
+    )
+
+    attributes = sandbox.client("sqs").get_queue_attributes(
+        QueueUrl=sandbox.refs["DeadLetterQueue"],
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    depth = sum(int(v) for v in attributes.values())
+    t.line(f"the dead-letter queue holds {depth} message(s): its alarm fires (alarm evaluation emulated)")
+    AlarmShim(sandbox.client).set_state(
+        f"{STACK}-dead-letters", "ALARM", f"Threshold Crossed: 1 datapoint [{depth}.0] was >= the threshold (1.0)."
+    )
+    t.show(dispatcher.drain())
+
+
+def _show_slack(slack: SlackReceiver, t: Timeline) -> None:
+    t.step(f"Slack: the {len(slack.received)} message(s) the local webhook received, as Slack shows them")
+    for number, payload in enumerate(slack.received, 1):
+        t.line(f"--- message {number} ---")
+        for text in render(payload):
+            t.line(f"  {text}")
+    kinds = [p["attachments"][0]["blocks"][0]["text"]["text"] for p in slack.received]
+    t.check(any("dead-letters is ALARM" in k for k in kinds), "the dead-letter alarm reached Slack")
+    t.check(sum("Log retention" in k for k in kinds) >= 5, "every retention change report reached Slack")
+    t.check(any("application-errors is ALARM" in k for k in kinds), "the application error alarm reached Slack")
 
 
 def _subscribe_inbox(sandbox: Sandbox) -> str:

@@ -162,7 +162,7 @@ class Dispatcher:
         done: list[Invocation] = []
         sqs = self.sandbox.client("sqs")
         for _ in range(MAX_ROUNDS):
-            delivered = 0
+            delivered = self.sandbox.pump_bridges()
             for url, (name, source) in self.sandbox.inboxes.items():
                 while True:
                     messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
@@ -181,9 +181,13 @@ class Dispatcher:
 def load_module(fn: FunctionSpec, service: str | None = None) -> ModuleType:
     """Import a function's handler module afresh, as a cold start does (under a name of its own).
 
-    A new execution environment has no logging state: Powertools keeps its handler on the stdlib logger
-    named after the service, so that is cleared first and the new Logger writes to the current stdout.
+    A new execution environment has no state: Powertools keeps its handler on the stdlib logger named after
+    the service, and its parameter providers (with their boto3 clients) in a module dict; both are cleared
+    first, so the new Logger writes to the current stdout and secrets are read from the current endpoint.
     """
+    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
+
+    DEFAULT_PROVIDERS.clear()  # Powertools' cached secret/parameter clients would keep an old endpoint
     if service:
         named = logging.getLogger(service)
         for handler in list(named.handlers):

@@ -41,6 +41,7 @@ class Sandbox:
         self.workdir = workdir or template.root / ".sandbox"
         self.endpoint = endpoint  # an already running moto server (tests share one); else one is started
         self._server: Any = None
+        self._logs_shim: Any = None
         self._session: boto3.session.Session | None = None
         self._clients: dict[str, Any] = {}
         self._saved_env: dict[str, str | None] = {}
@@ -49,6 +50,7 @@ class Sandbox:
         self.queue_urls: dict[str, str] = {}  # queue ARN -> URL
         self.inboxes: dict[str, tuple[str, str]] = {}  # queue URL -> (function name, event source logical id)
         self.schedules: dict[str, list[tuple[str, str]]] = {}  # function -> [(logical id, expression)]
+        self.bridges: dict[str, str] = {}  # queue URL -> SNS topic ARN (moto's EventBridge has no SNS targets)
         self.notes: list[str] = []
         self.created: list[str] = []
         self.resolver = Resolver(template, self.parameters, ref=self._ref, getatt=self._getatt, stack_name=STACK)
@@ -71,7 +73,18 @@ class Sandbox:
             self._server.start()
             host, port = self._server.get_host_and_port()
             self.endpoint = f"http://{host}:{port}"
-        env = {"AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION, **CREDENTIALS}
+        from eksops.local.shims import LogsShim
+
+        self._logs_shim = LogsShim(self.endpoint)
+        self._logs_shim.start()
+        env = {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            # CloudWatch Logs goes through a shim that adds the saved-query API moto lacks (shims.py)
+            "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": self._logs_shim.url,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            **CREDENTIALS,
+        }
         for key in (*env, *_CLEARED):
             self._saved_env[key] = os.environ.get(key)
         for key in _CLEARED:
@@ -88,6 +101,9 @@ class Sandbox:
             else:
                 os.environ[key] = value
         clear_client_cache()
+        if self._logs_shim is not None:
+            self._logs_shim.stop()
+            self._logs_shim = None
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -101,8 +117,15 @@ class Sandbox:
                     aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
                     aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
                 )
-            self._clients[service] = self._session.client(service, endpoint_url=self.endpoint)  # type: ignore[call-overload]
+            endpoint = self._logs_shim.url if service == "logs" and self._logs_shim else self.endpoint
+            self._clients[service] = self._session.client(service, endpoint_url=endpoint)  # type: ignore[call-overload]
         return self._clients[service]
+
+    def set_parameters(self, **values: str) -> None:
+        """Change parameters after start (e.g. a secret ARN that exists only once moto runs); functions not
+        yet loaded see the new values."""
+        self.parameters.update(values)
+        self.resolver.parameters.update(values)
 
     # -- functions --------------------------------------------------------------------------------------------
 
@@ -152,6 +175,8 @@ class Sandbox:
             "AWS::Serverless::Function",
             "AWS::SNS::Subscription",
             "AWS::SQS::QueuePolicy",
+            "AWS::SNS::TopicPolicy",
+            "AWS::Events::Rule",
             "AWS::CloudWatch::Alarm",
         )
         handled = set(order)
@@ -256,6 +281,35 @@ class Sandbox:
 
     def _create_queuepolicy(self, logical_id: str, resource: Mapping[str, Any]) -> None:
         self.notes.append(f"not enforced: {logical_id} (moto does not evaluate resource policies)")
+
+    _create_topicpolicy = _create_queuepolicy
+
+    def _create_rule(self, logical_id: str, resource: Mapping[str, Any]) -> None:
+        props = self._props(resource)
+        events = self.client("events")
+        name = f"{STACK}-{logical_id}"[:64]
+        events.put_rule(Name=name, EventPattern=json.dumps(props["EventPattern"]))
+        targets = []
+        for target in props["Targets"]:
+            arn = target["Arn"]
+            if ":sns:" in arn:  # moto delivers rules to SQS but not to SNS: bridge through a queue
+                url, arn = self._queue(None, f"{STACK}-{logical_id}-{target['Id']}-to-sns"[:80])
+                self.bridges[url] = target["Arn"]
+            targets.append({"Id": target["Id"], "Arn": arn})
+        events.put_targets(Rule=name, Targets=targets)
+        self.refs[logical_id] = name
+        self.created.append(f"rule {name}")
+
+    def pump_bridges(self) -> int:
+        """Forward what rules delivered for SNS targets to their topics, as EventBridge would. Returns count."""
+        sqs, sns, moved = self.client("sqs"), self.client("sns"), 0
+        for url, topic_arn in self.bridges.items():
+            while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+                for message in messages:
+                    sns.publish(TopicArn=topic_arn, Message=message["Body"])
+                    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+                    moved += 1
+        return moved
 
     def _create_alarm(self, logical_id: str, resource: Mapping[str, Any]) -> None:
         props = self._props(resource)

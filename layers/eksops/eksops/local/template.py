@@ -167,6 +167,9 @@ class Resolver:
             "Fn::Equals": lambda arg: str(self.resolve(arg[0])) == str(self.resolve(arg[1])),
             "Fn::Not": lambda arg: not self.resolve(arg[0]),
             "Fn::If": lambda arg: self.resolve(arg[1] if self.condition(arg[0]) else arg[2]),
+            "Fn::FindInMap": lambda arg: self.template.doc["Mappings"][self.resolve(arg[0])][self.resolve(arg[1])][
+                self.resolve(arg[2])
+            ],
         }
 
     def resolve(self, value: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Notifications: the message envelope every function publishes, and the SNS publisher."""
+"""Notifications: the message envelope every function publishes, the SNS publisher, and Slack delivery."""
 
 from eksops.notify.publish import Message, Publisher, Severity
 

@@ -1,0 +1,58 @@
+"""notifier: messages from the alerts and reports topics to Slack (email goes through SNS subscriptions)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.parameters import get_secret
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from eksops.aws import client
+from eksops.config import CommonConfig
+from eksops.notify.notifier import SECRET_MAX_AGE_S, NotifierConfig, NotifierService, SnsRecord
+from eksops.notify.webhook import SlackWebhook
+from eksops.observability import log_failures
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+common = CommonConfig.from_env()
+service = NotifierService(
+    NotifierConfig.from_env(),
+    dry_run=common.dry_run,
+    get_secret=lambda arn: str(get_secret(arn, max_age=SECRET_MAX_AGE_S)),
+    webhook=SlackWebhook(),
+    sqs=client("sqs"),
+)
+# A duplicate delivery of the same SNS message (same MessageId) returns the first result and posts nothing.
+idempotency = IdempotencyConfig(event_key_jmespath="message_id", expires_after_seconds=24 * 3600)
+persistence = DynamoDBPersistenceLayer(table_name=common.require_idempotency_table())
+_remaining: dict[str, Callable[[], int]] = {}
+
+
+@idempotent_function(data_keyword_argument="record", config=idempotency, persistence_store=persistence)
+def deliver(record: SnsRecord) -> dict[str, Any]:
+    return service.deliver(record, _remaining["ms"])
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@log_failures(logger, metrics)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    record = SnsRecord.parse(event)
+    idempotency.register_lambda_context(context)
+    _remaining["ms"] = context.get_remaining_time_in_millis
+    result = deliver(record=record)
+    metrics.add_metric(name="SlackPosted" if result.get("posted") else "SlackNotPosted", unit=MetricUnit.Count, value=1)
+    logger.info("notification handled", extra={k: v for k, v in result.items() if k != "payload"})
+    return result

@@ -1,0 +1,103 @@
+"""A small HTTP shim in front of moto for CloudWatch Logs operations moto does not implement.
+
+moto 5.2 answers HTTP 500 to PutQueryDefinition, DescribeQueryDefinitions and DeleteQueryDefinition. The
+sandbox points ``AWS_ENDPOINT_URL_CLOUDWATCH_LOGS`` (the standard per-service variable) at this shim, which
+answers those three from memory, with the shapes of the CloudWatch Logs API, and forwards every other
+request to moto unchanged. Production code is unaware of it.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from typing import Any
+
+PREFIX = "Logs_20140328."
+
+
+class QueryDefinitionStore:
+    def __init__(self) -> None:
+        self.items: dict[str, dict[str, Any]] = {}
+        self.lock = threading.Lock()
+
+    def answer(self, operation: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        with self.lock:
+            if operation == "PutQueryDefinition":
+                qid = body.get("queryDefinitionId") or str(uuid.uuid4())
+                if body.get("queryDefinitionId") and qid not in self.items:
+                    return 400, {"__type": "ResourceNotFoundException", "message": "query definition not found"}
+                self.items[qid] = {
+                    "queryDefinitionId": qid,
+                    "name": body["name"],
+                    "queryString": body["queryString"],
+                    "logGroupNames": body.get("logGroupNames", []),
+                    "lastModified": int(time.time() * 1000),
+                }
+                return 200, {"queryDefinitionId": qid}
+            if operation == "DescribeQueryDefinitions":
+                prefix = body.get("queryDefinitionNamePrefix", "")
+                found = sorted(
+                    (q for q in self.items.values() if q["name"].startswith(prefix)), key=lambda q: q["name"]
+                )
+                return 200, {"queryDefinitions": found}
+            if operation == "DeleteQueryDefinition":
+                return 200, {"success": self.items.pop(body.get("queryDefinitionId", ""), None) is not None}
+        return None
+
+
+class LogsShim:
+    """``with LogsShim(moto_endpoint) as shim:`` then use ``shim.url`` as the CloudWatch Logs endpoint."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.store = QueryDefinitionStore()
+        shim = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                target = self.headers.get("X-Amz-Target", "")
+                answered = None
+                if target.startswith(PREFIX):
+                    answered = shim.store.answer(target[len(PREFIX) :], json.loads(raw or b"{}"))
+                if answered is not None:
+                    status, payload = answered
+                    self._reply(status, {"Content-Type": "application/x-amz-json-1.1"}, json.dumps(payload).encode())
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in {"host", "content-length"}}
+                request = urllib.request.Request(  # noqa: S310 - loopback moto
+                    shim.upstream + self.path, data=raw, headers=headers, method="POST"
+                )
+                try:
+                    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback moto
+                        self._reply(response.status, dict(response.headers.items()), response.read())
+                except urllib.error.HTTPError as err:
+                    self._reply(err.code, dict(err.headers.items()), err.read())
+
+            def _reply(self, status: int, headers: dict[str, str], data: bytes) -> None:
+                self.send_response(status)
+                for key, value in headers.items():
+                    if key.lower() not in {"content-length", "connection", "transfer-encoding", "server", "date"}:
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

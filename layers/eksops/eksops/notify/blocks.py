@@ -1,0 +1,86 @@
+"""Block Kit building blocks that respect Slack's limits, truncating with a visible marker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SECTION_TEXT_LIMIT = 3000
+HEADER_TEXT_LIMIT = 150
+FIELD_TEXT_LIMIT = 2000
+MAX_FIELDS = 10
+MAX_BLOCKS = 50
+CONTEXT_ELEMENTS = 10
+FALLBACK_TEXT_LIMIT = 3000
+TRUNCATED = "… (truncated)"
+
+
+def clip(text: str, limit: int, marker: str = TRUNCATED) -> str:
+    """``text`` cut to ``limit`` characters, ending with the marker when it was cut."""
+    return text if len(text) <= limit else text[: limit - len(marker)] + marker
+
+
+def escape(text: str) -> str:
+    """Escape the three characters Slack's mrkdwn treats as control characters."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def header(text: str) -> dict[str, Any]:
+    return {
+        "type": "header",
+        "text": {"type": "plain_text", "text": clip(text or "-", HEADER_TEXT_LIMIT, "…"), "emoji": True},
+    }
+
+
+def section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text or "-", SECTION_TEXT_LIMIT)}}
+
+
+def fields(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """A section of up to ten label/value fields (extra pairs are dropped with a marker)."""
+    shown = pairs[:MAX_FIELDS]
+    items = [{"type": "mrkdwn", "text": clip(f"*{label}*\n{value}", FIELD_TEXT_LIMIT)} for label, value in shown]
+    if len(pairs) > MAX_FIELDS:
+        items[-1] = {"type": "mrkdwn", "text": f"… and {len(pairs) - MAX_FIELDS + 1} more fields"}
+    return {"type": "section", "fields": items}
+
+
+def context(*texts: str) -> dict[str, Any]:
+    return {
+        "type": "context",
+        "elements": [{"type": "mrkdwn", "text": clip(t, SECTION_TEXT_LIMIT)} for t in texts[:CONTEXT_ELEMENTS] if t],
+    }
+
+
+def code(text: str) -> dict[str, Any]:
+    fence = "```"
+    body = clip(text, SECTION_TEXT_LIMIT - 2 * len(fence) - 2)
+    return section(f"{fence}\n{body}\n{fence}" if body else "-")
+
+
+def link(url: str, label: str) -> str:
+    return f"<{url}|{escape(label)}>"
+
+
+def limit_blocks(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """At most 50 blocks; the last one says how many were left out."""
+    if len(blocks) <= MAX_BLOCKS:
+        return blocks
+    kept = blocks[: MAX_BLOCKS - 1]
+    kept.append(context(f"… {len(blocks) - len(kept)} more blocks truncated (Slack allows {MAX_BLOCKS})"))
+    return kept
+
+
+def lines_section(lines: list[str], *, title: str = "") -> dict[str, Any]:
+    """Bullet lines in one section, cut at the section limit with a count of what was left out."""
+    prefix = f"*{title}*\n" if title else ""
+    out: list[str] = []
+    used = len(prefix)
+    for index, line in enumerate(lines):
+        entry = f"• {line}"
+        remaining = len(lines) - index
+        if used + len(entry) + 1 > SECTION_TEXT_LIMIT - 40:
+            out.append(f"… and {remaining} more (truncated)")
+            break
+        out.append(entry)
+        used += len(entry) + 1
+    return section(prefix + "\n".join(out))

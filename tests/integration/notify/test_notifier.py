@@ -1,0 +1,189 @@
+"""The notifier as Lambda runs it, posting to a local Slack receiver over HTTP."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eksops.local.dispatch import Dispatcher
+from eksops.local.sandbox import Sandbox
+from eksops.local.slack import SlackReceiver
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def sample(name: str, message_id: str | None = None) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((ROOT / "events/notifier" / f"{name}.json").read_text())
+    if message_id:
+        event["Records"][0]["Sns"]["MessageId"] = message_id
+    return event
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackReceiver]:
+    with SlackReceiver() as receiver:
+        yield receiver
+
+
+def notifier(make_sandbox: Any, url: str, **parameters: str) -> tuple[Sandbox, Dispatcher]:
+    sandbox, dispatcher = make_sandbox(parameters=parameters)
+    arn = sandbox.client("secretsmanager").create_secret(Name="eksops/slack/test", SecretString=url)["ARN"]
+    sandbox.set_parameters(SlackWebhookSecretArn=arn)
+    return sandbox, dispatcher
+
+
+def dead_letters(sandbox: Sandbox) -> list[dict[str, Any]]:
+    messages = (
+        sandbox.client("sqs")
+        .receive_message(QueueUrl=sandbox.refs["DeadLetterQueue"], MaxNumberOfMessages=10)
+        .get("Messages", [])
+    )
+    return [json.loads(m["Body"]) for m in messages]
+
+
+def test_success_posts_once(make_sandbox: Any, slack: SlackReceiver) -> None:
+    _sandbox, dispatcher = notifier(make_sandbox, slack.url)
+    inv = dispatcher.invoke("notifier", sample("cloudwatch_alarm"), "test")
+    assert inv.ok and inv.result["posted"] is True
+    assert len(slack.received) == 1
+    assert slack.received[0]["attachments"][0]["color"] == "#D13212"
+
+
+def test_429_then_success_honours_retry_after(make_sandbox: Any, slack: SlackReceiver) -> None:
+    _sandbox, dispatcher = notifier(make_sandbox, slack.url)
+    slack.answer(429, headers={"Retry-After": "1"}, text="rate_limited")
+    inv = dispatcher.invoke("notifier", sample("ecr_image_scan"), "test")
+    assert inv.ok and inv.attempts == 1
+    assert slack.attempts == 2 and len(slack.received) == 1
+
+
+def test_429_longer_than_the_time_left_fails_for_a_retry(make_sandbox: Any, slack: SlackReceiver) -> None:
+    _sandbox, dispatcher = notifier(make_sandbox, slack.url)
+    slack.answer(429, headers={"Retry-After": "3600"}, text="rate_limited")
+    inv = dispatcher.invoke("notifier", sample("ecr_image_scan"), "test", retries=0)
+    assert inv.error_type == "SlackUnavailable" and "Retry-After" in str(inv.error)
+    assert slack.received == []
+
+
+def test_500_raises_so_the_delivery_is_retried_then_dead_lettered(make_sandbox: Any, slack: SlackReceiver) -> None:
+    sandbox, dispatcher = notifier(make_sandbox, slack.url)
+    for _ in range(3):
+        slack.answer(500, text="internal_error")
+    inv = dispatcher.invoke("notifier", sample("guardduty_eks_finding"), "test")
+    assert inv.error_type == "SlackUnavailable" and inv.attempts == 3 and inv.dead_lettered
+    [record] = dead_letters(sandbox)
+    assert record["responsePayload"]["errorType"] == "SlackUnavailable"
+
+
+def test_500_then_the_retry_succeeds(make_sandbox: Any, slack: SlackReceiver) -> None:
+    _sandbox, dispatcher = notifier(make_sandbox, slack.url)
+    slack.answer(503, text="unavailable")
+    inv = dispatcher.invoke("notifier", sample("health_eks_event"), "test")
+    assert inv.ok and inv.attempts == 2 and len(slack.received) == 1
+
+
+def test_400_is_dead_lettered_without_retries(make_sandbox: Any, slack: SlackReceiver) -> None:
+    sandbox, dispatcher = notifier(make_sandbox, slack.url)
+    slack.answer(400, text="invalid_blocks")
+    inv = dispatcher.invoke("notifier", sample("other_message"), "test")
+    assert inv.ok and inv.attempts == 1  # no Lambda retry: it would fail the same way
+    assert inv.result["dead_lettered"] is True and "invalid_blocks" in inv.result["reason"]
+    assert slack.attempts == 1
+    [record] = dead_letters(sandbox)
+    assert record["reason"] == "SlackRejected" and record["slackError"] == "invalid_blocks"
+    assert record["sns"]["MessageId"] == sample("other_message")["Records"][0]["Sns"]["MessageId"]
+
+
+def test_dead_receiver_raises(make_sandbox: Any) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _sandbox, dispatcher = notifier(make_sandbox, f"http://127.0.0.1:{port}/services/T0/B0/DEADSECRET")
+    inv = dispatcher.invoke("notifier", sample("cloudwatch_alarm"), "test", retries=0)
+    assert inv.error_type == "SlackUnavailable" and "could not reach Slack" in str(inv.error)
+    assert "DEADSECRET" not in str(inv.error)
+
+
+def test_duplicate_delivery_posts_once(make_sandbox: Any, slack: SlackReceiver) -> None:
+    _sandbox, dispatcher = notifier(make_sandbox, slack.url)
+    first = dispatcher.invoke("notifier", sample("eksops_retention_changes"), "test")
+    second = dispatcher.invoke("notifier", sample("eksops_retention_changes"), "test")
+    assert first.ok and second.ok and second.result == first.result
+    assert len(slack.received) == 1
+    third = dispatcher.invoke("notifier", sample("eksops_retention_changes", message_id="another-id"), "test")
+    assert third.ok and len(slack.received) == 2
+
+
+def test_the_webhook_url_is_in_no_log_line(
+    make_sandbox: Any, slack: SlackReceiver, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    sandbox, dispatcher = notifier(make_sandbox, slack.url, LogLevel="DEBUG")
+    slack.answer(429, headers={"Retry-After": "0"})
+    slack.answer(500)
+    slack.answer(400, text="invalid_payload")
+    for index, name in enumerate(["cloudwatch_alarm", "ecr_image_scan", "other_message", "health_eks_event"]):
+        dispatcher.invoke("notifier", sample(name, message_id=f"m-{index}"), "test")
+    logs = (sandbox.workdir / "functions.log").read_text() + capsys.readouterr().out + caplog.text
+    assert '"service":"notifier"' in logs  # the logs were captured
+    secret_path = slack.url.split("/services/", 1)[1]
+    assert secret_path not in logs and slack.url not in logs
+    assert "XXXXSECRETXXXX" not in json.dumps([i.__dict__ for i in dispatcher.history], default=str)
+
+
+def test_routes_send_critical_messages_to_another_webhook(make_sandbox: Any, slack: SlackReceiver) -> None:
+    with SlackReceiver() as oncall:
+        sandbox, dispatcher = make_sandbox()
+        secrets = sandbox.client("secretsmanager")
+        default = secrets.create_secret(Name="eksops/slack/team", SecretString=slack.url)["ARN"]
+        pager = secrets.create_secret(Name="eksops/slack/oncall", SecretString=json.dumps({"url": oncall.url}))["ARN"]
+        routes = json.dumps([{"severity": ["critical"], "cluster": "prod-*", "secret_arn": pager}])
+        sandbox.set_parameters(SlackWebhookSecretArn=default, SlackRoutes=routes)
+        assert dispatcher.invoke("notifier", sample("cloudwatch_alarm"), "test").ok  # critical, prod-eu
+        assert dispatcher.invoke("notifier", sample("guardduty_eks_finding"), "test").ok  # warning
+        assert len(oncall.received) == 1 and len(slack.received) == 1
+
+
+def test_no_webhook_configured_is_reported_not_dropped_silently(make_sandbox: Any) -> None:
+    _sandbox, dispatcher = make_sandbox()
+    inv = dispatcher.invoke("notifier", sample("cloudwatch_alarm"), "test")
+    assert inv.ok and inv.result == {**inv.result, "posted": False, "reason": "no webhook configured"}
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({}, "Records"),
+        ({"Records": []}, "Records"),
+        ({"Records": [{"Sns": {"MessageId": "1", "TopicArn": "arn"}}]}, "Records[0].Sns.Message"),
+    ],
+)
+def test_malformed_events_fail_specifically(make_sandbox: Any, slack: SlackReceiver, event: Any, field: str) -> None:
+    _sandbox, dispatcher = notifier(make_sandbox, slack.url)
+    inv = dispatcher.invoke("notifier", event, "test", retries=0)
+    assert inv.error_type == "InvalidEvent" and field in str(inv.error)
+    assert slack.attempts == 0
+
+
+@pytest.mark.parametrize(
+    ("parameter", "value", "variable"),
+    [
+        (
+            "SlackRoutes",
+            '[{"severity": "loud", "secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:'
+            'eksops/slack/x"}]',
+            "SLACK_ROUTES[0].severity",
+        ),
+        ("SlackRoutes", '{"not": "a list"}', "SLACK_ROUTES"),
+        ("SlackWebhookSecretArn", "https://hooks.slack.com/services/T/B/X", "SLACK_WEBHOOK_SECRET_ARN"),
+    ],
+)
+def test_invalid_configuration_names_the_variable(make_sandbox: Any, parameter: str, value: str, variable: str) -> None:
+    _sandbox, dispatcher = make_sandbox(parameters={parameter: value})
+    inv = dispatcher.invoke("notifier", sample("cloudwatch_alarm"), "test", retries=0)
+    assert inv.error_type == "ConfigError" and str(inv.error).startswith(f"{variable}: ")
+    assert "hooks.slack.com" not in str(inv.error)
