@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import collections
-import http.server
-import threading
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +11,7 @@ import pytest
 
 from eksops.local.dispatch import Dispatcher
 from eksops.local.sandbox import Sandbox
+from eksops.local.shims import AwsJsonProxy
 from eksops.local.template import Template
 
 
@@ -62,51 +60,22 @@ def make_sandbox(aws: str, template: Template, tmp_path: Path) -> Iterator[Calla
         sandbox.stop()
 
 
-class FaultProxy:
-    """An HTTP proxy in front of moto that answers chosen requests with an AWS error first."""
+class FaultProxy(AwsJsonProxy):
+    """A proxy in front of moto that answers chosen requests with an AWS error first."""
 
     def __init__(self, upstream: str) -> None:
-        self.upstream = upstream
         self.faults: list[tuple[Callable[[bytes, dict[str, str]], bool], int, str]] = []
         self.seen: list[str] = []
-        proxy = self
+        super().__init__(upstream, self._intercept)
+        self.start()
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in {"host", "content-length"}}
-                proxy.seen.append(headers.get("X-Amz-Target", ""))
-                for index, (matches, status, code) in enumerate(proxy.faults):
-                    if matches(body, headers):
-                        proxy.faults.pop(index)
-                        payload = f'{{"__type": "{code}", "message": "Rate exceeded (fault proxy)"}}'.encode()
-                        self.send_response(status)
-                        self.send_header("Content-Type", "application/x-amz-json-1.1")
-                        self.send_header("Content-Length", str(len(payload)))
-                        self.end_headers()
-                        self.wfile.write(payload)
-                        return
-                request = urllib.request.Request(proxy.upstream + self.path, data=body, headers=headers, method="POST")
-                try:
-                    with urllib.request.urlopen(request, timeout=30) as response:
-                        status, data, rheaders = response.status, response.read(), response.headers
-                except urllib.error.HTTPError as err:
-                    status, data, rheaders = err.code, err.read(), err.headers
-                self.send_response(status)
-                for key, value in rheaders.items():
-                    if key.lower() not in {"content-length", "connection", "transfer-encoding", "server", "date"}:
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+    def _intercept(self, target: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes] | None:
+        self.seen.append(target)
+        for index, (matches, status, code) in enumerate(self.faults):
+            if matches(body, headers):
+                self.faults.pop(index)
+                return status, f'{{"__type": "{code}", "message": "Rate exceeded (fault proxy)"}}'.encode()
+        return None
 
     def fail(
         self,
@@ -125,8 +94,7 @@ class FaultProxy:
         self.faults.extend([(matches, status, code)] * times)
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.stop()
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 PREFIX = "Logs_20140328."
@@ -50,28 +51,27 @@ class QueryDefinitionStore:
         return None
 
 
-class LogsShim:
-    """``with LogsShim(moto_endpoint) as shim:`` then use ``shim.url`` as the CloudWatch Logs endpoint."""
+Intercept = Callable[[str, bytes, dict[str, str]], tuple[int, bytes] | None]
 
-    def __init__(self, upstream: str) -> None:
+
+class AwsJsonProxy:
+    """An HTTP proxy for AWS JSON-protocol APIs: ``intercept(target, body, headers)`` may answer a request
+    (status, body); everything else is forwarded to ``upstream`` unchanged. Start, use ``url``, stop."""
+
+    def __init__(self, upstream: str, intercept: Intercept) -> None:
         self.upstream = upstream
-        self.store = QueryDefinitionStore()
-        shim = self
+        proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                target = self.headers.get("X-Amz-Target", "")
-                answered = None
-                if target.startswith(PREFIX):
-                    answered = shim.store.answer(target[len(PREFIX) :], json.loads(raw or b"{}"))
-                if answered is not None:
-                    status, payload = answered
-                    self._reply(status, {"Content-Type": "application/x-amz-json-1.1"}, json.dumps(payload).encode())
-                    return
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in {"host", "content-length"}}
+                answered = intercept(headers.get("X-Amz-Target", ""), raw, headers)
+                if answered is not None:
+                    self._reply(answered[0], {"Content-Type": "application/x-amz-json-1.1"}, answered[1])
+                    return
                 request = urllib.request.Request(  # noqa: S310 - loopback moto
-                    shim.upstream + self.path, data=raw, headers=headers, method="POST"
+                    proxy.upstream + self.path, data=raw, headers=headers, method="POST"
                 )
                 try:
                     with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback moto
@@ -101,3 +101,17 @@ class LogsShim:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class LogsShim(AwsJsonProxy):
+    """``shim.start()``, then use ``shim.url`` as the CloudWatch Logs endpoint."""
+
+    def __init__(self, upstream: str) -> None:
+        self.store = QueryDefinitionStore()
+        super().__init__(upstream, self._answer)
+
+    def _answer(self, target: str, raw: bytes, headers: dict[str, str]) -> tuple[int, bytes] | None:
+        if not target.startswith(PREFIX):
+            return None
+        answered = self.store.answer(target[len(PREFIX) :], json.loads(raw or b"{}"))
+        return None if answered is None else (answered[0], json.dumps(answered[1]).encode())
