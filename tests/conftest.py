@@ -16,6 +16,8 @@ from eksops.aws import clear_client_cache
 from eksops.local.dispatch import LambdaContext
 from eksops.local.template import Template
 
+pytest_plugins = ["tests.kube_fixtures"]  # the `kube` fixture: a Kubernetes API emulator over HTTP
+
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 
@@ -31,6 +33,7 @@ def moto_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"  # AWS managed policies exist in every account
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -31,3 +31,6 @@ def test_demo_runs_end_to_end_and_exits_zero(monkeypatch: pytest.MonkeyPatch, tm
     assert "ok   the application error alarm fired" in text
     assert "ok   the application error alarm reached Slack" in text
     assert "ok   the dead-letter alarm reached Slack" in text
+    assert "cluster demo: not-active" in text and "cluster demo: bootstrapped" in text
+    assert "ok   the CloudWatch agent, Fluent Bit and metrics-server are in the cluster" in text
+    assert "ok   the reconcile changed nothing" in text

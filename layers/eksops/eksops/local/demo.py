@@ -58,6 +58,8 @@ class Timeline:
 def describe_result(result: Any) -> list[str]:
     if not isinstance(result, dict):
         return [repr(result)]
+    if isinstance(result.get("clusters"), dict):  # cluster_bootstrap
+        return _describe_bootstrap(result)
     if "posted" in result:  # notifier
         where = f"posted to Slack ({result.get('webhook')})" if result["posted"] else f"not posted: {result['reason']}"
         return [f"{result['kind']} ({result['severity']}): {where}"]
@@ -82,6 +84,19 @@ def describe_result(result: Any) -> list[str]:
     return [*lines, counts]
 
 
+def _describe_bootstrap(result: dict[str, Any]) -> list[str]:
+    lines = []
+    for name, r in result["clusters"].items():
+        k8s = ", ".join(f"{n} {o}" for o, n in r["kubernetes"].items()) or "-"
+        lines.append(f"cluster {name}: {r['status']}; Kubernetes objects: {k8s}")
+        lines += [f"  {change}" for change in r["aws"]]
+        shown = r["changed_objects"][:12]
+        lines += [f"  applied {ref}" for ref in shown]
+        if len(r["changed_objects"]) > len(shown):
+            lines.append(f"  ... and {len(r['changed_objects']) - len(shown)} more objects")
+    return lines + [f"error: {e['cluster']}: {e['message']}" for e in result.get("errors", [])]
+
+
 def _days(value: int | None) -> str:
     return "never expire" if value is None else f"{value} days"
 
@@ -102,7 +117,7 @@ def run(out: TextIO = sys.stdout, root: Path | None = None) -> int:
     changed = sum(len(i.result.get("changed", [])) for i in timeline.invocations if i.ok and isinstance(i.result, dict))
     dead = sum(1 for i in timeline.invocations if i.dead_lettered)
     out.write(
-        f"\nSummary: {len(timeline.invocations)} invocations, {changed} log groups changed, "
+        f"\nSummary: {len(timeline.invocations)} invocations, {changed} changes, "
         f"{dead} event(s) dead-lettered, {len(timeline.failures)} failure(s).\n"
     )
     for failure in timeline.failures:
@@ -119,6 +134,8 @@ def _scenario(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline) -> None:
     for note in sandbox.notes:
         t.out.write(f"   {note}\n")
     inbox = _subscribe_inbox(sandbox)
+
+    _bootstrap(sandbox, dispatcher, t, shim)
 
     t.step("Log groups that existed before eksops was deployed (no event: only the sweep finds them)")
     existing: dict[str, tuple[int | None, dict[str, str]]] = {
@@ -191,6 +208,72 @@ def _scenario(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline) -> None:
     }
     for name, days in expected.items():
         t.check(actual.get(name, "missing") == days, f"{name:52} {_days(actual.get(name))}")
+
+
+def _bootstrap(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline, shim: CloudTrailShim) -> None:
+    iam = sandbox.client("iam")
+
+    def role(name: str, service: str) -> str:
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
+        }
+        return str(iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"])
+
+    t.step(f"A platform engineer creates EKS cluster {CLUSTER!r} (CloudTrail CreateCluster); it is still CREATING")
+    emulator = sandbox.add_kube_cluster(CLUSTER)  # the cluster's Kubernetes API (emulated), via EKSOPS_KUBECONFIG
+    sandbox.eks_shim.creating.add(CLUSTER)
+    subnets = ["subnet-0a1b2c3d", "subnet-1a2b3c4d"]
+    shim.call(
+        "eks",
+        "create_cluster",
+        name=CLUSTER,
+        roleArn=role("demo-cluster", "eks.amazonaws.com"),
+        resourcesVpcConfig={"subnetIds": subnets},
+    )
+    t.show(dispatcher.drain())
+
+    t.step("The cluster is ACTIVE; a managed node group is added (CloudTrail CreateNodegroup): bootstrap runs")
+    sandbox.eks_shim.activate(CLUSTER)
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(sandbox.kubeconfig_path), context=CLUSTER
+    )
+    core = k8s.CoreV1Api(api)
+    for namespace in ("kube-system", "payments"):
+        core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
+    node_role = role("demo-nodes", "ec2.amazonaws.com")
+    shim.call(
+        "eks", "create_nodegroup", clusterName=CLUSTER, nodegroupName="general", nodeRole=node_role, subnets=subnets
+    )
+    t.show(dispatcher.drain())
+    attached = {p["PolicyName"] for p in iam.list_attached_role_policies(RoleName="demo-nodes")["AttachedPolicies"]}
+    t.check("CloudWatchAgentServerPolicy" in attached, "the node role has CloudWatchAgentServerPolicy")
+    kinds = {o.raw.get("kind") for o in emulator.objects.values() if not o.deleted}
+    t.check(
+        {"DaemonSet", "Deployment", "APIService"} <= kinds,
+        "the CloudWatch agent, Fluent Bit and metrics-server are in the cluster",
+    )
+    meta = core.read_namespace("payments").metadata
+    labels = (meta.labels if meta else None) or {}
+    t.check(
+        labels.get("pod-security.kubernetes.io/enforce") == "baseline",
+        "namespace payments has Pod Security labels (enforce baseline, warn and audit restricted)",
+    )
+
+    t.step("The 15-minute reconcile: the cluster carries eksops:bootstrap=<version>, everything is there")
+    runs = dispatcher.fire_schedule("cluster_bootstrap")
+    t.show(runs)
+    t.check(
+        all(
+            r.ok and r.result["clusters"][CLUSTER]["status"] == "unchanged"
+            for r in runs
+            if r.function == "cluster_bootstrap"
+        ),
+        "the reconcile changed nothing",
+    )
 
 
 def _error_burst(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline) -> None:

@@ -7,9 +7,11 @@ handlers, so which function receives which event is decided by moto's pattern ma
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,6 +44,10 @@ class Sandbox:
         self.endpoint = endpoint  # an already running moto server (tests share one); else one is started
         self._server: Any = None
         self._logs_shim: Any = None
+        self.eks_shim: Any = None
+        self._kube = contextlib.ExitStack()
+        self.kube_clusters: dict[str, tuple[str, Any]] = {}  # cluster name -> (emulator URL, emulator)
+        self.kubeconfig_path = self.workdir / "kubeconfig"
         self._session: boto3.session.Session | None = None
         self._clients: dict[str, Any] = {}
         self._saved_env: dict[str, str | None] = {}
@@ -69,18 +75,27 @@ class Sandbox:
             from moto.server import ThreadedMotoServer
 
             logging.getLogger("werkzeug").setLevel(logging.ERROR)
+            # AWS managed policies (CloudWatchAgentServerPolicy, ...) exist in every account
+            os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
             self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
             self._server.start()
             host, port = self._server.get_host_and_port()
             self.endpoint = f"http://{host}:{port}"
-        from eksops.local.shims import LogsShim
+            # moto keeps its state per process, not per server: start from an empty account.
+            reset = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")  # noqa: S310 - loopback
+            urllib.request.urlopen(reset, timeout=10).close()  # noqa: S310 - the loopback server just started
+        from eksops.local.shims import EksLifecycleShim, LogsShim
 
         self._logs_shim = LogsShim(self.endpoint)
         self._logs_shim.start()
+        self.eks_shim = EksLifecycleShim(self.endpoint)
+        self.eks_shim.start()
         env = {
             "AWS_ENDPOINT_URL": self.endpoint,
             # CloudWatch Logs goes through a shim that adds the saved-query API moto lacks (shims.py)
             "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": self._logs_shim.url,
+            # EKS goes through a shim that reports new clusters as CREATING until the sandbox activates them
+            "AWS_ENDPOINT_URL_EKS": self.eks_shim.url,
             "AWS_DEFAULT_REGION": REGION,
             "AWS_REGION": REGION,
             **CREDENTIALS,
@@ -92,6 +107,7 @@ class Sandbox:
         os.environ.update(env)
         clear_client_cache()
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self._write_kubeconfig()
         self._provision()
 
     def stop(self) -> None:
@@ -104,6 +120,10 @@ class Sandbox:
         if self._logs_shim is not None:
             self._logs_shim.stop()
             self._logs_shim = None
+        if self.eks_shim is not None:
+            self.eks_shim.stop()
+            self.eks_shim = None
+        self._kube.close()
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -117,7 +137,8 @@ class Sandbox:
                     aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
                     aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
                 )
-            endpoint = self._logs_shim.url if service == "logs" and self._logs_shim else self.endpoint
+            shims = {"logs": self._logs_shim, "eks": self.eks_shim}
+            endpoint = shims[service].url if shims.get(service) else self.endpoint
             self._clients[service] = self._session.client(service, endpoint_url=endpoint)  # type: ignore[call-overload]
         return self._clients[service]
 
@@ -146,6 +167,8 @@ class Sandbox:
                 "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
             }
         )
+        if "EKSOPS_KUBECONFIG" in env:  # clusters' Kubernetes APIs are emulators, reached through a kubeconfig
+            env["EKSOPS_KUBECONFIG"] = str(self.kubeconfig_path)
         return env
 
     def function_name(self, fn: FunctionSpec) -> str:
@@ -159,6 +182,29 @@ class Sandbox:
     def max_retries(self, fn: FunctionSpec) -> int:
         return int(fn.properties.get("EventInvokeConfig", {}).get("MaximumRetryAttempts", 2))
 
+    # -- Kubernetes -------------------------------------------------------------------------------------------
+
+    def add_kube_cluster(self, name: str) -> Any:
+        """Start a Kubernetes API emulator for cluster ``name`` and add its context to the kubeconfig."""
+        from eksops.local.kube import serve
+
+        url, emulator = self._kube.enter_context(serve())
+        self.kube_clusters[name] = (url, emulator)
+        self._write_kubeconfig()
+        return emulator
+
+    def _write_kubeconfig(self) -> None:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "preferences": {},
+            "clusters": [{"name": n, "cluster": {"server": url}} for n, (url, _) in self.kube_clusters.items()],
+            "users": [{"name": "sandbox", "user": {"token": "sandbox"}}],
+            "contexts": [{"name": n, "context": {"cluster": n, "user": "sandbox"}} for n in self.kube_clusters],
+            "current-context": next(iter(self.kube_clusters), ""),
+        }
+        self.kubeconfig_path.write_text(json.dumps(config, indent=1))
+
     # -- provisioning -----------------------------------------------------------------------------------------
 
     def _provision(self) -> None:
@@ -170,6 +216,7 @@ class Sandbox:
             "AWS::SNS::Topic",
             "AWS::SQS::Queue",
             "AWS::DynamoDB::Table",
+            "AWS::IAM::ManagedPolicy",
             "AWS::Serverless::LayerVersion",
             "AWS::Logs::LogGroup",
             "AWS::Serverless::Function",
@@ -231,6 +278,13 @@ class Sandbox:
         self.refs[logical_id] = name
         self.attrs[(logical_id, "Arn")] = f"arn:{PARTITION}:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
         self.created.append(f"table {name}")
+
+    def _create_managedpolicy(self, logical_id: str, resource: Mapping[str, Any]) -> None:
+        props = self._props(resource)
+        name = props.get("ManagedPolicyName") or f"{STACK}-{logical_id}"
+        arn = self.client("iam").create_policy(PolicyName=name, PolicyDocument=json.dumps(props["PolicyDocument"]))
+        self.refs[logical_id] = arn["Policy"]["Arn"]
+        self.created.append(f"policy {name}")
 
     def _create_layerversion(self, logical_id: str, resource: Mapping[str, Any]) -> None:
         # Handlers import the package from the development install; nothing to upload.

@@ -1,4 +1,5 @@
-"""A small HTTP shim in front of moto for CloudWatch Logs operations moto does not implement.
+"""Small HTTP shims in front of moto for what it does not emulate (CloudWatch Logs saved queries, the EKS
+cluster lifecycle), and the proxy they share with the tests' fault injection.
 
 moto 5.2 answers HTTP 500 to PutQueryDefinition, DescribeQueryDefinitions and DeleteQueryDefinition. The
 sandbox points ``AWS_ENDPOINT_URL_CLOUDWATCH_LOGS`` (the standard per-service variable) at this shim, which
@@ -13,6 +14,7 @@ import json
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -52,46 +54,67 @@ class QueryDefinitionStore:
 
 
 Intercept = Callable[[str, bytes, dict[str, str]], tuple[int, bytes] | None]
+Rewrite = Callable[[str, str, int, bytes], bytes]  # (method, path, status, body) -> body
+
+
+class _ProxyHandler(http.server.BaseHTTPRequestHandler):
+    proxy: AwsJsonProxy  # set on the subclass each proxy makes
+
+    def do_GET(self) -> None:
+        self._forward("GET")
+
+    def do_PUT(self) -> None:
+        self._forward("PUT")
+
+    def do_DELETE(self) -> None:
+        self._forward("DELETE")
+
+    def do_POST(self) -> None:
+        self._forward("POST")
+
+    def _forward(self, method: str) -> None:
+        proxy = self.proxy
+        raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in {"host", "content-length"}}
+        answered = proxy.intercept(headers.get("X-Amz-Target", ""), raw, headers)
+        if answered is not None:
+            self._reply(answered[0], {"Content-Type": "application/x-amz-json-1.1"}, answered[1])
+            return
+        request = urllib.request.Request(  # noqa: S310 - loopback moto
+            proxy.upstream + self.path, data=raw if raw or method != "GET" else None, headers=headers, method=method
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback moto
+                status, rheaders, data = response.status, dict(response.headers.items()), response.read()
+        except urllib.error.HTTPError as err:
+            status, rheaders, data = err.code, dict(err.headers.items()), err.read()
+        if proxy.rewrite is not None:
+            data = proxy.rewrite(method, self.path, status, data)
+        self._reply(status, rheaders, data)
+
+    def _reply(self, status: int, headers: dict[str, str], data: bytes) -> None:
+        self.send_response(status)
+        for key, value in headers.items():
+            if key.lower() not in {"content-length", "connection", "transfer-encoding", "server", "date"}:
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
 
 
 class AwsJsonProxy:
-    """An HTTP proxy for AWS JSON-protocol APIs: ``intercept(target, body, headers)`` may answer a request
-    (status, body); everything else is forwarded to ``upstream`` unchanged. Start, use ``url``, stop."""
+    """An HTTP proxy in front of moto: ``intercept(target, body, headers)`` may answer a request itself
+    (status, body), ``rewrite`` may change an upstream answer; everything else is forwarded unchanged."""
 
-    def __init__(self, upstream: str, intercept: Intercept) -> None:
+    def __init__(self, upstream: str, intercept: Intercept, rewrite: Rewrite | None = None) -> None:
         self.upstream = upstream
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in {"host", "content-length"}}
-                answered = intercept(headers.get("X-Amz-Target", ""), raw, headers)
-                if answered is not None:
-                    self._reply(answered[0], {"Content-Type": "application/x-amz-json-1.1"}, answered[1])
-                    return
-                request = urllib.request.Request(  # noqa: S310 - loopback moto
-                    proxy.upstream + self.path, data=raw, headers=headers, method="POST"
-                )
-                try:
-                    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback moto
-                        self._reply(response.status, dict(response.headers.items()), response.read())
-                except urllib.error.HTTPError as err:
-                    self._reply(err.code, dict(err.headers.items()), err.read())
-
-            def _reply(self, status: int, headers: dict[str, str], data: bytes) -> None:
-                self.send_response(status)
-                for key, value in headers.items():
-                    if key.lower() not in {"content-length", "connection", "transfer-encoding", "server", "date"}:
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.intercept = intercept
+        self.rewrite = rewrite
+        handler = type("Handler", (_ProxyHandler,), {"proxy": self})
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -115,3 +138,25 @@ class LogsShim(AwsJsonProxy):
             return None
         answered = self.store.answer(target[len(PREFIX) :], json.loads(raw or b"{}"))
         return None if answered is None else (answered[0], json.dumps(answered[1]).encode())
+
+
+class EksLifecycleShim(AwsJsonProxy):
+    """EKS clusters in moto are ACTIVE at once; real ones spend minutes CREATING. Clusters named in
+    ``creating`` are reported with status CREATING by DescribeCluster until ``activate(name)``."""
+
+    def __init__(self, upstream: str) -> None:
+        self.creating: set[str] = set()
+        super().__init__(upstream, lambda *_: None, self._rewrite)
+
+    def activate(self, name: str) -> None:
+        self.creating.discard(name)
+
+    def _rewrite(self, method: str, path: str, status: int, body: bytes) -> bytes:
+        parts = path.split("?", 1)[0].strip("/").split("/")
+        if method != "GET" or status != 200 or len(parts) != 2 or parts[0] != "clusters":
+            return body
+        if urllib.parse.unquote(parts[1]) not in self.creating:
+            return body
+        data = json.loads(body)
+        data["cluster"]["status"] = "CREATING"
+        return json.dumps(data).encode()

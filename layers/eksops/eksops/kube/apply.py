@@ -1,0 +1,156 @@
+"""Server-side apply of Kubernetes manifests, reporting per object whether it was created, configured or unchanged."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from eksops.errors import PermanentError, TemporaryError
+
+Outcome = Literal["created", "configured", "unchanged"]
+
+# Apply order by kind: what others live in or refer to goes first (namespaces, then cluster-scoped RBAC), the
+# APIService last since it points at a Service backed by a workload. Unknown kinds go after the known ones;
+# the input order is kept within a kind.
+KIND_ORDER: tuple[str, ...] = (
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "ServiceAccount",
+    "Role",
+    "RoleBinding",
+    "ConfigMap",
+    "Secret",
+    "Service",
+    "NetworkPolicy",
+    "DaemonSet",
+    "Deployment",
+)
+LAST_KINDS: tuple[str, ...] = ("APIService",)
+
+# Fields the server changes on any write; ignored when comparing contents (dry runs keep the old resourceVersion).
+_VOLATILE_METADATA = ("resourceVersion", "managedFields", "generation")
+
+
+@dataclass(frozen=True)
+class AppliedObject:
+    """One applied object and what the apply did to it."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str | None
+    outcome: Outcome
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}" if self.namespace else f"{self.kind}/{self.name}"
+
+
+@dataclass(frozen=True)
+class ApplySummary:
+    """The per-object outcomes of one `apply_manifests` call, in apply order."""
+
+    objects: tuple[AppliedObject, ...]
+    dry_run: bool
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for obj in self.objects if obj.outcome == outcome)
+
+    @property
+    def changed(self) -> bool:
+        return any(obj.outcome != "unchanged" for obj in self.objects)
+
+
+def order_manifests(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The documents in apply order (see KIND_ORDER); stable within a kind."""
+
+    def rank(doc: Mapping[str, Any]) -> int:
+        kind = doc.get("kind", "")
+        if kind in KIND_ORDER:
+            return KIND_ORDER.index(kind)
+        return len(KIND_ORDER) + (1 if kind in LAST_KINDS else 0)
+
+    return sorted(docs, key=rank)
+
+
+def apply_manifests(
+    api_client: Any, docs: list[dict[str, Any]], *, field_manager: str = "eksops", dry_run: bool = False
+) -> ApplySummary:
+    """Server-side apply `docs` (force conflicts) with a `kubernetes.client.ApiClient`; with dry_run nothing is stored.
+
+    Raises PermanentError for an invalid manifest, an unknown kind or a 4xx answer, TemporaryError for 429/5xx.
+    """
+    from kubernetes.dynamic import DynamicClient  # cold start: only when applying
+
+    client = DynamicClient(api_client)  # type: ignore[no-untyped-call]  # the kubernetes client is untyped
+    applied: list[AppliedObject] = []
+    dry_created_namespaces: set[str] = set()
+    for doc in order_manifests(docs):
+        obj = _apply_one(client, doc, field_manager, dry_run, dry_created_namespaces)
+        if dry_run and obj.kind == "Namespace" and obj.outcome == "created":
+            dry_created_namespaces.add(obj.name)
+        applied.append(obj)
+    return ApplySummary(objects=tuple(applied), dry_run=dry_run)
+
+
+def _apply_one(
+    client: Any, doc: dict[str, Any], field_manager: str, dry_run: bool, dry_created_namespaces: set[str]
+) -> AppliedObject:
+    from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError, ResourceNotFoundError
+
+    api_version, kind, name = doc.get("apiVersion"), doc.get("kind"), doc.get("metadata", {}).get("name")
+    if not (api_version and kind and name):
+        raise PermanentError(f"manifest lacks apiVersion, kind or metadata.name: {api_version}/{kind}/{name}")
+    try:
+        resource = client.resources.get(api_version=api_version, kind=kind)
+    except ResourceNotFoundError as exc:
+        raise PermanentError(f"the cluster does not serve {api_version} {kind} (for {name})") from exc
+
+    namespace: str | None = None
+    if resource.namespaced:
+        namespace = doc["metadata"].get("namespace") or "default"
+        doc = {**doc, "metadata": {**doc["metadata"], "namespace": namespace}}
+    ref = f"{kind}/{namespace}/{name}" if namespace else f"{kind}/{name}"
+
+    try:
+        try:
+            before: dict[str, Any] | None = resource.get(name=name, namespace=namespace).to_dict()
+        except NotFoundError:
+            before = None
+        if before is None and namespace in dry_created_namespaces:
+            # A dry run cannot create into a namespace it only pretended to create (the server answers 404).
+            outcome: Outcome = "created"
+        else:
+            after = resource.server_side_apply(
+                body=doc,
+                name=name,
+                namespace=namespace,
+                field_manager=field_manager,
+                force_conflicts=True,
+                dry_run="All" if dry_run else None,
+            ).to_dict()
+            outcome = _outcome(before, after, dry_run=dry_run)
+    except DynamicApiError as exc:
+        status = exc.status or 0
+        error = TemporaryError if status == 429 or status >= 500 else PermanentError
+        raise error(f"server-side apply of {ref} failed: HTTP {status} {exc.reason}") from exc
+    return AppliedObject(api_version=api_version, kind=kind, name=name, namespace=namespace, outcome=outcome)
+
+
+def _outcome(before: Mapping[str, Any] | None, after: Mapping[str, Any], *, dry_run: bool) -> Outcome:
+    if before is None:
+        return "created"
+    old_version = before.get("metadata", {}).get("resourceVersion")
+    new_version = after.get("metadata", {}).get("resourceVersion")
+    if not dry_run and old_version and new_version:
+        # The server bumps resourceVersion only when the write changed the object.
+        return "unchanged" if old_version == new_version else "configured"
+    return "unchanged" if _content(before) == _content(after) else "configured"
+
+
+def _content(obj: Mapping[str, Any]) -> dict[str, Any]:
+    metadata = {k: v for k, v in obj.get("metadata", {}).items() if k not in _VOLATILE_METADATA}
+    return {**obj, "metadata": metadata}

@@ -1,0 +1,65 @@
+"""Kubernetes API failures mapped to eksops errors, with the fix spelled out for the operator."""
+
+from __future__ import annotations
+
+import re
+
+from eksops.errors import PermanentError
+
+UNAUTHORIZED = 401
+FORBIDDEN = 403
+CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+
+# The caller identity of a Lambda function is an STS assumed-role ARN; access entries and aws-auth want the
+# IAM role ARN. The session ARN carries no role path, so a role created under a path must be named with it.
+_ASSUMED_ROLE = re.compile(r"^arn:(?P<partition>aws[a-z-]*):sts::(?P<account>\d{12}):assumed-role/(?P<role>[^/]+)/.+$")
+
+
+class AccessDenied(PermanentError):
+    """The cluster's API server answered 401 or 403 to eksops' identity. The message says what to create."""
+
+    def __init__(self, cluster: str, principal_arn: str, status: int) -> None:
+        self.cluster = cluster
+        self.principal_arn = principal_arn
+        self.status = status
+        super().__init__(access_denied_message(cluster, principal_arn, status))
+
+
+def principal_arn(arn: str) -> str:
+    """The IAM principal an access entry names: the role ARN for an assumed-role session ARN, else ``arn``."""
+    match = _ASSUMED_ROLE.match(arn)
+    if not match:
+        return arn
+    return f"arn:{match['partition']}:iam::{match['account']}:role/{match['role']}"
+
+
+def access_denied_message(cluster: str, role_arn: str, status: int) -> str:
+    """What failed and the exact commands that grant ``role_arn`` access to ``cluster``."""
+    principal = principal_arn(role_arn)
+    create = f"aws eks create-access-entry --cluster-name {cluster} --principal-arn {principal}"
+    associate = (
+        f"aws eks associate-access-policy --cluster-name {cluster} --principal-arn {principal}"
+        f" --policy-arn {CLUSTER_ADMIN_POLICY} --access-scope type=cluster"
+    )
+    aws_auth = (
+        "or, with authenticationMode CONFIG_MAP, add to the kube-system/aws-auth ConfigMap under mapRoles:"
+        f" {{rolearn: {principal}, username: eksops, groups: [system:masters]}}"
+    )
+    if status == UNAUTHORIZED:
+        # 401: the token was valid but no access entry (nor aws-auth mapping) maps the principal to a user.
+        what = f"the Kubernetes API of EKS cluster {cluster!r} did not authenticate {principal} (HTTP 401)"
+        return f"{what}; create an access entry for it: {create} && {associate} ({aws_auth})"
+    # 403: the principal is known but its Kubernetes permissions do not allow the request.
+    what = f"the Kubernetes API of EKS cluster {cluster!r} denied {principal} (HTTP {status})"
+    return f"{what}; grant its access entry the cluster admin policy: {associate} (no entry yet: {create}) ({aws_auth})"
+
+
+def raise_for_status(exc: BaseException, cluster: str, role_arn: str) -> None:
+    """Raise AccessDenied for a Kubernetes ApiException with status 401/403; return otherwise.
+
+    Duck-typed on ``.status`` so this module does not import kubernetes. Use it as
+    ``except ApiException as exc: raise_for_status(exc, cluster, arn); raise``.
+    """
+    status = getattr(exc, "status", None)
+    if status in (UNAUTHORIZED, FORBIDDEN):
+        raise AccessDenied(cluster, role_arn, status) from exc
