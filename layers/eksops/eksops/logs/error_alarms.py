@@ -38,6 +38,7 @@ from eksops.config import CommonConfig
 from eksops.errors import InvalidEvent, PartialFailure, UnsupportedEvent
 from eksops.events import AnyEvent, CloudTrailCall, ScheduledRun
 from eksops.logs.error_alarms_config import ErrorAlarmsConfig
+from eksops.logs.groups import describe_log_group
 from eksops.notify import Message, Publisher, Severity
 from eksops.sweeps import Deadline
 
@@ -458,9 +459,7 @@ class ErrorAlarmsService:
 
     def _group_exists(self, name: str) -> bool:
         self._describe_limiter.acquire()
-        # Names sort before any longer name they prefix, so the exact match is the first result if it exists.
-        groups = self._logs.describe_log_groups(logGroupNamePrefix=name, limit=1).get("logGroups", [])
-        return bool(groups) and groups[0]["logGroupName"] == name
+        return describe_log_group(self._logs, name) is not None
 
     # -- sweep ------------------------------------------------------------------------------------------------
 

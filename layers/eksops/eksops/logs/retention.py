@@ -15,6 +15,7 @@ from eksops.aws import RateLimiter, error_code
 from eksops.config import CommonConfig
 from eksops.errors import InvalidEvent, PartialFailure, UnsupportedEvent
 from eksops.events import AnyEvent, CloudTrailCall, ScheduledRun
+from eksops.logs.groups import describe_log_group
 from eksops.logs.retention_config import SKIP_TAG_KEY, SKIP_TAG_VALUE, RetentionConfig, decide
 from eksops.notify import Message, Publisher, Severity
 from eksops.sweeps import Continuer, Deadline
@@ -176,9 +177,8 @@ class RetentionService:
 
     def _find(self, name: str) -> LogGroup | None:
         self._describe_limiter.acquire()
-        # Names sort before any longer name they prefix, so the exact match is the first result if it exists.
-        groups = self._logs.describe_log_groups(logGroupNamePrefix=name, limit=1).get("logGroups", [])
-        return LogGroup.from_api(groups[0]) if groups and groups[0]["logGroupName"] == name else None
+        found = describe_log_group(self._logs, name)
+        return LogGroup.from_api(found) if found else None
 
     def _tagged_skip(self, group: LogGroup) -> bool:
         if not group.arn:
