@@ -43,3 +43,18 @@ print(json.dumps(sorted(m for m in sys.modules if any(m == h or m.startswith(h +
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_function_requirements_pin_what_the_tests_run_against() -> None:
+    """A library only one function needs is in that function's requirements.txt, pinned as in pyproject's dev
+    extra, so the deployed function runs the version the tests ran."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    dev = {re.split(r"[=<>\[]", r)[0]: r for r in project["optional-dependencies"]["dev"]}
+    found = 0
+    for requirements in sorted((ROOT / "functions").glob("*/requirements.txt")):
+        for raw in requirements.read_text().splitlines():
+            line = raw.strip()
+            if line and not line.startswith("#"):
+                found += 1
+                assert dev.get(re.split(r"[=<>\[]", line)[0]) == line, f"{requirements}: {line}"
+    assert found  # cluster_bootstrap ships the kubernetes client
