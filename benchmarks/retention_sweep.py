@@ -393,7 +393,7 @@ def chained_sweep(rig: MotoRig, groups: int, checks: int, seed_value: int, failu
     )
     expected, skip = rig.seed_and_count(groups, seed_value)
     rig.counter.reset()
-    print(f"    {'part':>4}{'Describe':>10}{'Put':>7}{'GetRes':>8}{'changed':>9}{'pending':>9}{'checkpoint':>12}")
+    print(f"    {'part':>4}{'Describe':>10}{'Put':>7}{'GetRes':>8}{'changed':>9}{'handled':>9}{'checkpoint':>12}")
     part, checkpoint, parts = 1, None, 0
     started = time.perf_counter()
     while True:
@@ -407,11 +407,11 @@ def chained_sweep(rig: MotoRig, groups: int, checks: int, seed_value: int, failu
         calls = rig.counter.sends - before
         parts += 1
         event = rig.events.take()
-        pending = len(event["detail"]["checkpoint"]["pending"]) if event else 0
+        handled = len(event["detail"]["checkpoint"]["handled"]) if event else 0  # of the page the next part rereads
         size = f"{len(json.dumps(event['detail'])):,} B" if event else "-"
         print(
             f"    {part:>4}{calls['DescribeLogGroups']:>10,}{calls['PutRetentionPolicy']:>7,}"
-            f"{calls['GetResources']:>8,}{len(summary.changed):>9,}{pending:>9,}{size:>12}"
+            f"{calls['GetResources']:>8,}{len(summary.changed):>9,}{handled:>9,}{size:>12}"
         )
         check(failures, not summary.errors, f"chained part {part} had errors: {summary.errors[:3]}")
         if not summary.continued or event is None:
@@ -422,7 +422,7 @@ def chained_sweep(rig: MotoRig, groups: int, checks: int, seed_value: int, failu
         part, checkpoint = continuation.part, continuation.checkpoint
     print(
         f"    {parts} invocations, {time.perf_counter() - started:.1f} s; "
-        "GetResources runs once per invocation, hence the extra calls"
+        "GetResources runs once per invocation and each continuation rereads its page, hence the extra calls"
     )
     print_calls(rig.counter.sends, minimum_pages(groups), len(expected), failures, bound=False)
     check_puts(rig.counter, expected, failures, "chained sweep")

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import boto3
 import pytest
 
 from eksops.aws import RateLimiter, client
@@ -195,7 +196,93 @@ def test_checkpoint_and_continue_skips_none_and_repeats_none(aws: str, counter: 
     assert len(parts) > 5
     assert counter.puts == {name: 1 for name in groups}
     assert sum(len(p.changed) for p in parts) == len(groups)
-    assert counter.sends["DescribeLogGroups"] == 3  # a continuation never re-reads a page
+    # 3 pages, and at most one more read per continuation: a part reads its page again to decide on fresh data
+    assert 3 < counter.sends["DescribeLogGroups"] <= 3 + len(parts) - 1
+
+
+def _first_part_checkpoint(service: RetentionService, continuer: RecordingContinuer, after: int) -> Continuation:
+    """Run part 1 of a sweep that runs out of time after ``after`` deadline checks; its continuation event."""
+    checks = {"n": 0}
+
+    def remaining() -> int:
+        checks["n"] += 1
+        return 900_000 if checks["n"] <= after else 1_000
+
+    first = service.handle(ScheduledRun(id="run-s", rule="r"), Deadline(remaining))
+    assert first.checkpoint is not None and continuer.calls
+    call = continuer.calls.pop()
+    return Continuation(id="c", function="log_retention", run_id="run-s", part=2, checkpoint=call["checkpoint"])
+
+
+def test_a_late_continuation_decides_on_what_is_there_now(aws: str, counter: CallCounter) -> None:
+    """A part retried, delayed or redriven from the dead-letter queue must not put a value from an old reading
+    over one an operator set in between."""
+    groups: dict[str, int | None] = {f"/app/svc-{i:02}": None for i in range(10)}
+    seed(groups)
+    service, continuer = make_service(counter=counter)
+    continuation = _first_part_checkpoint(service, continuer, after=5)
+    done = set(counter.puts)
+    assert 0 < len(done) < len(groups)
+    left = sorted(set(groups) - done)
+    operator = boto3.client("logs")  # not the counted client: an operator, meanwhile
+    operator.put_retention_policy(logGroupName=left[0], retentionInDays=3653)
+
+    second = service.handle(continuation, FOREVER)
+    assert retention(left[0]) == 3653  # mode "missing": the operator's value stands
+    assert {c["group"] for c in second.changed} == set(left[1:])
+    assert counter.puts == {name: 1 for name in groups if name != left[0]}
+
+    again = service.handle(continuation, FOREVER)  # the same part delivered twice (a Lambda retry)
+    assert again.changed == [] and again.errors == []
+    assert counter.puts == {name: 1 for name in groups if name != left[0]}
+
+
+def test_a_chain_started_under_dry_run_stays_dry_run(aws: str) -> None:
+    seed({f"/app/svc-{i:02}": None for i in range(6)})
+    dry, continuer = make_service(dry_run=True)
+    continuation = _first_part_checkpoint(dry, continuer, after=3)
+    assert continuation.checkpoint["dry_run"] is True
+    live, _ = make_service(dry_run=False)  # e.g. the deployed stack picks up a chain `eksops invoke` started
+    summary = live.handle(continuation, FOREVER)
+    assert summary.dry_run and summary.changed
+    assert all(retention(f"/app/svc-{i:02}") is None for i in range(6))
+
+
+def test_a_refused_page_token_starts_the_sweep_over(fault_proxy: FaultProxy) -> None:
+    seed({f"/app/svc-{i:03}": None for i in range(60)})
+    service, _ = make_service()
+    continuation = Continuation(
+        id="c",
+        function="log_retention",
+        run_id="old",
+        part=7,
+        checkpoint={"page_token": "expired-token", "handled": ["/app/svc-000"], "errors": 0, "dry_run": False},
+    )
+    fault_proxy.fail("DescribeLogGroups", times=1, code="InvalidParameterException", body_contains="expired-token")
+    summary = service.handle(continuation, FOREVER)
+    assert len(summary.changed) == 60  # from the first page, none skipped by the old page's names
+    assert all(retention(f"/app/svc-{i:03}") == 365 for i in range(60))
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "field"),
+    [
+        ({"page_token": 7}, "detail.checkpoint.page_token"),
+        ({"handled": "a"}, "detail.checkpoint.handled"),
+        ({"errors": -1}, "detail.checkpoint.errors"),
+        ({"dry_run": "yes"}, "detail.checkpoint.dry_run"),
+    ],
+)
+def test_a_malformed_checkpoint_is_refused_before_any_change(
+    aws: str, counter: CallCounter, checkpoint: dict[str, Any], field: str
+) -> None:
+    seed({"/app/a": None})
+    service, _ = make_service(counter=counter)
+    event = Continuation(id="c", function="log_retention", run_id="r", part=2, checkpoint=checkpoint)
+    with pytest.raises(InvalidEvent) as raised:
+        service.handle(event, FOREVER)
+    assert raised.value.field == field
+    assert counter.puts == {} and retention("/app/a") is None
 
 
 def test_throttling_is_retried_with_backoff(fault_proxy: FaultProxy) -> None:

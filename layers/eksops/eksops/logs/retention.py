@@ -44,14 +44,32 @@ class LogGroup:
             item["logGroupName"], item.get("retentionInDays"), item.get("logGroupClass"), item.get("logGroupArn")
         )
 
-    def to_checkpoint(self) -> list[Any]:
-        return [self.name, self.retention, self.group_class]
+
+@dataclass(frozen=True)
+class _Resume:
+    """Where a sweep part starts: the page to read (again) and the names on it already handled."""
+
+    page_token: str | None = None
+    handled: tuple[str, ...] = ()
+    errors: int = 0
+    dry_run: bool = False  # a chain started under dry-run stays dry-run, whatever the function's own setting
+    continued: bool = False
 
     @classmethod
-    def from_checkpoint(cls, raw: Any) -> LogGroup:
-        if not isinstance(raw, list) or len(raw) != 3 or not isinstance(raw[0], str):
-            raise InvalidEvent("each pending entry must be [name, retention, class]", field="detail.checkpoint.pending")
-        return cls(raw[0], raw[1], raw[2])
+    def parse(cls, checkpoint: Mapping[str, Any] | None) -> _Resume:
+        if checkpoint is None:
+            return cls()
+        token, handled = checkpoint.get("page_token"), checkpoint.get("handled", [])
+        errors, dry_run = checkpoint.get("errors", 0), checkpoint.get("dry_run", False)
+        if token is not None and not isinstance(token, str):
+            raise InvalidEvent("must be a string or null", field="detail.checkpoint.page_token")
+        if not isinstance(handled, list) or not all(isinstance(n, str) for n in handled):
+            raise InvalidEvent("must be a list of log group names", field="detail.checkpoint.handled")
+        if not isinstance(errors, int) or isinstance(errors, bool) or errors < 0:
+            raise InvalidEvent("must be a count", field="detail.checkpoint.errors")
+        if not isinstance(dry_run, bool):
+            raise InvalidEvent("must be a boolean", field="detail.checkpoint.dry_run")
+        return cls(token, tuple(handled), errors, dry_run, continued=True)
 
 
 @dataclass
@@ -194,43 +212,48 @@ class RetentionService:
     # -- sweep ------------------------------------------------------------------------------------------------
 
     def sweep(self, *, run_id: str, part: int, checkpoint: Mapping[str, Any] | None, deadline: Deadline) -> Summary:
-        """Page through every log group, fixing the non-compliant ones, until done or the time runs low."""
-        summary = self._summary()
-        summary.run_id, summary.part = run_id, part
-        pending, token, started = self._resume(checkpoint)
-        summary.earlier_errors = int((checkpoint or {}).get("errors", 0))
-        skip = self._skip_tagged_names()
-        while True:
-            while pending:
-                if deadline.low():
-                    return self._checkpoint(summary, pending, token, started)
-                group = pending.pop(0)
-                self._enforce(group, group.name in skip, summary)
-            if started and token is None:
-                return summary
-            if deadline.low():
-                return self._checkpoint(summary, pending, token, started)
-            page = self._page(token)
-            started = True
-            pending = [LogGroup.from_api(g) for g in page.get("logGroups", [])]
-            token = page.get("nextToken")
+        """Page through every log group, fixing the non-compliant ones, until done or the time runs low.
 
-    @staticmethod
-    def _resume(checkpoint: Mapping[str, Any] | None) -> tuple[list[LogGroup], str | None, bool]:
-        if checkpoint is None:
-            return [], None, False
-        pending_raw = checkpoint.get("pending", [])
-        token = checkpoint.get("next_token")
-        started = checkpoint.get("started", True)
-        if (
-            not isinstance(pending_raw, list)
-            or (token is not None and not isinstance(token, str))
-            or not isinstance(started, bool)
-        ):
-            raise InvalidEvent(
-                "pending must be a list, next_token a string or null, started a boolean", field="detail.checkpoint"
-            )
-        return [LogGroup.from_checkpoint(p) for p in pending_raw], token, started
+        A part decides only on what it has just read: a continuation reads its page again (one more
+        DescribeLogGroups per part) and skips the groups the earlier part handled, so a retried, late or redriven
+        part never puts a value from an old reading over one that an operator set since.
+        """
+        resume = _Resume.parse(checkpoint)
+        summary = self._summary(dry_run=self.common.dry_run or resume.dry_run)
+        summary.run_id, summary.part = run_id, part
+        summary.earlier_errors = resume.errors
+        skip = self._skip_tagged_names()
+        page_token, handled = resume.page_token, set(resume.handled)
+        while True:
+            if deadline.low():
+                return self._checkpoint(summary, page_token, handled)
+            page, restarted = self._read_page(page_token, restart_if_expired=resume.continued)
+            if restarted:
+                handled = set()
+            token = page.get("nextToken")
+            for item in page.get("logGroups", []):
+                group = LogGroup.from_api(item)
+                if group.name in handled:
+                    continue
+                if deadline.low():
+                    return self._checkpoint(summary, page_token, handled)
+                self._enforce(group, group.name in skip, summary)
+                handled.add(group.name)
+            if token is None:
+                return summary
+            page_token, handled = token, set()
+
+    def _read_page(self, token: str | None, *, restart_if_expired: bool) -> tuple[dict[str, Any], bool]:
+        """The page at ``token``, and whether the sweep had to start over from the first page instead."""
+        try:
+            return self._page(token), False
+        except ClientError as exc:
+            # A continuation redriven from the dead-letter queue may carry a token CloudWatch no longer accepts.
+            # Starting over is safe: every decision is made on a fresh reading.
+            if not (token and restart_if_expired and error_code(exc) == "InvalidParameterException"):
+                raise
+            log.warning("the checkpoint's page token was refused (%s): sweeping from the first page", error_code(exc))
+            return self._page(None), True
 
     def _page(self, token: str | None) -> dict[str, Any]:
         self._describe_limiter.acquire()
@@ -256,15 +279,17 @@ class RetentionService:
                     names.add(arn.split(":log-group:", 1)[1].removesuffix(":*"))
         return names
 
-    def _checkpoint(self, summary: Summary, pending: list[LogGroup], token: str | None, started: bool) -> Summary:
+    def _checkpoint(self, summary: Summary, page_token: str | None, handled: set[str]) -> Summary:
         assert summary.run_id is not None and summary.part is not None
         summary.checkpoint = {
-            "pending": [g.to_checkpoint() for g in pending],
-            "next_token": token,
-            "started": started,
+            "page_token": page_token,
+            "handled": sorted(handled),
             "errors": summary.earlier_errors + len(summary.errors),
+            "dry_run": summary.dry_run,
         }
-        log.info("sweep %s part %d checkpointed with %d pending", summary.run_id, summary.part, len(pending))
+        log.info(
+            "sweep %s part %d checkpointed after %d group(s) of its page", summary.run_id, summary.part, len(handled)
+        )
         return summary
 
     # -- one group --------------------------------------------------------------------------------------------
@@ -280,7 +305,7 @@ class RetentionService:
             summary.unchanged += 1
             return
         change = {"group": group.name, "from": group.retention, "to": decision.target}
-        if self.common.dry_run:
+        if summary.dry_run:
             summary.changed.append(change)
             return
         self._put_limiter.acquire()
@@ -297,8 +322,8 @@ class RetentionService:
 
     # -- reporting --------------------------------------------------------------------------------------------
 
-    def _summary(self) -> Summary:
-        return Summary(mode=str(self.cfg.mode), dry_run=self.common.dry_run)
+    def _summary(self, *, dry_run: bool | None = None) -> Summary:
+        return Summary(mode=str(self.cfg.mode), dry_run=self.common.dry_run if dry_run is None else dry_run)
 
     def _report(self, summary: Summary) -> None:
         if not summary.changed and not summary.errors:
