@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 import os
 import sys
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
+from eksops.events import CONTINUATION_DETAIL_TYPE, CONTINUATION_SOURCE
 from eksops.local.dispatch import Dispatcher, LambdaContext, load_module
 from eksops.local.sandbox import Sandbox, patched_environ
 from eksops.local.template import Resolver, Template
+from eksops.sweeps import Continuer
 
 
 def run(function: str, event_file: str, *, aws: bool, dry_run: bool, params: list[str]) -> int:
@@ -44,7 +49,13 @@ def run(function: str, event_file: str, *, aws: bool, dry_run: bool, params: lis
 
 def _on_aws(template: Template, function: str, event: Any, overrides: dict[str, str]) -> int:
     """Run the handler here with your credentials; resources of the stack come from your environment
-    (for example REPORTS_TOPIC_ARN from the stack outputs) and are empty otherwise."""
+    (for example REPORTS_TOPIC_ARN from the stack outputs) and are empty otherwise.
+
+    A sweep that outlives the invocation continues here, not on your event bus: a continuation put there
+    would be picked up by a deployed stack (which runs live even when this run is dry).
+    """
+    import boto3
+
     fn = template.functions[function]
     resolver = Resolver(
         template,
@@ -59,16 +70,50 @@ def _on_aws(template: Template, function: str, event: Any, overrides: dict[str, 
         env["DRY_RUN"] = overrides["DryRun"]
     env.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
     env["AWS_LAMBDA_FUNCTION_NAME"] = f"eksops-local-{function}"
-    with patched_environ(env):
+    identity = boto3.client("sts").get_caller_identity()
+    continuations: list[dict[str, Any]] = []
+
+    def keep_here(_self: Continuer, *, run_id: str, part: int, checkpoint: Any) -> None:
+        detail = {"function": function, "run_id": run_id, "part": part, "checkpoint": checkpoint}
+        continuations.append(_continuation_event(identity["Account"], detail))
+
+    results = []
+    with patched_environ(env), mock.patch.object(Continuer, "continue_sweep", keep_here):
         module = load_module(fn, env.get("POWERTOOLS_SERVICE_NAME"))
         handler = getattr(module, fn.handler.rsplit(".", 1)[1])
-        try:
-            result = handler(event, LambdaContext(env["AWS_LAMBDA_FUNCTION_NAME"], fn.memory, fn.timeout))
-        except Exception as exc:
-            _print({"function": function, "ok": False, "error": str(exc), "errorType": type(exc).__name__})
-            return 1
-    _print({"function": function, "ok": True, "result": result})
+        pending = [event]
+        while pending:
+            context = LambdaContext(env["AWS_LAMBDA_FUNCTION_NAME"], fn.memory, fn.timeout)
+            context.invoked_function_arn = (
+                f"{identity['Arn'].split(':sts:')[0]}:lambda:{boto3.session.Session().region_name}:"
+                f"{identity['Account']}:function:{env['AWS_LAMBDA_FUNCTION_NAME']}"
+            )
+            try:
+                results.append(handler(pending.pop(0), context))
+            except Exception as exc:
+                _print({"function": function, "ok": False, "error": str(exc), "errorType": type(exc).__name__})
+                return 1
+            pending.extend(continuations)
+            continuations.clear()
+    _print({"function": function, "ok": True, "result": results[-1], "parts": len(results)})
     return 0
+
+
+def _continuation_event(account: str, detail: dict[str, Any]) -> dict[str, Any]:
+    """The event EventBridge would deliver for a continuation put on the bus."""
+    import boto3
+
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": CONTINUATION_DETAIL_TYPE,
+        "source": CONTINUATION_SOURCE,
+        "account": account,
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": boto3.session.Session().region_name,
+        "resources": [],
+        "detail": json.loads(json.dumps(detail)),
+    }
 
 
 def _print(payload: dict[str, Any]) -> None:
