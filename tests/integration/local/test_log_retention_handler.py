@@ -140,3 +140,36 @@ def test_cli_invoke_reports_failure_with_exit_code(
     assert main(["invoke", "log_retention", "--event", str(bad)]) == 1
     output = json.loads(capsys.readouterr().out)
     assert output["errorType"] == "InvalidEvent"
+
+
+def _log_lines(sandbox: Any) -> list[dict[str, Any]]:
+    lines = (sandbox.workdir / "functions.log").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def test_a_group_already_gone_is_a_logged_no_op(make_sandbox: Any) -> None:
+    sandbox, dispatcher = make_sandbox()
+    event = cloudtrail_event("logs", "CreateLogGroup", {"logGroupName": "/app/deleted-meanwhile"})
+    inv = dispatcher.invoke("log_retention", event, "test")
+    assert inv.ok and inv.result["gone"] == ["/app/deleted-meanwhile"] and inv.result["changed"] == []
+    said = [line for line in _log_lines(sandbox) if "no longer exists" in str(line.get("message"))]
+    assert len(said) == 1, said
+    # the package's own line goes out as the function's structured JSON, with its service and Lambda context
+    assert said[0]["level"] == "INFO" and said[0]["service"] and said[0]["function_request_id"]
+    assert "/app/deleted-meanwhile" in said[0]["message"]
+
+
+def test_counts_go_out_as_emf_metrics(make_sandbox: Any) -> None:
+    sandbox, dispatcher = make_sandbox()
+    sandbox.client("logs").create_log_group(logGroupName="/app/new")
+    inv = dispatcher.invoke(
+        "log_retention", cloudtrail_event("logs", "CreateLogGroup", {"logGroupName": "/app/new"}), "t"
+    )
+    assert inv.ok
+    emf = [line for line in _log_lines(sandbox) if "_aws" in line and "LogGroupsChanged" in line]
+    assert emf, "no EMF line with LogGroupsChanged"
+    metric = emf[-1]
+    names = {m["Name"] for d in metric["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+    assert {"LogGroupsChanged", "LogGroupsUnchanged", "LogGroupsExcluded", "LogGroupsErrors"} <= names
+    assert metric["LogGroupsChanged"] == [1.0] and metric["LogGroupsErrors"] == [0.0]
+    assert metric["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "eksops"

@@ -110,6 +110,7 @@ class Dispatcher:
             except Exception as exc:
                 inv.error, inv.error_type = str(exc), type(exc).__name__
         inv.duration_ms = (time.perf_counter() - started) * 1000
+        self._log.flush()  # functions.log is current after every invocation (for tail -f, and for tests)
         if inv.error is not None:
             inv.dead_lettered = self._dead_letter(fn, event, inv, context)
         self.history.append(inv)
