@@ -159,6 +159,19 @@ def test_modes(aws: str, mode: str, expected: int) -> None:
     assert retention("/app/short") == (365 if mode == "exact" else 7)
 
 
+def test_exact_mode_leaves_the_stacks_own_log_groups_to_cloudformation(aws: str) -> None:
+    seed({"/aws/lambda/eksops-notifier": 30, "/aws/lambda/other-app": 30})
+    env = {
+        "RETENTION_DEFAULT_DAYS": "365",
+        "RETENTION_MODE": "exact",
+        "RETENTION_STACK_LOG_GROUPS": "/aws/lambda/eksops-*",
+    }
+    service, _ = make_service(env)
+    summary = service.handle(ScheduledRun(id="run", rule="r"), FOREVER)
+    assert retention("/aws/lambda/eksops-notifier") == 30 and retention("/aws/lambda/other-app") == 365
+    assert summary.excluded == 1
+
+
 def test_sweep_pages_and_calls_only_for_non_compliant_groups(aws: str, counter: CallCounter) -> None:
     groups: dict[str, int | None] = {f"/app/svc-{i:03}": (None if i % 3 else 365) for i in range(130)}
     seed(groups)

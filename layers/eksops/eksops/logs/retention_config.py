@@ -15,6 +15,7 @@ RETENTION_RULES = "RETENTION_RULES"
 RETENTION_DEFAULT_DAYS = "RETENTION_DEFAULT_DAYS"
 RETENTION_MODE = "RETENTION_MODE"
 RETENTION_EXCLUDE = "RETENTION_EXCLUDE"
+RETENTION_STACK_LOG_GROUPS = "RETENTION_STACK_LOG_GROUPS"  # the stack's own groups: CloudFormation sets theirs
 RETENTION_PUT_RATE = "RETENTION_PUT_RATE"
 
 DEFAULT_PUT_RATE = 5  # PutRetentionPolicy quota, requests per second per account and region
@@ -70,7 +71,8 @@ class RetentionConfig:
                     RETENTION_MODE, config.read(RETENTION_MODE, environ) or "missing", [m.value for m in Mode]
                 )
             ),
-            exclude=_parse_globs(RETENTION_EXCLUDE, config.parse_json(RETENTION_EXCLUDE, raw_exclude)),
+            exclude=_parse_globs(RETENTION_EXCLUDE, config.parse_json(RETENTION_EXCLUDE, raw_exclude))
+            + tuple(g for g in [config.read(RETENTION_STACK_LOG_GROUPS, environ)] if g),
             put_rate=config.parse_int(
                 RETENTION_PUT_RATE,
                 config.read(RETENTION_PUT_RATE, environ) or str(DEFAULT_PUT_RATE),
