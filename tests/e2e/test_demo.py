@@ -29,6 +29,10 @@ def test_demo_runs_end_to_end_and_exits_zero(monkeypatch: pytest.MonkeyPatch, tm
     assert "0 failure(s)" in text
     assert "create alarm eksops-demo-application-errors" in text
     assert "ok   the application error alarm fired" in text
+    assert "ok   metric filter eksops-application-errors on /aws/containerinsights/demo/application" in text
+    assert "ok   alarm eksops-demo-application-errors notifies the alerts topic and is tagged" in text
+    assert "ok   dashboard eksops-demo exists" in text
+    assert "ok   saved queries eksops/demo/errors-by-namespace-and-pod, eksops/demo/recent-errors" in text
     assert "ok   the application error alarm reached Slack" in text
     assert "ok   the dead-letter alarm reached Slack" in text
     assert "cluster demo: not-active" in text and "cluster demo: bootstrapped" in text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import importlib.util
+import itertools
 import json
 import time
 import uuid
@@ -31,8 +32,6 @@ from eksops.logs.error_alarms import (
     FILTER_NAME,
     METRIC_NAMESPACE,
     NAMESPACE_FILTER_NAME,
-    PUT_ALARM_RATE,
-    PUT_FILTER_RATE,
     alarm_name,
     application_group,
 )
@@ -88,16 +87,6 @@ class Operations:
 
     def mutations(self) -> dict[str, int]:
         return {k: v for k, v in self.calls.items() if k.startswith(("Put", "Delete", "Tag"))}
-
-
-class RecordingLimiter(RateLimiter):
-    def __init__(self) -> None:
-        super().__init__(1000)
-        self.acquired = 0
-
-    def acquire(self) -> None:
-        self.acquired += 1
-        super().acquire()
 
 
 @pytest.fixture
@@ -271,7 +260,9 @@ def test_hand_edits_are_put_back(aws: str) -> None:
         filterPattern="?ERROR ?error",
         metricTransformations=[{"metricName": "prod-eu", "metricNamespace": METRIC_NAMESPACE, "metricValue": "1"}],
     )
-    cw.put_dashboard(DashboardName="eksops-prod-eu", DashboardBody=json.dumps({"widgets": []}))
+    assert desired_dashboard is not None
+    trimmed = {"widgets": desired_dashboard["widgets"][:2]}  # the marker widget kept, the rest deleted
+    cw.put_dashboard(DashboardName="eksops-prod-eu", DashboardBody=json.dumps(trimmed))
     edited = next(q for q in queries.items.values() if q.name.endswith("recent-errors"))
     queries.items[edited.id or ""] = replace(edited, query="fields @message | limit 5")
 
@@ -291,6 +282,97 @@ def test_hand_edits_are_put_back(aws: str) -> None:
     assert dashboard("eksops-prod-eu") == desired_dashboard
     assert len(queries.items) == 2 and edited.id in queries.items  # updated in place, not duplicated
     assert service.handle(sweep(), FOREVER).changed == []
+
+
+def tags_of(cluster: str) -> list[dict[str, str]]:
+    current = alarm(cluster)
+    assert current is not None
+    return client("cloudwatch").list_tags_for_resource(ResourceARN=current["AlarmArn"])["Tags"]  # type: ignore[no-any-return]
+
+
+MANAGED = {"Key": "eksops:managed-by", "Value": "error_alarms"}
+
+
+def test_a_removed_ownership_tag_is_put_back_and_cleanup_still_works(aws: str) -> None:
+    seed(PROD)
+    queries = MemoryQueries()
+    service = make_service(queries=queries)
+    service.handle(call("CreateLogGroup", PROD), FOREVER)
+    arn = (alarm("prod-eu") or {})["AlarmArn"]
+    client("cloudwatch").untag_resource(ResourceARN=arn, TagKeys=["eksops:managed-by"])
+    assert MANAGED not in tags_of("prod-eu")
+
+    summary = service.handle(sweep(), FOREVER)
+    assert actions(summary) == [("prod-eu", "alarm", "tag")] and summary.not_owned == []
+    assert MANAGED in tags_of("prod-eu")
+    assert service.handle(sweep(), FOREVER).changed == []
+
+    client("logs").delete_log_group(logGroupName=PROD)
+    deleted = service.handle(call("DeleteLogGroup", PROD), FOREVER)
+    assert ("prod-eu", "alarm", "delete") in actions(deleted) and deleted.not_owned == []
+    assert alarm("prod-eu") is None and dashboard("eksops-prod-eu") is None and queries.items == {}
+
+
+def test_an_untagged_alarm_on_eksops_metric_is_tagged_and_repaired_in_one_run(aws: str) -> None:
+    seed(PROD)
+    service = make_service()
+    service.handle(call("CreateLogGroup", PROD), FOREVER)
+    arn = (alarm("prod-eu") or {})["AlarmArn"]
+    cw = client("cloudwatch")
+    cw.untag_resource(ResourceARN=arn, TagKeys=["eksops:managed-by"])
+    cw.put_metric_alarm(  # and silenced by raising the threshold: still eksops' metric, so still eksops' alarm
+        AlarmName=alarm_name("prod-eu"),
+        Namespace=METRIC_NAMESPACE,
+        MetricName="prod-eu",
+        Statistic="Sum",
+        Period=300,
+        EvaluationPeriods=1,
+        Threshold=1000.0,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+    )
+    summary = service.handle(sweep(), FOREVER)
+    assert ("prod-eu", "alarm", "update") in actions(summary)
+    repaired = alarm("prod-eu")
+    assert repaired is not None and repaired["Threshold"] == 1.0 and MANAGED in tags_of("prod-eu")
+
+
+def test_resources_with_eksops_names_that_are_not_eksops_own_are_left_alone(aws: str) -> None:
+    """An alarm of eksops' name on another metric without the tag, a dashboard without the marker: reported."""
+    cw = client("cloudwatch")
+    theirs_alarm = dict(
+        AlarmName=alarm_name("prod-eu"),
+        Namespace="Team/Checkout",
+        MetricName="Errors",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=5.0,
+        ComparisonOperator="GreaterThanThreshold",
+    )
+    cw.put_metric_alarm(**theirs_alarm)
+    theirs_dashboard = {
+        "widgets": [{"type": "text", "x": 0, "y": 0, "width": 6, "height": 2, "properties": {"markdown": "team"}}]
+    }
+    cw.put_dashboard(DashboardName="eksops-prod-eu", DashboardBody=json.dumps(theirs_dashboard))
+    seed(PROD)
+    ops = Operations(cw)
+    summary = make_service().handle(call("CreateLogGroup", PROD), FOREVER)
+    assert sorted(summary.not_owned) == sorted([alarm_name("prod-eu"), "eksops-prod-eu"])
+    assert [(kind, action) for _, kind, action in actions(summary)] == [
+        ("metric-filter", "create"),
+        ("query", "create"),
+        ("query", "create"),
+    ]
+    assert ops.mutations() == {}
+    kept = alarm("prod-eu")
+    assert kept is not None and (kept["Namespace"], kept["Threshold"]) == ("Team/Checkout", 5.0)
+    assert MANAGED not in tags_of("prod-eu")
+    assert dashboard("eksops-prod-eu") == theirs_dashboard
+
+    client("logs").delete_log_group(logGroupName=PROD)
+    removed = make_service().handle(call("DeleteLogGroup", PROD), FOREVER)
+    assert removed.not_owned == [alarm_name("prod-eu")] and alarm("prod-eu") is not None
+    assert dashboard("eksops-prod-eu") == theirs_dashboard
 
 
 def test_delete_event_removes_what_eksops_created_and_nothing_else(aws: str) -> None:
@@ -514,12 +596,75 @@ def test_a_failing_resource_does_not_stop_the_others(fault_proxy: FaultProxy) ->
     assert actions(service.handle(sweep(), FOREVER)) == [("staging", "metric-filter", "create")]  # the retry
 
 
-def test_puts_are_paced_by_the_quota_limiters(aws: str) -> None:
-    assert (PUT_FILTER_RATE, PUT_ALARM_RATE) == (5.0, 3.0)
+class FakeTime:
+    """A clock that moves only when slept on: the limiters' waits, without waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.now += seconds
+
+
+def test_puts_are_paced_at_the_account_quotas(aws: str) -> None:
+    """The service's own limiters (not injected ones), on a fake clock: when each Put is sent, in fake seconds."""
     seed(*(application_group(f"c{i}") for i in range(4)))
-    filter_limiter, alarm_limiter = RecordingLimiter(), RecordingLimiter()
-    make_service(filter_limiter=filter_limiter, alarm_limiter=alarm_limiter).handle(sweep(), FOREVER)
-    assert (filter_limiter.acquired, alarm_limiter.acquired) == (4, 4)
+    fake = FakeTime()
+    logs, cloudwatch = client("logs"), client("cloudwatch")
+    sent: dict[str, list[float]] = collections.defaultdict(list)
+
+    def on_call(model: Any, **_: Any) -> None:
+        sent[model.name].append(fake.clock())
+
+    for c in (logs, cloudwatch):
+        c.meta.events.register("before-call", on_call)
+    service = ErrorAlarmsService(
+        ErrorAlarmsConfig.from_env({"ERROR_METRIC_BY_NAMESPACE": "true"}),  # two filters per cluster
+        CommonConfig.from_env({"ALERTS_TOPIC_ARN": ALERTS}),
+        logs=logs,
+        cloudwatch=cloudwatch,
+        publisher=Publisher(None, alerts_topic_arn=None, reports_topic_arn=None),
+        queries=MemoryQueries(),
+        clock=fake.clock,
+        sleep=fake.sleep,
+    )
+    summary = service.handle(sweep(), FOREVER)
+    assert summary.errors == [] and len(sent["PutMetricFilter"]) == 8 and len(sent["PutMetricAlarm"]) == 4
+
+    def gaps(times: list[float]) -> list[float]:
+        return [later - earlier for earlier, later in itertools.pairwise(times)]
+
+    assert min(gaps(sent["PutMetricFilter"])) >= 1 / 5 - 1e-9  # PutMetricFilter: 5 per second
+    assert min(gaps(sent["PutMetricAlarm"])) >= 1 / 3 - 1e-9  # PutMetricAlarm: 3 per second
+    assert fake.now - 1_000.0 >= 7 / 5  # 8 filter puts cannot take less than 7 intervals
+
+
+def test_clusters_whose_names_share_a_prefix_are_independent(aws: str) -> None:
+    """Deleting cluster `prod` leaves everything of `prod-eu` (names, query folders and alarms share a prefix)."""
+    prod = application_group("prod")
+    seed(prod, PROD)
+    queries = MemoryQueries()
+    service = make_service(queries=queries)
+    service.handle(sweep(), FOREVER)
+
+    def prod_eu() -> tuple[Any, ...]:
+        saved = {i: q for i, q in queries.items.items() if q.name.startswith("eksops/prod-eu/")}
+        return filters(PROD), alarm("prod-eu"), dashboard("eksops-prod-eu"), saved
+
+    before = prod_eu()
+    assert all(before) and len(before[3]) == 2
+
+    client("logs").delete_log_group(logGroupName=prod)
+    deleted = service.handle(call("DeleteLogGroup", prod), FOREVER)
+    assert {c for c, _, _ in actions(deleted)} == {"prod"} and len(deleted.changed) == 4
+    assert service.handle(sweep(), FOREVER).changed == []  # the sweep finds nothing else to remove either
+    assert alarm("prod") is None and dashboard("eksops-prod") is None
+    assert prod_eu() == before
+    assert queries.names() == {"eksops/prod-eu/recent-errors", "eksops/prod-eu/errors-by-namespace-and-pod"}
 
 
 def test_the_sweep_stops_cleanly_when_time_runs_out(aws: str) -> None:

@@ -236,13 +236,20 @@ def test_a_failing_query_api_is_one_error_not_a_crash(
 @pytest.mark.parametrize(
     "env", [{}, {"ERROR_FILTER_PATTERN": '{ $.log = "*boom*" }', "ERROR_METRIC_BY_NAMESPACE": "true"}]
 )
-def test_alarm_description_tells_on_call_what_to_do_within_the_limit(env: dict[str, str]) -> None:
-    cluster = "c" * 100  # the longest EKS cluster name
-    plan = Blueprint(ErrorAlarmsConfig.from_env(env), cluster, "eu-west-1", ALERTS)
+@pytest.mark.parametrize("cluster", ["prod-eu", "c" * 85, "c" * 100])  # 100: the longest EKS cluster name
+def test_alarm_description_tells_on_call_what_to_do_within_the_limit(env: dict[str, str], cluster: str) -> None:
+    cfg = ErrorAlarmsConfig.from_env(env)
+    plan = Blueprint(cfg, cluster, "eu-west-1", ALERTS)
     description = plan.alarm()["AlarmDescription"]
     assert len(description) <= 1024  # PutMetricAlarm's limit
-    assert application_group(cluster) in description
-    assert "Logs Insights" in description and "| filter " in description
+    assert application_group(cluster) in description and "Logs Insights" in description
+    if len(cluster) <= 85 or cfg.custom_pattern:  # the query itself, when it fits
+        assert f"| filter {cfg.insights_filter} |" in description
+    else:  # otherwise the saved query that holds it
+        assert (
+            "| filter " not in description
+            and f"saved Logs Insights query eksops/{cluster}/recent-errors" in description
+        )
     assert plan.alarm()["AlarmActions"] == plan.alarm()["OKActions"] == [ALERTS]
 
 

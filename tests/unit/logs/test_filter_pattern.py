@@ -1,18 +1,27 @@
 """The filter pattern emulation, and the default ERROR_FILTER_PATTERN on real-shaped Fluent Bit records.
 
-Records have the shape Container Insights' Fluent Bit writes to /aws/containerinsights/<cluster>/application:
-the container line in `log` (cri parser: time, stream, _p, log), the Kubernetes metadata beside it, and, for
-lines that are JSON themselves, their fields in `log_processed` (Merge_Log_Key).
+Records have the shapes Fluent Bit writes to /aws/containerinsights/<cluster>/application, with the
+configurations eksops installs (eksops/kube/manifests/):
+
+* nodes (Container Insights' Fluent Bit DaemonSet, fluent-bit.json): the cri multiline parser gives time,
+  stream, _p and the container line in `log`; the kubernetes filter (Labels and Annotations Off, Merge_Log On,
+  Merge_Log_Key log_processed) adds `kubernetes` and, for a line that is JSON, its fields under `log_processed`;
+* Fargate (the built-in log router, fargate-logging.json): the crio parser gives stream, logtag and `log` (the
+  time becomes the event's timestamp); the kubernetes filter (Merge_Log On, Merge_Log_Key log_processed, the
+  line kept in `log`, labels and annotations left on) adds `kubernetes`, with Fargate's `fargate-ip-...` host
+  and its CapacityProvisioned and Logging annotations, and `log_processed`.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import eksops.kube
 from eksops.logs.error_alarms_config import DEFAULT_FILTER_PATTERN, DEFAULT_INSIGHTS_FILTER
 from eksops.logs.filter_pattern import PatternError, count, parse
 
@@ -51,6 +60,47 @@ def record(
 def json_line(fields: dict[str, Any], **kwargs: Any) -> str:
     """A container line that is itself JSON: Fluent Bit keeps it in `log` and merges it into `log_processed`."""
     return record(json.dumps(fields), processed=fields, **kwargs)
+
+
+def fargate(
+    line: str,
+    *,
+    pod: str = "checkout-5b7d9c6f4-7hx2m",
+    namespace: str = "shop",
+    container: str = "checkout",
+    stream: str = "stdout",
+    processed: dict[str, Any] | None = None,
+) -> str:
+    """A record from a Fargate pod, as the Fargate log router ships it with eksops' aws-logging ConfigMap."""
+    image = f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/{container}:2.0.1"
+    body: dict[str, Any] = {
+        "stream": stream,
+        "logtag": "F",
+        "log": line,
+        "kubernetes": {
+            "pod_name": pod,
+            "namespace_name": namespace,
+            "pod_id": "0c6d8e2a-1f3b-4a5c-9d7e-8f0a1b2c3d4e",
+            "labels": {
+                "app": container,
+                "eks.amazonaws.com/fargate-profile": "fp-default",
+                "pod-template-hash": "5b7d9c6f4",
+            },
+            "annotations": {"CapacityProvisioned": "0.25vCPU 0.5GB", "Logging": "LoggingEnabled"},
+            "host": "fargate-ip-10-0-140-27.eu-west-1.compute.internal",
+            "container_name": container,
+            "docker_id": "7e1c0b9a5d3f4e2a8c6b1d0f9e8a7c5b3d1f0e2a4c6b8d0f1e3a5c7b9d1f3e5a",
+            "container_hash": f"{image.rsplit(':', 1)[0]}@sha256:{'1a2b3c4d5e6f7081' * 4}",
+            "container_image": image,
+        },
+    }
+    if processed is not None:
+        body["log_processed"] = processed
+    return json.dumps(body)
+
+
+def fargate_json(fields: dict[str, Any], **kwargs: Any) -> str:
+    return fargate(json.dumps(fields), processed=fields, **kwargs)
 
 
 JAVA_TRACE = [
@@ -108,6 +158,15 @@ TABLE: list[tuple[str, list[str], int]] = [
     ("JSON line, level error", [json_line({"level": "error", "msg": "payment declined", "order": 8812})], 1),
     ("JSON line, level fatal", [json_line({"level": "fatal", "msg": "cannot start"})], 1),
     ("JSON line, level ERROR", [json_line({"level": "ERROR", "message": "retry budget exhausted"})], 1),
+    ("JSON line, level Error (Serilog/.NET)", [json_line({"level": "Error", "msg": "order rejected"})], 1),
+    ("JSON line, level critical (structlog)", [json_line({"level": "critical", "event": "db unreachable"})], 1),
+    ("JSON line, level CRITICAL", [json_line({"level": "CRITICAL", "msg": "disk full"})], 1),
+    ("JSON line, level Critical", [json_line({"level": "Critical", "msg": "disk full"})], 1),
+    ("JSON line, level FATAL", [json_line({"level": "FATAL", "msg": "cannot start"})], 1),
+    ("JSON line, level Fatal", [json_line({"level": "Fatal", "msg": "cannot start"})], 1),
+    ("JSON line, level panic (zap/logrus)", [json_line({"level": "panic", "msg": "invariant broken"})], 1),
+    ("JSON line, level Panic", [json_line({"level": "Panic", "msg": "invariant broken"})], 1),
+    ("JSON line, level PANIC", [json_line({"level": "PANIC", "msg": "invariant broken"})], 1),
     ("Java uncaught", [record('Exception in thread "main" java.lang.IllegalStateException: no config')], 1),
     ("Go panic", [record(GO_PANIC[0], stream="stderr")], 1),
     ("Node/cobra Error:", [record("Error: unknown flag: --verbos")], 1),
@@ -122,6 +181,11 @@ TABLE: list[tuple[str, list[str], int]] = [
     ("URL with errors", [record('10.0.3.7 - - "GET /api/errors?page=2 HTTP/1.1" 200 512')], 0),
     ("JSON line, level info mentioning error", [json_line({"level": "info", "msg": "error budget at 93%"})], 0),
     ("Error inside a word", [record("INFO ErrorBoundary mounted for /checkout")], 0),
+    # JSON levels the default does not know (docs: "Not counted by default")
+    ("JSON line, numeric level (pino)", [json_line({"level": 50, "msg": "payment declined"})], 0),
+    ("JSON line, level err", [json_line({"level": "err", "msg": "payment declined"})], 0),
+    ("JSON line, levelname error", [json_line({"levelname": "error", "message": "payment declined"})], 0),
+    ("JSON line, severity error", [json_line({"severity": "error", "message": "payment declined"})], 0),
     # stack traces, one record per line as Fluent Bit ships them without a multiline parser
     ("Java stack trace", [record(line) for line in JAVA_TRACE], 1),
     ("Python uncaught traceback", [record(line, stream="stderr") for line in PYTHON_UNCAUGHT], 1),
@@ -129,6 +193,18 @@ TABLE: list[tuple[str, list[str], int]] = [
     ("Go panic with goroutines", [record(line, stream="stderr") for line in GO_PANIC], 1),
     ("Node uncaught", [record(line, stream="stderr") for line in NODE_UNCAUGHT], 1),
     ("Java stack trace joined by a multiline parser", [record("\n".join(JAVA_TRACE))], 1),
+    # Fargate pods: the same shape (line in `log`, JSON fields under `log_processed`), other metadata
+    ("Fargate: logback ERROR line", [fargate(JAVA_TRACE[0])], 1),
+    ("Fargate: logfmt level=error", [fargate('time=2026-11-25T09:14:02Z level=error msg="db timeout"')], 1),
+    ("Fargate: JSON line, level error", [fargate_json({"level": "error", "msg": "payment declined"})], 1),
+    ("Fargate: JSON line, level critical", [fargate_json({"level": "critical", "event": "db unreachable"})], 1),
+    ("Fargate: JSON line, level panic", [fargate_json({"level": "panic", "msg": "invariant broken"})], 1),
+    ("Fargate: Go panic with goroutines", [fargate(line, stream="stderr") for line in GO_PANIC], 1),
+    ("Fargate: Python uncaught traceback", [fargate(line, stream="stderr") for line in PYTHON_UNCAUGHT], 1),
+    ("Fargate: pod named error-*", [fargate("GET /healthz 200 1ms", pod="error-pages-6f9d7c5b8-k2m4p")], 0),
+    ("Fargate: namespace errors", [fargate("INFO flushed 12 events", pod="error-tracker-0", namespace="errors")], 0),
+    ("Fargate: JSON line, level info", [fargate_json({"level": "info", "msg": "error budget at 93%"})], 0),
+    ("Fargate: lower-case free text", [fargate("retrying after error: connection reset by peer")], 0),
     # known false positives, documented
     ("ERROR inside another word", [record("INFO grpc status NO_ERROR for /orders.v1.Orders/Get")], 1),
 ]
@@ -150,6 +226,62 @@ def test_a_naive_term_pattern_counts_pod_and_namespace_names() -> None:
     metadata_only = [records[0] for case, records, _ in TABLE if case in {"pod named error-*", "namespace errors"}]
     assert count(naive, metadata_only) == 2
     assert count(DEFAULT_FILTER_PATTERN, metadata_only) == 0
+
+
+def test_the_fargate_records_have_the_node_records_shape() -> None:
+    """What the pattern reads (`log`, `log_processed`) is where it is on nodes; only the metadata differs."""
+    fields = {"level": "error", "msg": "payment declined"}
+    node, on_fargate = json.loads(json_line(fields)), json.loads(fargate_json(fields))
+    assert node["log"] == on_fargate["log"] and node["log_processed"] == on_fargate["log_processed"] == fields
+    assert on_fargate["kubernetes"]["host"].startswith("fargate-ip-")
+    assert set(node) - set(on_fargate) == {"time", "_p"} and set(on_fargate) - set(node) == {"logtag"}
+
+
+MANIFESTS = Path(eksops.kube.__file__).parent / "manifests"
+
+
+def _settings(conf: str, name: str) -> dict[str, str]:
+    """The settings of the [FILTER] section named ``name`` in a Fluent Bit configuration."""
+    for section in conf.split("[FILTER]")[1:]:
+        pairs: dict[str, str] = {}
+        for line in section.split("\n[")[0].strip().splitlines():  # up to the next section
+            key, _, value = line.strip().partition(" ")
+            pairs[key] = value.strip()
+        if pairs.get("Name") == name:
+            return pairs
+    raise AssertionError(f"no {name} filter")
+
+
+def _configs() -> dict[str, str]:
+    found: dict[str, str] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if isinstance(value, str) and key.endswith(".conf"):
+                    found[key] = value
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for name in ("fluent-bit.json", "fargate-logging.json"):
+        walk(json.loads((MANIFESTS / name).read_text()))
+    return found
+
+
+def test_the_records_have_the_shape_of_the_configurations_eksops_installs() -> None:
+    """The table's records are right only while both Fluent Bit configurations merge JSON lines this way."""
+    confs = _configs()
+    node = _settings(confs["application-log.conf"], "kubernetes")
+    on_fargate = _settings(confs["filters.conf"], "kubernetes")
+    for settings in (node, on_fargate):
+        assert settings["Merge_Log"] == "On" and settings["Merge_Log_Key"] == "log_processed"
+        assert settings.get("Keep_Log", "On") == "On"  # the line stays in `log`
+    crio = re.search(r"Regex\s+(.*)", confs["parsers.conf"])
+    assert crio and set(re.findall(r"\?<(\w+)>", crio.group(1))) == {"time", "stream", "logtag", "log"}
+    assert set(json.loads(fargate("x"))) == {"stream", "logtag", "log", "kubernetes"}  # time: the event's timestamp
 
 
 def _insights_selects(message: str) -> bool:

@@ -154,6 +154,7 @@ def _scenario(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline) -> None:
     for kind in ("application", "host", "dataplane"):
         shim.call("logs", "create_log_group", logGroupName=f"/aws/containerinsights/{CLUSTER}/{kind}")
     t.show(dispatcher.drain())
+    _check_error_resources(sandbox, t)
 
     t.step("The same CloudTrail event delivered again (EventBridge delivers at least once)")
     duplicate = cloudtrail_event(
@@ -273,6 +274,45 @@ def _bootstrap(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline, shim: Clou
             if r.function == "cluster_bootstrap"
         ),
         "the reconcile changed nothing",
+    )
+
+
+def _check_error_resources(sandbox: Sandbox, t: Timeline) -> None:
+    """What error_alarms says it created is there: read back from moto (and the saved-query shim)."""
+    from eksops.logs.error_alarms import (
+        FILTER_NAME,
+        MANAGED_TAG_KEY,
+        MANAGED_TAG_VALUE,
+        METRIC_NAMESPACE,
+        QUERY_NAMES,
+        alarm_name,
+        dashboard_name,
+        query_name,
+    )
+
+    group = f"/aws/containerinsights/{CLUSTER}/application"
+    logs, cloudwatch = sandbox.client("logs"), sandbox.client("cloudwatch")
+    found = logs.describe_metric_filters(logGroupName=group).get("metricFilters", [])
+    transformations = [m for f in found if f["filterName"] == FILTER_NAME for m in f["metricTransformations"]]
+    t.check(
+        [(m["metricNamespace"], m["metricName"]) for m in transformations] == [(METRIC_NAMESPACE, CLUSTER)],
+        f"metric filter {FILTER_NAME} on {group} counts into {METRIC_NAMESPACE}/{CLUSTER}",
+    )
+    alarms = cloudwatch.describe_alarms(AlarmNames=[alarm_name(CLUSTER)]).get("MetricAlarms", [])
+    tags = cloudwatch.list_tags_for_resource(ResourceARN=alarms[0]["AlarmArn"])["Tags"] if alarms else []
+    t.check(
+        bool(alarms)
+        and alarms[0]["AlarmActions"] == [sandbox.refs.get("AlertsTopic")]
+        and {"Key": MANAGED_TAG_KEY, "Value": MANAGED_TAG_VALUE} in tags,
+        f"alarm {alarm_name(CLUSTER)} notifies the alerts topic and is tagged {MANAGED_TAG_KEY}={MANAGED_TAG_VALUE}",
+    )
+    dashboards = {d["DashboardName"] for d in cloudwatch.list_dashboards().get("DashboardEntries", [])}
+    t.check(dashboard_name(CLUSTER) in dashboards, f"dashboard {dashboard_name(CLUSTER)} exists")
+    wanted = {query_name(CLUSTER, q) for q in QUERY_NAMES}
+    saved = logs.describe_query_definitions(queryDefinitionNamePrefix=f"eksops/{CLUSTER}/")["queryDefinitions"]
+    t.check(
+        {q["name"] for q in saved} == wanted and all(q["logGroupNames"] == [group] for q in saved),
+        f"saved queries {', '.join(sorted(wanted))} on {group}",
     )
 
 

@@ -13,8 +13,11 @@ each such log group eksops keeps, by name:
 A CloudTrail CreateLogGroup or DeleteLogGroup for such a group reconciles that cluster: everything is put in
 place if the group exists, and removed if it does not. The scheduled sweep reconciles every cluster and removes
 what is left of clusters whose group is gone (a lost DeleteLogGroup event). Each resource is read first and
-written only when it differs, so a second run changes nothing and a hand edit is put back. Removal only
-touches what eksops marked as its own (alarm tag, dashboard marker, query names).
+written only when it differs, so a second run changes nothing and a hand edit is put back. Creation, repair
+and removal only touch what is eksops' own: an alarm tagged as eksops', or (its tag removed by hand, which the
+reconcile puts back) alarming on eksops' metric namespace; a dashboard carrying this region's marker; the
+query names above. A resource of eksops' name that is not eksops' own is left alone and listed in
+``not_owned``: eksops never claims a resource by its name alone.
 
 A metric filter's dimensions can only come from fields of the log event, so the cluster is the metric *name*
 rather than a ``ClusterName`` dimension.
@@ -26,6 +29,7 @@ import functools
 import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -58,6 +62,7 @@ NAMESPACE_DIMENSION = "Namespace"
 NAMESPACE_FIELD = "$.kubernetes.namespace_name"
 MANAGED_TAG_KEY = "eksops:managed-by"
 MANAGED_TAG_VALUE = FUNCTION
+_MANAGED_TAG = {"Key": MANAGED_TAG_KEY, "Value": MANAGED_TAG_VALUE}
 ALARM_PREFIX = "eksops-"
 ALARM_SUFFIX = "-application-errors"
 DASHBOARD_PREFIX = "eksops-"
@@ -74,6 +79,7 @@ PUT_FILTER_RATE = 5.0  # PutMetricFilter quota, requests per second per account 
 PUT_ALARM_RATE = 3.0  # PutMetricAlarm quota
 DESCRIBE_RATE = 10.0  # DescribeLogGroups quota
 PAGE_SIZE = 50
+MAX_DESCRIPTION = 1024  # PutMetricAlarm's limit on AlarmDescription
 _NOT_FOUND = frozenset({"ResourceNotFound", "ResourceNotFoundException"})
 
 log = logging.getLogger(__name__)
@@ -241,16 +247,31 @@ class Blueprint:
         }
 
     def alarm_description(self) -> str:
-        """What on-call reads first: what fired, where the lines are, the query to run (fits the 1024 limit)."""
+        """What on-call reads first: what fired, where the lines are, the query to run (fits the 1024 limit).
+
+        The Logs Insights query is spelled out when it fits; with a long cluster name the description names the
+        saved query that holds it instead.
+        """
         approximate = " (approximates the custom pattern)" if self.cfg.custom_pattern else ""
-        return (
+        head = (
             f"Errors in the application logs of EKS cluster {self.cluster}: >= {self.cfg.threshold} in "
-            f"{self.cfg.period} s. Log group {self.group}. Run Logs Insights on it over the alarm period"
-            f"{approximate}: fields @timestamp, kubernetes.namespace_name, kubernetes.pod_name, log"
-            f" | filter {self.cfg.insights_filter} | sort @timestamp desc . "
-            f"Dashboard {dashboard_name(self.cluster)} shows errors by namespace; saved queries are under "
+            f"{self.cfg.period} s. Log group {self.group}."
+        )
+        inline = (
+            f" Run Logs Insights on it over the alarm period{approximate}: fields @timestamp,"
+            f" kubernetes.namespace_name, kubernetes.pod_name, log | filter {self.cfg.insights_filter}"
+            " | sort @timestamp desc ."
+        )
+        saved = (
+            f" Run the saved Logs Insights query {query_name(self.cluster, QUERY_RECENT)} over the alarm period"
+            f"{approximate}."
+        )
+        tail = (
+            f" Dashboard {dashboard_name(self.cluster)} shows errors by namespace; saved queries are under "
             f"{QUERY_PREFIX}{self.cluster}/. Runbook: docs/error-alarms.md. Managed by eksops."
         )
+        full = head + inline + tail
+        return full if len(full) <= MAX_DESCRIPTION else head + saved + tail
 
     def dashboard(self) -> dict[str, Any]:
         source = f"SOURCE '{self.group}'"
@@ -400,16 +421,19 @@ class ErrorAlarmsService:
         filter_limiter: RateLimiter | None = None,
         alarm_limiter: RateLimiter | None = None,
         describe_limiter: RateLimiter | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """Limiters not given are made at the account quotas, on ``clock`` and ``sleep`` (a test can fake time)."""
         self.cfg = cfg
         self.common = common
         self._logs = logs
         self._cloudwatch = cloudwatch
         self._publisher = publisher
         self._queries: QueryDefinitions = queries if queries is not None else LogsQueryDefinitions(logs)
-        self._filter_limiter = filter_limiter or RateLimiter(PUT_FILTER_RATE)
-        self._alarm_limiter = alarm_limiter or RateLimiter(PUT_ALARM_RATE)
-        self._describe_limiter = describe_limiter or RateLimiter(DESCRIBE_RATE)
+        self._filter_limiter = filter_limiter or RateLimiter(PUT_FILTER_RATE, clock=clock, sleep=sleep)
+        self._alarm_limiter = alarm_limiter or RateLimiter(PUT_ALARM_RATE, clock=clock, sleep=sleep)
+        self._describe_limiter = describe_limiter or RateLimiter(DESCRIBE_RATE, clock=clock, sleep=sleep)
         self._account = ""
 
     # -- entry point ------------------------------------------------------------------------------------------
@@ -603,28 +627,42 @@ class ErrorAlarmsService:
         alarms = self._cloudwatch.describe_alarms(AlarmNames=[name], AlarmTypes=["MetricAlarm"]).get("MetricAlarms", [])
         return alarms[0] if alarms else None
 
+    def _alarm_tags(self, alarm: Mapping[str, Any]) -> list[dict[str, str]]:
+        return list(self._cloudwatch.list_tags_for_resource(ResourceARN=alarm["AlarmArn"]).get("Tags", []))
+
     def _ensure_alarm(self, plan: Blueprint, summary: Summary) -> None:
         desired = plan.alarm()
-        current = self._describe_alarm(desired["AlarmName"])
-        if current is not None and _same_alarm(current, desired):
-            summary.unchanged += 1
+        name = desired["AlarmName"]
+        current = self._describe_alarm(name)
+        tagged = False
+        if current is not None:
+            tagged = _MANAGED_TAG in self._alarm_tags(current)
+            if not _alarm_is_ours(current, tagged=tagged):
+                log.warning(
+                    "alarm %s is someone else's (no %s tag, not on eksops' metric): left alone", name, MANAGED_TAG_KEY
+                )
+                summary.not_owned.append(name)
+                return
+            if tagged and _same_alarm(current, desired):
+                summary.unchanged += 1
+                return
+        same = current is not None and _same_alarm(current, desired)
+        action = "create" if current is None else ("tag" if same else "update")
+        if not self._change(summary, plan.cluster, "alarm", name, action):
             return
-        if not self._change(summary, plan.cluster, "alarm", desired["AlarmName"], "update" if current else "create"):
-            return
-        self._alarm_limiter.acquire()
-        tags = [{"Key": MANAGED_TAG_KEY, "Value": MANAGED_TAG_VALUE}]
-        self._cloudwatch.put_metric_alarm(**desired, Tags=tags)
-        if current is not None:  # PutMetricAlarm ignores Tags on an existing alarm
-            self._cloudwatch.tag_resource(ResourceARN=current["AlarmArn"], Tags=tags)
+        if not same:
+            self._alarm_limiter.acquire()
+            self._cloudwatch.put_metric_alarm(**desired, Tags=[_MANAGED_TAG])
+        if current is not None and not tagged:  # PutMetricAlarm ignores Tags on an existing alarm
+            self._cloudwatch.tag_resource(ResourceARN=current["AlarmArn"], Tags=[_MANAGED_TAG])
 
     def _remove_alarm(self, cluster: str, summary: Summary) -> None:
         name = alarm_name(cluster)
         current = self._describe_alarm(name)
         if current is None:
             return
-        tags = self._cloudwatch.list_tags_for_resource(ResourceARN=current["AlarmArn"]).get("Tags", [])
-        if {"Key": MANAGED_TAG_KEY, "Value": MANAGED_TAG_VALUE} not in tags:
-            log.info("alarm %s lacks the tag %s=%s: left alone", name, MANAGED_TAG_KEY, MANAGED_TAG_VALUE)
+        if not _alarm_is_ours(current, tagged=_MANAGED_TAG in self._alarm_tags(current)):
+            log.info("alarm %s is someone else's (no %s tag, not on eksops' metric): left alone", name, MANAGED_TAG_KEY)
             summary.not_owned.append(name)
             return
         if self._change(summary, cluster, "alarm", name, "delete"):
@@ -649,8 +687,9 @@ class ErrorAlarmsService:
             summary.unchanged += 1
             return
         owner = _dashboard_owner(current)
-        if owner is not None and owner != plan.region:
-            log.warning("dashboard %s belongs to eksops in %s: left alone", name, owner)
+        if current is not None and owner != plan.region:
+            # Another region's eksops made it (dashboards are global), or a person did (no marker): not ours.
+            log.warning("dashboard %s is not marked as this region's eksops' (%s): left alone", name, owner)
             summary.not_owned.append(name)
             return
         if self._change(summary, plan.cluster, "dashboard", name, "update" if current is not None else "create"):
@@ -707,6 +746,7 @@ class ErrorAlarmsService:
         verb = "would change" if summary.dry_run else "changed"
         lines = tuple(f"{c['cluster']}: {c['action']} {c['kind']} {c['name']}" for c in summary.changed)
         lines += tuple(f"ERROR {e['cluster']} {e['kind']}: {e['code']}" for e in summary.errors)
+        lines += tuple(f"not eksops' own, left alone: {name}" for name in summary.not_owned)
         part = f" (sweep {summary.run_id[:8]})" if summary.run_id else ""
         self._publisher.report(
             Message(
@@ -759,6 +799,16 @@ def _normalised(transformation: Mapping[str, Any]) -> tuple[Any, ...]:
         dict(transformation.get("dimensions") or {}),
         transformation.get("unit") or "None",
     )
+
+
+def _alarm_is_ours(current: Mapping[str, Any], *, tagged: bool) -> bool:
+    """eksops' alarm: tagged as such, or (the tag removed by hand) still alarming on eksops' own metric.
+
+    The name alone is not enough: an untagged alarm of that name on another metric is someone else's and is left
+    alone. Nothing but eksops' metric filters publishes to METRIC_NAMESPACE, so an alarm of eksops' name on it is
+    eksops' alarm that lost its tag: the reconcile tags it again, and removal deletes it.
+    """
+    return tagged or current.get("Namespace") == METRIC_NAMESPACE
 
 
 def _same_alarm(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:

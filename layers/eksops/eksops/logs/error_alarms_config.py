@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,25 +21,32 @@ MAX_THRESHOLD = 1_000_000
 MAX_PERIOD = 86_400  # one evaluation period may span at most a day
 MAX_PATTERN_LENGTH = 1024  # PutMetricFilter's limit on filterPattern
 
-# Fluent Bit (Container Insights) ships each container line as a JSON record: the line in `log`, the
-# Kubernetes metadata in `kubernetes` (pod_name, namespace_name, ...), and, when the line is itself JSON,
-# its fields in `log_processed` (Merge_Log_Key). The pattern looks only at the line and its level, never at
-# pod or namespace names. Each condition is one kind of error headline, so a stack trace shipped line by
-# line counts once: level tokens (ERROR, FATAL, CRITICAL, level=error), Python's traceback header, Java's
-# uncaught "Exception in thread", Go's "panic: ", Node's "Error: ". docs/error-alarms.md has the table.
+# Fluent Bit ships each container line as a JSON record: the line in `log`, the Kubernetes metadata in
+# `kubernetes` (pod_name, namespace_name, ...), and, when the line is itself JSON, its fields in
+# `log_processed`. That holds for nodes (Container Insights' Fluent Bit DaemonSet) and for Fargate (the
+# aws-logging ConfigMap eksops installs: Merge_Log On, Merge_Log_Key log_processed, the line kept in `log`).
+# The pattern looks only at the line and its level, never at pod or namespace names. Each condition is one kind
+# of error headline, so a stack trace shipped line by line counts once: level tokens (ERROR, FATAL, CRITICAL,
+# level=error), Python's traceback header, Java's uncaught "Exception in thread", Go's "panic: ", Node's
+# "Error: ", and a JSON line's level (error, fatal, critical, panic, in lower, Title or UPPER case: filter
+# patterns are case-sensitive). docs/error-alarms.md has the table.
+ERROR_LEVELS = tuple(
+    variant for level in ("error", "fatal", "critical", "panic") for variant in (level, level.title(), level.upper())
+)
 DEFAULT_FILTER_PATTERN = (
     '{ $.log = "*ERROR*" || $.log = "*FATAL*" || $.log = "*CRITICAL*"'
     ' || $.log = "*level=error*" || $.log = "*level=fatal*"'
     ' || $.log = "*Traceback (most recent call last)*"'
     ' || $.log = "Exception in thread *" || $.log = "panic: *" || $.log = "Error: *"'
-    ' || $.log_processed.level = "error" || $.log_processed.level = "fatal" }'
+    + "".join(f' || $.log_processed.level = "{level}"' for level in ERROR_LEVELS)
+    + " }"
 )
 
 # The same selection as DEFAULT_FILTER_PATTERN in Logs Insights syntax (a test checks they agree), for the
 # saved queries, the dashboard and the alarm description: on-call sees the lines the alarm counted.
 DEFAULT_INSIGHTS_FILTER = (
     r"log like /ERROR|FATAL|CRITICAL|level=error|level=fatal|Traceback \(most recent call last\)"
-    r'|^Exception in thread |^panic: |^Error: / or log_processed.level in ["error", "fatal"]'
+    r"|^Exception in thread |^panic: |^Error: / or log_processed.level in " + json.dumps(list(ERROR_LEVELS))
 )
 # A custom pattern cannot be translated to Logs Insights in general; the queries then cast a wider net.
 FALLBACK_INSIGHTS_FILTER = r"log like /(?i)error|exception|fatal|panic/"
