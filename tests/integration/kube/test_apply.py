@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from eksops.kube import manifests
 from eksops.kube.apply import ApplySummary, apply_manifests, order_manifests
 from eksops.local.kube import EksopsEmulator
 
@@ -93,6 +94,54 @@ def test_second_apply_reports_everything_unchanged(api_client: Any) -> None:
     summary = apply(api_client)
     assert set(outcomes(summary).values()) == {"unchanged"}
     assert not summary.changed
+
+
+def shipped() -> list[dict[str, Any]]:
+    """Every object the shipped manifests hold, as cluster_bootstrap renders them for a cluster with Fargate."""
+    return (
+        manifests.render_observability("c1", "eu-west-1")
+        + manifests.render_metrics_server(True)
+        + manifests.render_fargate_logging("c1", "eu-west-1")
+        + [manifests.default_deny("shop", egress=True)]
+    )
+
+
+def test_a_second_full_apply_of_the_shipped_manifests_changes_no_object(api_client: Any, kube: Kube) -> None:
+    _, emulator = kube
+    first = apply_manifests(api_client, shipped())
+    assert set(outcomes(first).values()) == {"created"}
+    stored = {key: copy.deepcopy(obj.raw) for key, obj in emulator.objects.items()}
+
+    second = apply_manifests(api_client, shipped())  # a full apply, not the reconcile's read-only shortcut
+    assert set(outcomes(second).values()) == {"unchanged"}
+    assert len(emulator.applies) == 2 * len(shipped())  # every object was sent again
+    # Bodies and resourceVersions as they were: the server saw nothing to change.
+    assert {key: obj.raw for key, obj in emulator.objects.items()} == stored
+
+
+def test_apply_sends_field_manager_eksops_and_forces_conflicts(api_client: Any, kube: Kube) -> None:
+    _, emulator = kube
+    apply(api_client)
+    apply(api_client, dry_run=True)
+    sent = [(a.params.get("fieldManager"), a.params.get("force"), a.params.get("dryRun")) for a in emulator.applies]
+    real, dry = sent[: len(MANIFESTS)], sent[len(MANIFESTS) :]
+    assert set(real) == {("eksops", "true", None)}
+    assert set(dry) == {("eksops", "true", "All")} and len(dry) == len(MANIFESTS)
+    assert {a.path for a in emulator.applies[: len(MANIFESTS)]} >= {
+        f"/apis/apps/v1/namespaces/{NS}/daemonsets/node-agent",
+        f"/api/v1/namespaces/{NS}",
+    }
+
+
+def test_an_exhausted_deadline_stops_the_apply(api_client: Any, kube: Kube) -> None:
+    import time
+
+    from eksops.errors import TemporaryError
+
+    _, emulator = kube
+    with pytest.raises(TemporaryError, match="out of time"):
+        apply(api_client, deadline=time.monotonic() - 1)
+    assert emulator.applies == []
 
 
 def test_a_changed_manifest_is_configured(api_client: Any) -> None:

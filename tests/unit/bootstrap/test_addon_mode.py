@@ -1,19 +1,29 @@
-"""Add-on mode (moto has no CreateAddon): the calls are checked with botocore's Stubber against the EKS model."""
+"""The observability add-on (moto has no EKS add-on API: the EKS calls are checked with botocore's Stubber against
+the EKS model) against the Kubernetes emulator over HTTP: never the add-on and eksops' agent manifests both."""
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
+import pytest
 from botocore.stub import Stubber
 
 from eksops.bootstrap import BootstrapConfig, BootstrapService
-from eksops.bootstrap.service import OBSERVABILITY_ADDON
+from eksops.bootstrap.service import OBSERVABILITY_ADDON, TAG, Plan, Summary
 from eksops.config import CommonConfig
+from eksops.kube import manifests
+from eksops.kube.apply import apply_manifests
+from eksops.local.kube import EksopsEmulator
 from eksops.notify import Publisher
 
+ARN = "arn:aws:eks:us-east-1:123456789012:cluster/c1"
+ADDON = {"clusterName": "c1", "addonName": OBSERVABILITY_ADDON}
 
-def service(mode: str, eks: Any, *, dry_run: bool = False) -> BootstrapService:
+
+def service(mode: str, eks: Any, *, dry_run: bool = False, api: Any = None) -> BootstrapService:
     return BootstrapService(
         BootstrapConfig.from_env({"BOOTSTRAP_OBSERVABILITY": mode}),
         CommonConfig.from_env({"DRY_RUN": "true" if dry_run else "false"}),
@@ -21,7 +31,7 @@ def service(mode: str, eks: Any, *, dry_run: bool = False) -> BootstrapService:
         iam=None,
         sts=None,
         publisher=Publisher(None, alerts_topic_arn=None, reports_topic_arn=None),
-        api_client=lambda name: None,
+        api_client=lambda name: api,
     )
 
 
@@ -33,18 +43,53 @@ def eks_client() -> Any:
     ).client("eks")
 
 
+def stub_cluster(stub: Stubber) -> None:
+    """DescribeCluster (ACTIVE, not tagged), no node groups, no Fargate profiles."""
+    stub.add_response(
+        "describe_cluster",
+        {"cluster": {"name": "c1", "arn": ARN, "status": "ACTIVE", "tags": {}}},
+        expected_params={"name": "c1"},
+    )
+    stub.add_response("list_nodegroups", {"nodegroups": []}, expected_params={"clusterName": "c1"})
+    stub.add_response("list_fargate_profiles", {"fargateProfileNames": []}, expected_params={"clusterName": "c1"})
+
+
+def stub_tag(stub: Stubber) -> None:
+    stub.add_response(
+        "tag_resource", {}, expected_params={"resourceArn": ARN, "tags": {TAG: manifests.MANIFEST_VERSION}}
+    )
+
+
+def live(emulator: EksopsEmulator) -> set[str]:
+    return {
+        f"{o.raw['kind']}/{o.raw['metadata'].get('namespace') or '-'}/{o.raw['metadata']['name']}"
+        for o in emulator.objects.values()
+        if not o.deleted
+    }
+
+
+@pytest.fixture
+def api(kube: tuple[str, EksopsEmulator]) -> Iterator[Any]:
+    import kubernetes
+
+    url, _ = kube
+    with kubernetes.client.ApiClient(kubernetes.client.Configuration(host=url)) as client:
+        yield client
+
+
 def test_addon_is_installed_once() -> None:
     eks = eks_client()
     with Stubber(eks) as stub:
-        params = {"clusterName": "c1", "addonName": OBSERVABILITY_ADDON}
-        stub.add_client_error("describe_addon", "ResourceNotFoundException", expected_params=params)
+        stub.add_client_error(
+            "describe_addon", "ResourceNotFoundException", http_status_code=404, expected_params=ADDON
+        )
         stub.add_response(
             "create_addon",
             {"addon": {"addonName": OBSERVABILITY_ADDON, "status": "CREATING"}},
-            expected_params={**params, "resolveConflicts": "OVERWRITE"},
+            expected_params={**ADDON, "resolveConflicts": "OVERWRITE"},
         )
         stub.add_response(
-            "describe_addon", {"addon": {"addonName": OBSERVABILITY_ADDON, "status": "ACTIVE"}}, expected_params=params
+            "describe_addon", {"addon": {"addonName": OBSERVABILITY_ADDON, "status": "ACTIVE"}}, expected_params=ADDON
         )
         svc = service("addon", eks)
         assert svc._addon("c1") == [f"installed the {OBSERVABILITY_ADDON} add-on"]
@@ -55,16 +100,97 @@ def test_addon_is_installed_once() -> None:
 def test_dry_run_does_not_create_the_addon() -> None:
     eks = eks_client()
     with Stubber(eks) as stub:
-        stub.add_client_error("describe_addon", "ResourceNotFoundException")
+        stub.add_client_error("describe_addon", "ResourceNotFoundException", http_status_code=404)
         assert service("addon", eks, dry_run=True)._addon("c1") == [f"installed the {OBSERVABILITY_ADDON} add-on"]
         stub.assert_no_pending_responses()  # no create_addon call was queued or made
 
 
+def test_an_unexpected_describe_addon_error_is_not_taken_for_absence() -> None:
+    from botocore.exceptions import ClientError
+
+    eks = eks_client()
+    with Stubber(eks) as stub:
+        stub.add_client_error("describe_addon", "AccessDeniedException", http_status_code=403)
+        with pytest.raises(ClientError):
+            service("manifests", eks)._addon_installed("c1")
+
+
 def test_addon_mode_never_ships_the_agent_or_fluent_bit_manifests() -> None:
     def names(mode: str) -> set[str]:
-        docs = service(mode, eks_client()).desired("c1", "us-east-1", [], fargate=False, fargate_only=False)
+        plan = Plan(fargate=False, metrics_server_on_fargate=False, observability=mode == "manifests")
+        docs = service(mode, eks_client()).desired("c1", "us-east-1", [], plan)
         return {f"{d['kind']}/{d['metadata']['name']}" for d in docs}
 
     assert {"DaemonSet/cloudwatch-agent", "DaemonSet/fluent-bit"} <= names("manifests")
     assert not {"DaemonSet/cloudwatch-agent", "DaemonSet/fluent-bit"} & names("addon")
     assert "Deployment/metrics-server" in names("addon")
+
+
+def test_addon_mode_removes_the_agent_and_fluent_bit_eksops_applied_before_installing_the_addon(
+    kube: tuple[str, EksopsEmulator], api: Any
+) -> None:
+    _, emulator = kube
+    observability = manifests.render_observability("c1", "us-east-1")
+    apply_manifests(api, copy.deepcopy(observability))  # as manifests mode left them
+    # An object of the same name that eksops does not own (its label is someone else's): it must stay.
+    foreign = copy.deepcopy(next(d for d in observability if d["kind"] == "ClusterRole"))
+    foreign["metadata"]["labels"] = {"app.kubernetes.io/managed-by": "someone-else"}
+    apply_manifests(api, [foreign])
+    before_addon: list[set[str]] = []
+
+    eks = eks_client()
+    eks.meta.events.register("before-parameter-build.eks.CreateAddon", lambda **_: before_addon.append(live(emulator)))
+    with Stubber(eks) as stub:
+        stub_cluster(stub)
+        stub.add_client_error(
+            "describe_addon", "ResourceNotFoundException", http_status_code=404, expected_params=ADDON
+        )
+        stub.add_response("create_addon", {"addon": {"addonName": OBSERVABILITY_ADDON}})
+        stub_tag(stub)
+        summary = Summary(dry_run=False)
+        service("addon", eks, api=api).bootstrap("c1", summary, force=True)
+        stub.assert_no_pending_responses()
+
+    stored = live(emulator)
+    result = summary.clusters["c1"]
+    for gone in (
+        "DaemonSet/amazon-cloudwatch/cloudwatch-agent",
+        "DaemonSet/amazon-cloudwatch/fluent-bit",
+        "ConfigMap/amazon-cloudwatch/fluent-bit-config",
+        "ServiceAccount/amazon-cloudwatch/fluent-bit",
+    ):
+        assert gone not in stored
+        assert f"deleted {gone}" in result.changed_objects
+    assert "Namespace/-/amazon-cloudwatch" in stored  # the add-on installs into it
+    kept = f"ClusterRole/-/{foreign['metadata']['name']}"
+    assert kept in stored
+    assert any(foreign["metadata"]["name"] in w and "not labelled" in w for w in result.warnings)
+    # The deletions happened before CreateAddon: never both.
+    (at_create,) = before_addon
+    assert not {"DaemonSet/amazon-cloudwatch/cloudwatch-agent", "DaemonSet/amazon-cloudwatch/fluent-bit"} & at_create
+    assert f"installed the {OBSERVABILITY_ADDON} add-on" in result.aws
+    assert "Deployment/kube-system/metrics-server" in stored
+
+
+def test_manifests_mode_with_the_addon_installed_applies_no_agent_and_warns(
+    kube: tuple[str, EksopsEmulator], api: Any
+) -> None:
+    _, emulator = kube
+    eks = eks_client()
+    with Stubber(eks) as stub:
+        stub_cluster(stub)
+        stub.add_response(
+            "describe_addon", {"addon": {"addonName": OBSERVABILITY_ADDON, "status": "ACTIVE"}}, expected_params=ADDON
+        )
+        stub_tag(stub)
+        summary = Summary(dry_run=False)
+        service("manifests", eks, api=api).bootstrap("c1", summary, force=False)
+        stub.assert_no_pending_responses()  # no CreateAddon either
+
+    stored = live(emulator)
+    assert not [ref for ref in stored if ref.startswith("DaemonSet/")]
+    assert not [ref for ref in stored if "/amazon-cloudwatch/" in ref]
+    assert "Deployment/kube-system/metrics-server" in stored  # the rest of the baseline still applies
+    (warning,) = summary.clusters["c1"].warnings
+    assert OBSERVABILITY_ADDON in warning and "never both" in warning
+    assert summary.warned == ["c1"]  # not tagged yet: the report carries it

@@ -264,6 +264,50 @@ def test_api_client_from_kubeconfig_uses_the_cluster_context(kubeconfig: str) ->
     assert api.configuration.auth_settings()["BearerToken"]["value"] == "Bearer sandbox-token"
 
 
+def _kubeconfig_for(tmp_path: Path, server: str) -> str:
+    path = tmp_path / "kubeconfig-one"
+    path.write_text(textwrap.dedent(KUBECONFIG).replace("https://alpha.example:6443", server))
+    return str(path)
+
+
+def test_api_client_retries_a_refused_connection_twice_then_fails(tmp_path: Path) -> None:
+    import socket
+
+    import urllib3
+
+    with socket.socket() as s:  # a port nothing listens on: connections are refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    api = api_client(
+        "alpha", eks_client=None, sts_client=None, kubeconfig=_kubeconfig_for(tmp_path, f"http://127.0.0.1:{port}")
+    )
+    assert api.configuration.retries.total == kube_auth.HTTP_RETRIES
+    started = time.monotonic()
+    with pytest.raises(urllib3.exceptions.MaxRetryError):
+        api.call_api("GET", f"http://127.0.0.1:{port}/version")
+    assert time.monotonic() - started < 10
+
+
+def test_api_client_times_out_on_a_server_that_never_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    import urllib3
+
+    monkeypatch.setattr(kube_auth, "REQUEST_TIMEOUT", (1.0, 0.5))
+    monkeypatch.setattr(kube_auth, "HTTP_RETRIES", 1)
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        api = api_client("alpha", eks_client=None, sts_client=None, kubeconfig=_kubeconfig_for(tmp_path, url))
+        started = time.monotonic()
+        with pytest.raises(urllib3.exceptions.MaxRetryError) as raised:
+            api.call_api("GET", f"{url}/version")  # no _request_timeout: the client's default applies
+        elapsed = time.monotonic() - started
+    assert isinstance(raised.value.reason, urllib3.exceptions.ReadTimeoutError)
+    assert elapsed < 5  # two reads of 0.5 s and a backoff, not forever
+
+
 def test_missing_context_names_it(kubeconfig: str) -> None:
     with pytest.raises(ConfigError) as raised:
         api_client("gamma", eks_client=None, sts_client=None, kubeconfig=kubeconfig)
@@ -307,6 +351,19 @@ def test_access_denied_says_what_to_create(status: int) -> None:
         message
     )
     assert message == access_denied_message("prod-eu", SESSION, status)
+
+
+def test_access_denied_names_the_policy_of_the_principals_partition() -> None:
+    session = "arn:aws-cn:sts::123456789012:assumed-role/eksops-bootstrap/eksops-ClusterBootstrap-abc"
+    message = access_denied_message("prod-bj", session, 403)
+    assert (
+        "aws eks associate-access-policy --cluster-name prod-bj --principal-arn "
+        "arn:aws-cn:iam::123456789012:role/eksops-bootstrap --policy-arn "
+        "arn:aws-cn:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy --access-scope type=cluster"
+    ) in message
+    assert "arn:aws:" not in message
+    gov = access_denied_message("c", "arn:aws-us-gov:iam::123456789012:role/r", 401)
+    assert "--policy-arn arn:aws-us-gov:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy" in gov
 
 
 def test_other_statuses_pass_through() -> None:

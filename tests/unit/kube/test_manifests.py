@@ -128,16 +128,38 @@ def test_images_table_names_every_manifest_file_image() -> None:
 # ---- (c) docs ----
 
 
-def test_docs_list_every_image_and_version() -> None:
-    text = DOCS.read_text(encoding="utf-8")
+def _docs_image_rows(text: str) -> dict[str, str]:
+    """image -> its table row, for every row of the docs' images table that names an image in backticks."""
     assert "## Images and versions" in text
     section = text.split("## Images and versions", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, str] = {}
+    for line in section.splitlines():
+        images = re.findall(r"`([^`]+:[^`]+)`", line) if line.startswith("|") else []
+        for image in images:
+            rows[image] = line
+    return rows
+
+
+def test_docs_list_exactly_the_pinned_images_and_versions() -> None:
+    rows = _docs_image_rows(DOCS.read_text(encoding="utf-8"))
+    # Both ways: every pinned image is listed, and the table lists no image the manifests do not pin.
+    assert set(rows) == set(m.IMAGES.values())
     for name, image in m.IMAGES.items():
-        repository, _, version = image.rpartition(":")
-        rows = [line for line in section.splitlines() if line.startswith("|") and f"`{image}`" in line]
-        assert rows, f"docs/cluster-bootstrap.md has no table row for {image}"
-        assert name in rows[0] and repository in rows[0] and version in rows[0]
-    assert m.MANIFEST_VERSION in text
+        version = image.rpartition(":")[2]
+        cells = [c.strip() for c in rows[image].strip("|").split("|")]
+        assert cells == [name, f"`{image}`", version], rows[image]
+    assert m.MANIFEST_VERSION in DOCS.read_text(encoding="utf-8")
+
+
+def test_the_docs_image_check_sees_an_extra_or_stale_row() -> None:
+    """Guards the test above: a row for an image the manifests no longer pin must show up as a difference."""
+    text = DOCS.read_text(encoding="utf-8")
+    stale = "| old-agent | `public.ecr.aws/x/old-agent:1.0` | 1.0 |\n"
+    extra = text.replace("| metrics-server |", stale + "| metrics-server |", 1)
+    assert set(_docs_image_rows(extra)) - set(m.IMAGES.values()) == {"public.ecr.aws/x/old-agent:1.0"}
+    image = m.IMAGES["metrics-server"]
+    older = text.replace(f"`{image}`", f"`{image[:-1]}0`")
+    assert image not in _docs_image_rows(older)
 
 
 # ---- (d) rendering ----
@@ -182,6 +204,20 @@ def test_fargate_logging_writes_to_the_application_group() -> None:
     assert f"log_group_name      /aws/containerinsights/{CLUSTER}/application" in output
     assert f"region              {REGION}" in output
     assert "log_stream_prefix   fargate-" in output
+
+
+def test_fargate_logging_keeps_the_line_and_nests_json_under_log_processed() -> None:
+    """The error metric filters read $.log and $.log_processed.level, on nodes and on Fargate alike."""
+    data = _by_name(m.render_fargate_logging(CLUSTER, REGION), "ConfigMap", "aws-logging")["data"]
+    kubernetes_filter = next(block for block in data["filters.conf"].split("[FILTER]") if "kubernetes" in block)
+    settings = dict(line.split(None, 1) for line in kubernetes_filter.strip().splitlines())
+    assert settings["Merge_Log"] == "On"
+    assert settings["Merge_Log_Key"] == "log_processed"
+    assert settings.get("Keep_Log", "On") == "On"
+    node_config = _by_name(m.render_observability(CLUSTER, REGION), "ConfigMap", "fluent-bit-config")["data"]
+    assert "Merge_Log_Key       log_processed" in node_config["application-log.conf"]
+    # Fargate reads at most 5300 characters of the ConfigMap.
+    assert sum(len(k) + len(v) for k, v in data.items()) < 5300
 
 
 @pytest.mark.parametrize(("fargate", "port"), [(False, 10250), (True, 10251)])
@@ -286,3 +322,40 @@ def test_pod_security_rejects_unknown_values(kwargs: dict[str, str]) -> None:
 
 def test_manifest_version_is_calendar_style() -> None:
     assert re.fullmatch(r"\d{4}\.\d{1,2}\.\d+", m.MANIFEST_VERSION)
+
+
+def test_pod_security_namespace_records_the_levels_it_sets() -> None:
+    namespace = m.namespace_with_pod_security("shop", m.pod_security_labels())
+    assert namespace["metadata"]["annotations"] == {
+        m.PSA_ANNOTATION: "enforce=baseline,warn=restricted,audit=restricted"
+    }
+    assert m.may_set_pod_security(namespace["metadata"])  # its own labels: eksops may update them
+
+
+@pytest.mark.parametrize(
+    ("metadata", "allowed"),
+    [
+        ({"name": "new"}, True),
+        ({"name": "x", "labels": {"team": "a"}}, True),
+        ({"name": "x", "labels": {"pod-security.kubernetes.io/enforce": "privileged"}}, False),
+        ({"name": "x", "labels": {"pod-security.kubernetes.io/warn": "baseline"}}, False),
+        (  # eksops set baseline; its owner changed enforce since: left alone
+            {
+                "name": "x",
+                "labels": {
+                    "pod-security.kubernetes.io/enforce": "privileged",
+                    "pod-security.kubernetes.io/warn": "restricted",
+                    "pod-security.kubernetes.io/audit": "restricted",
+                },
+                "annotations": {m.PSA_ANNOTATION: "enforce=baseline,warn=restricted,audit=restricted"},
+            },
+            False,
+        ),
+    ],
+)
+def test_may_set_pod_security_never_overrides_an_owners_level(metadata: dict[str, Any], allowed: bool) -> None:
+    assert m.may_set_pod_security(metadata) is allowed
+
+
+def test_metrics_server_pod_labels() -> None:
+    assert m.metrics_server_pod_labels() == {"k8s-app": "metrics-server"}

@@ -15,6 +15,7 @@ BOOTSTRAP_OBSERVABILITY = "BOOTSTRAP_OBSERVABILITY"
 BOOTSTRAP_DENY_NAMESPACES = "BOOTSTRAP_DENY_NAMESPACES"
 BOOTSTRAP_DENY_EGRESS = "BOOTSTRAP_DENY_EGRESS"
 BOOTSTRAP_PSA_NAMESPACES = "BOOTSTRAP_PSA_NAMESPACES"
+BOOTSTRAP_PSA_EXCLUDE = "BOOTSTRAP_PSA_EXCLUDE"
 BOOTSTRAP_PSA_ENFORCE = "BOOTSTRAP_PSA_ENFORCE"
 BOOTSTRAP_PSA_WARN = "BOOTSTRAP_PSA_WARN"
 BOOTSTRAP_PSA_AUDIT = "BOOTSTRAP_PSA_AUDIT"
@@ -22,6 +23,9 @@ FARGATE_LOGGING_POLICY_ARN = "FARGATE_LOGGING_POLICY_ARN"
 
 OBSERVABILITY_MODES = ("manifests", "addon")
 PSA_LEVELS = ("privileged", "baseline", "restricted")
+# Namespaces of the platform and of well-known add-ons (CNI, AWS agents, GuardDuty, ...) that often need more than
+# baseline: never labelled unless BOOTSTRAP_PSA_EXCLUDE is set to another list. eksops' own are always excluded.
+DEFAULT_PSA_EXCLUDE = '["kube-*", "amazon-*", "aws-*", "eks-*", "calico-*", "tigera-*"]'
 
 
 def _globs(variable: str, environ: Mapping[str, str] | None, default: str) -> tuple[str, ...]:
@@ -42,6 +46,7 @@ class BootstrapConfig:
     deny_namespaces: tuple[str, ...]  # globs of namespaces that get the default-deny NetworkPolicy
     deny_egress: bool
     psa_namespaces: tuple[str, ...]  # globs of application namespaces that get Pod Security labels
+    psa_exclude: tuple[str, ...]  # globs of namespaces that never get them (system and add-on namespaces)
     psa_enforce: str
     psa_warn: str
     psa_audit: str
@@ -59,6 +64,7 @@ class BootstrapConfig:
             deny_namespaces=_globs(BOOTSTRAP_DENY_NAMESPACES, environ, "[]"),
             deny_egress=config.parse_bool(BOOTSTRAP_DENY_EGRESS, config.read(BOOTSTRAP_DENY_EGRESS, environ)),
             psa_namespaces=_globs(BOOTSTRAP_PSA_NAMESPACES, environ, '["*"]'),
+            psa_exclude=_globs(BOOTSTRAP_PSA_EXCLUDE, environ, DEFAULT_PSA_EXCLUDE),
             psa_enforce=_level(BOOTSTRAP_PSA_ENFORCE, environ, "baseline"),
             psa_warn=_level(BOOTSTRAP_PSA_WARN, environ, "restricted"),
             psa_audit=_level(BOOTSTRAP_PSA_AUDIT, environ, "restricted"),
@@ -67,3 +73,9 @@ class BootstrapConfig:
 
     def manages(self, cluster: str) -> bool:
         return not self.clusters or any(fnmatch.fnmatchcase(cluster, g) for g in self.clusters)
+
+    def labels_pod_security(self, namespace: str) -> bool:
+        """Whether ``namespace`` is one of the application namespaces that get Pod Security labels."""
+        return any(fnmatch.fnmatchcase(namespace, g) for g in self.psa_namespaces) and not any(
+            fnmatch.fnmatchcase(namespace, g) for g in self.psa_exclude
+        )

@@ -5,12 +5,19 @@ cluster at once (or skips it, with a log line, while it is not ACTIVE yet); the 
 cluster. The tag eksops:bootstrap=<manifest version> records success: a reconcile of a tagged cluster only
 reads (every object still there, namespaces labelled) and applies when something is missing or the shipped
 manifest version is newer.
+
+One cluster's failure (no access, an endpoint that cannot be reached, anything else) never stops the sweep: it is
+recorded as that cluster's error, the other clusters are bootstrapped and reported, and the invocation fails at
+the end (Summary.raise_for_errors). Every request to a cluster's API has a timeout (eksops.kube.auth) and each
+cluster a time budget (CLUSTER_BUDGET_SECONDS).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import logging
+import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,10 +28,10 @@ from botocore.exceptions import ClientError
 from eksops.aws import error_code
 from eksops.bootstrap.config import BootstrapConfig
 from eksops.config import CommonConfig
-from eksops.errors import EksopsError, InvalidEvent, PartialFailure, UnsupportedEvent
+from eksops.errors import EksopsError, InvalidEvent, PartialFailure, TemporaryError, UnsupportedEvent
 from eksops.events import AnyEvent, CloudTrailCall, ScheduledRun
 from eksops.kube import manifests
-from eksops.kube.apply import apply_manifests
+from eksops.kube.apply import apply_manifests, check_deadline, delete_managed
 from eksops.kube.errors import AccessDenied, principal_arn, raise_for_status
 from eksops.notify import Message, Publisher, Severity
 from eksops.sweeps import Deadline
@@ -34,6 +41,13 @@ TAG = "eksops:bootstrap"
 EVENTS = {"CreateCluster": "name", "CreateNodegroup": "clusterName", "CreateFargateProfile": "clusterName"}
 CLOUDWATCH_AGENT_POLICY = "CloudWatchAgentServerPolicy"
 OBSERVABILITY_ADDON = "amazon-cloudwatch-observability"
+# Kubernetes work on one cluster stops (TemporaryError) once this is spent; each request has its own timeout too.
+CLUSTER_BUDGET_SECONDS = 120.0
+MAX_ERROR_MESSAGE = 1000
+# Bearer tokens and presigned-URL credentials, should an exception's text ever carry one.
+_SECRETS = re.compile(
+    r"k8s-aws-v1\.[A-Za-z0-9_-]+|(?i:bearer)\s+[A-Za-z0-9._~+/=-]+|(?i:X-Amz-(?:Signature|Credential|Security-Token))=[^&\s'\"]+"
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +58,23 @@ class ClusterResult:
     aws: list[str] = field(default_factory=list)
     kubernetes: dict[str, int] = field(default_factory=dict)
     changed_objects: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one cluster gets, from its EKS description."""
+
+    fargate: bool  # it has Fargate profiles: aws-observability and the aws-logging ConfigMap
+    metrics_server_on_fargate: bool  # a Fargate profile selects metrics-server's pods: secure port 10251
+    observability: bool  # the CloudWatch agent and Fluent Bit manifests
+
+
+def safe_message(exc: BaseException) -> str:
+    """An exception's text for reports and alerts: tokens and signatures redacted, bounded in length."""
+    text = str(exc) or type(exc).__name__
+    text = _SECRETS.sub("[redacted]", text)
+    return text if len(text) <= MAX_ERROR_MESSAGE else text[: MAX_ERROR_MESSAGE - 3] + "..."
 
 
 @dataclass
@@ -52,6 +83,7 @@ class Summary:
     clusters: dict[str, ClusterResult] = field(default_factory=dict)
     errors: list[dict[str, str]] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)
+    warned: list[str] = field(default_factory=list)  # clusters whose warnings are new: reported, not only logged
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +91,7 @@ class Summary:
             "clusters": {k: v.__dict__ for k, v in self.clusters.items()},
             "errors": self.errors,
             "deferred": self.deferred,
+            "warned": self.warned,
         }
 
     @property
@@ -107,7 +140,11 @@ class BootstrapService:
         if isinstance(event, CloudTrailCall):
             name = self._cluster_of(event)
             if self.cfg.manages(name):
-                self.bootstrap(name, summary, force=True)  # an access error here raises: retried, dead-lettered
+                try:
+                    self.bootstrap(name, summary, force=True)
+                except AccessDenied as exc:  # raised on: retried, then dead-lettered; the operator is told now
+                    self._alert_access_denied(name, safe_message(exc))
+                    raise
         elif isinstance(event, ScheduledRun):
             self.sweep(summary, deadline)
         else:
@@ -135,11 +172,10 @@ class BootstrapService:
                     continue
                 try:
                     self.bootstrap(name, summary, force=False)
-                except AccessDenied as exc:
-                    summary.errors.append({"cluster": name, "error": "AccessDenied", "message": str(exc)})
-                    summary.clusters[name] = ClusterResult("failed")
-                except (EksopsError, ClientError) as exc:
-                    summary.errors.append({"cluster": name, "error": type(exc).__name__, "message": str(exc)})
+                except Exception as exc:  # one cluster's failure must not stop the others
+                    error = "AccessDenied" if isinstance(exc, AccessDenied) else type(exc).__name__
+                    log.warning("cluster %s failed: %s", name, error, exc_info=not isinstance(exc, EksopsError))
+                    summary.errors.append({"cluster": name, "error": error, "message": safe_message(exc)})
                     summary.clusters[name] = ClusterResult("failed")
 
     # -- one cluster ------------------------------------------------------------------------------------------
@@ -159,17 +195,29 @@ class BootstrapService:
         result = ClusterResult("unchanged")
         summary.clusters[name] = result
         nodegroups = self._list(self._eks.get_paginator("list_nodegroups"), "nodegroups", clusterName=name)
-        profiles = self._list(self._eks.get_paginator("list_fargate_profiles"), "fargateProfileNames", clusterName=name)
-        result.aws += self._node_roles(name, nodegroups)
-        result.aws += self._fargate_roles(name, profiles)
-        if self.cfg.observability == "addon":
-            result.aws += self._addon(name)
-        self._kubernetes(
-            name, cluster, result, fargate=bool(profiles), fargate_only=bool(profiles) and not nodegroups, force=force
+        profile_names = self._list(
+            self._eks.get_paginator("list_fargate_profiles"), "fargateProfileNames", clusterName=name
         )
+        profiles = [
+            self._eks.describe_fargate_profile(clusterName=name, fargateProfileName=p)["fargateProfile"]
+            for p in profile_names
+        ]
+        result.aws += self._node_roles(name, nodegroups)
+        result.aws += self._fargate_roles(profiles)
+        plan = Plan(
+            fargate=bool(profiles),
+            metrics_server_on_fargate=_selects_metrics_server(profiles),
+            observability=self._wants_observability_manifests(name, result),
+        )
+        self._kubernetes(name, cluster, result, plan, force=force)
+        if self.cfg.observability == "addon":  # after eksops' own agent and Fluent Bit are gone (_kubernetes)
+            result.aws += self._addon(name)
         if result.aws or result.changed_objects:
             result.status = "bootstrapped"
-        if not self.common.dry_run and cluster.get("tags", {}).get(TAG) != manifests.MANIFEST_VERSION:
+        tagged = cluster.get("tags", {}).get(TAG) == manifests.MANIFEST_VERSION
+        if result.warnings and (force or not tagged):
+            summary.warned.append(name)
+        if not self.common.dry_run and not tagged:
             self._eks.tag_resource(resourceArn=cluster["arn"], tags={TAG: manifests.MANIFEST_VERSION})
 
     @staticmethod
@@ -201,88 +249,116 @@ class BootstrapService:
             changes += self._attach(roles, policy)
         return changes
 
-    def _fargate_roles(self, cluster: str, profiles: list[str]) -> list[str]:
+    def _fargate_roles(self, profiles: list[dict[str, Any]]) -> list[str]:
         if not profiles or not self.cfg.fargate_logging_policy_arn:
             return []
         changes: list[str] = []
-        for role in {
-            self._eks.describe_fargate_profile(clusterName=cluster, fargateProfileName=p)["fargateProfile"][
-                "podExecutionRoleArn"
-            ]
-            for p in profiles
-        }:
+        for role in {p["podExecutionRoleArn"] for p in profiles}:
             changes += self._attach(role, self.cfg.fargate_logging_policy_arn)
         return changes
 
-    def _addon(self, cluster: str) -> list[str]:
+    def _addon_installed(self, cluster: str) -> bool:
         try:
             self._eks.describe_addon(clusterName=cluster, addonName=OBSERVABILITY_ADDON)
-            return []
         except ClientError as exc:
-            if error_code(exc) != "ResourceNotFoundException":
-                raise
+            # A missing add-on is ResourceNotFoundException, HTTP 404; an emulator without add-ons answers a bare 404.
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if error_code(exc) == "ResourceNotFoundException" or status == 404:
+                return False
+            raise
+        return True
+
+    def _addon(self, cluster: str) -> list[str]:
+        if self._addon_installed(cluster):
+            return []
         if not self.common.dry_run:
             self._eks.create_addon(clusterName=cluster, addonName=OBSERVABILITY_ADDON, resolveConflicts="OVERWRITE")
         return [f"installed the {OBSERVABILITY_ADDON} add-on"]
+
+    def _wants_observability_manifests(self, cluster: str, result: ClusterResult) -> bool:
+        """Manifests mode, unless the add-on is there already: never both (add-on mode: never the manifests)."""
+        if self.cfg.observability != "manifests":
+            return False
+        if not self._addon_installed(cluster):
+            return True
+        result.warnings.append(
+            f"the {OBSERVABILITY_ADDON} EKS add-on is installed, so eksops did not apply its CloudWatch agent and"
+            " Fluent Bit manifests (never both); set BootstrapObservability=addon to use the add-on (eksops then"
+            " removes the agent and Fluent Bit objects it applied earlier), or remove the add-on"
+        )
+        log.warning("cluster %s: %s", cluster, result.warnings[-1])
+        return False
 
     def _partition(self) -> str:
         return str(self._eks.meta.partition)
 
     # -- Kubernetes side --------------------------------------------------------------------------------------
 
-    def desired(
-        self, name: str, region: str, namespaces: list[str], *, fargate: bool, fargate_only: bool
-    ) -> list[dict[str, Any]]:
-        """Every object the cluster should have, rendered for it."""
+    def desired(self, name: str, region: str, namespaces: list[dict[str, Any]], plan: Plan) -> list[dict[str, Any]]:
+        """Every object the cluster should have, rendered for it. ``namespaces``: the metadata of each namespace."""
         docs: list[dict[str, Any]] = []
-        if self.cfg.observability == "manifests":
+        if plan.observability:
             docs += manifests.render_observability(name, region)
-        docs += manifests.render_metrics_server(fargate_only)
-        if fargate:
+        docs += manifests.render_metrics_server(plan.metrics_server_on_fargate)
+        if plan.fargate:
             docs += manifests.render_fargate_logging(name, region)
         labels = manifests.pod_security_labels(self.cfg.psa_enforce, self.cfg.psa_warn, self.cfg.psa_audit)
-        for ns in namespaces:
+        for meta in namespaces:
+            ns = str(meta["name"])
             if ns in manifests.PROTECTED_NAMESPACES:
                 continue
-            if any(fnmatch.fnmatchcase(ns, g) for g in self.cfg.psa_namespaces):
-                docs.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels}})
+            if self.cfg.labels_pod_security(ns):
+                if manifests.may_set_pod_security(meta):
+                    docs.append(manifests.namespace_with_pod_security(ns, labels))
+                else:
+                    log.info("namespace %s: its owner set its Pod Security labels; eksops leaves them", ns)
             if any(fnmatch.fnmatchcase(ns, g) for g in self.cfg.deny_namespaces):
                 docs.append(manifests.default_deny(ns, egress=self.cfg.deny_egress))
         return docs
 
     def _kubernetes(
-        self,
-        name: str,
-        cluster: dict[str, Any],
-        result: ClusterResult,
-        *,
-        fargate: bool,
-        fargate_only: bool,
-        force: bool,
+        self, name: str, cluster: dict[str, Any], result: ClusterResult, plan: Plan, *, force: bool
     ) -> None:
+        deadline = time.monotonic() + CLUSTER_BUDGET_SECONDS
+        region = str(cluster.get("arn", "::::").split(":")[3]) or str(self._eks.meta.region_name)
         try:
             from kubernetes.dynamic import DynamicClient
 
             api = self._api_client(name)
+            if self.cfg.observability == "addon":
+                self._remove_observability_manifests(api, name, region, result)
             dynamic = DynamicClient(api)  # type: ignore[no-untyped-call]  # the kubernetes client is untyped
             namespaces = [
-                n["metadata"]["name"]
+                n["metadata"]
                 for n in dynamic.resources.get(api_version="v1", kind="Namespace").get().to_dict()["items"]
             ]
-            region = str(cluster.get("arn", "::::").split(":")[3]) or str(self._eks.meta.region_name)
-            docs = self.desired(name, region, namespaces, fargate=fargate, fargate_only=fargate_only)
+            docs = self.desired(name, region, namespaces, plan)
             current = cluster.get("tags", {}).get(TAG) == manifests.MANIFEST_VERSION
-            if not force and current and _all_present(dynamic, docs):
+            if not force and current and _all_present(dynamic, docs, deadline):
                 result.kubernetes = {"unchanged": len(docs)}
                 return
-            applied = apply_manifests(api, docs, dry_run=self.common.dry_run)
+            applied = apply_manifests(api, docs, dry_run=self.common.dry_run, deadline=deadline)
         except Exception as exc:
             cause = exc if hasattr(exc, "status") else exc.__cause__
             if cause is not None:
                 raise_for_status(cause, name, self._principal_arn())
+            _raise_if_unreachable(exc, name, cluster)
             raise
         result.kubernetes = {o: applied.count(o) for o in ("created", "configured", "unchanged")}
-        result.changed_objects = [o.ref for o in applied.objects if o.outcome != "unchanged"]
+        result.changed_objects += [o.ref for o in applied.objects if o.outcome != "unchanged"]
+
+    def _remove_observability_manifests(self, api: Any, name: str, region: str, result: ClusterResult) -> None:
+        """Add-on mode: delete the CloudWatch agent and Fluent Bit objects eksops applied in manifests mode.
+
+        The namespace amazon-cloudwatch stays: the add-on installs into it.
+        """
+        docs = [d for d in manifests.render_observability(name, region) if d["kind"] != "Namespace"]
+        deleted, kept = delete_managed(api, docs, dry_run=self.common.dry_run)
+        result.changed_objects += [f"deleted {ref}" for ref in deleted]
+        if kept:
+            result.warnings.append(
+                f"left in place although the {OBSERVABILITY_ADDON} add-on replaces them: {', '.join(kept)}"
+            )
 
     def _principal_arn(self) -> str:
         if self._principal is None:
@@ -291,43 +367,78 @@ class BootstrapService:
 
     # -- reporting --------------------------------------------------------------------------------------------
 
+    def _alert_access_denied(self, cluster: str, message: str) -> None:
+        self._publisher.alert(
+            Message(
+                kind="bootstrap.access-denied",
+                severity=Severity.CRITICAL,
+                title=f"eksops cannot reach Kubernetes on {cluster}",
+                summary=message,
+                cluster=cluster,
+            )
+        )
+
     def _report(self, summary: Summary, run_id: str) -> None:
         for error in summary.errors:
             if error["error"] == "AccessDenied":
-                self._publisher.alert(
-                    Message(
-                        kind="bootstrap.access-denied",
-                        severity=Severity.CRITICAL,
-                        title=f"eksops cannot reach Kubernetes on {error['cluster']}",
-                        summary=error["message"],
-                        cluster=error["cluster"],
-                    )
-                )
-        if not summary.changed and not summary.errors:
+                self._alert_access_denied(error["cluster"], error["message"])
+        if not summary.changed and not summary.errors and not summary.warned:
             return
         verb = "would bootstrap" if summary.dry_run else "bootstrapped"
         lines = tuple(
             f"{name}: {', '.join(r.aws + r.changed_objects[:20])}"
             for name, r in summary.clusters.items()
             if r.aws or r.changed_objects
-        )
+        ) + tuple(f"{name}: warning: {w}" for name in summary.warned for w in summary.clusters[name].warnings)
+        warned = f"; warnings on {', '.join(summary.warned)}" if summary.warned else ""
         self._publisher.report(
             Message(
                 kind="bootstrap.changes",
-                severity=Severity.WARNING if summary.errors else Severity.INFO,
+                severity=Severity.WARNING if summary.errors or summary.warned else Severity.INFO,
                 title=f"Cluster bootstrap: {verb} {len(summary.changed)} cluster(s)",
-                summary=f"{verb}: {', '.join(summary.changed) or 'none'}; errors {len(summary.errors)}.",
+                summary=f"{verb}: {', '.join(summary.changed) or 'none'}; errors {len(summary.errors)}{warned}.",
                 details={**summary.as_dict(), "run_id": run_id, "manifest_version": manifests.MANIFEST_VERSION},
                 lines=lines,
             )
         )
 
 
-def _all_present(dynamic: Any, docs: list[dict[str, Any]]) -> bool:
+def _selects_metrics_server(profiles: list[dict[str, Any]]) -> bool:
+    """Whether a Fargate profile selects metrics-server's pods (namespace kube-system, its labels), which then run
+    on Fargate, where 10250 is the micro-VM kubelet's port. EKS selector namespaces may hold * and ? wildcards."""
+    pod_labels = manifests.metrics_server_pod_labels()
+    return any(
+        fnmatch.fnmatchcase("kube-system", str(selector.get("namespace", "")))
+        and (selector.get("labels") or {}).items() <= pod_labels.items()
+        for profile in profiles
+        for selector in profile.get("selectors") or []
+    )
+
+
+def _raise_if_unreachable(exc: BaseException, name: str, cluster: dict[str, Any]) -> None:
+    """Raise TemporaryError naming the endpoint when ``exc`` is a connection failure (urllib3) to the cluster."""
+    import urllib3
+
+    if isinstance(exc, urllib3.exceptions.HTTPError):
+        endpoint = cluster.get("endpoint") or "its kubeconfig server"
+        access = cluster.get("resourcesVpcConfig", {})
+        private = access.get("endpointPublicAccess") is False
+        hint = (
+            "the endpoint is private-only: the function must run in the cluster's VPC (docs/cluster-bootstrap.md)"
+            if private
+            else "is the endpoint private, or its public access limited by CIDR? (docs/cluster-bootstrap.md)"
+        )
+        raise TemporaryError(
+            f"cannot reach the Kubernetes API of cluster {name!r} at {endpoint}: {safe_message(exc)}; {hint}"
+        ) from exc
+
+
+def _all_present(dynamic: Any, docs: list[dict[str, Any]], deadline: float | None = None) -> bool:
     """Whether every desired object exists (and namespaces carry their labels): reads only."""
     from kubernetes.dynamic.exceptions import NotFoundError
 
     for doc in docs:
+        check_deadline(deadline, "checking the cluster's objects")
         resource = dynamic.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
         namespace = doc["metadata"].get("namespace") if resource.namespaced else None
         try:

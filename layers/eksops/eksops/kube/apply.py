@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -32,6 +33,8 @@ LAST_KINDS: tuple[str, ...] = ("APIService",)
 
 # Fields the server changes on any write; ignored when comparing contents (dry runs keep the old resourceVersion).
 _VOLATILE_METADATA = ("resourceVersion", "managedFields", "generation")
+
+MANAGED_BY = ("app.kubernetes.io/managed-by", "eksops")
 
 
 @dataclass(frozen=True)
@@ -76,12 +79,24 @@ def order_manifests(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(docs, key=rank)
 
 
+def check_deadline(deadline: float | None, what: str) -> None:
+    """Raise TemporaryError once ``time.monotonic()`` has passed ``deadline`` (None: no deadline)."""
+    if deadline is not None and time.monotonic() > deadline:
+        raise TemporaryError(f"{what}: out of time for this cluster; the next run goes on")
+
+
 def apply_manifests(
-    api_client: Any, docs: list[dict[str, Any]], *, field_manager: str = "eksops", dry_run: bool = False
+    api_client: Any,
+    docs: list[dict[str, Any]],
+    *,
+    field_manager: str = "eksops",
+    dry_run: bool = False,
+    deadline: float | None = None,
 ) -> ApplySummary:
     """Server-side apply `docs` (force conflicts) with a `kubernetes.client.ApiClient`; with dry_run nothing is stored.
 
-    Raises PermanentError for an invalid manifest, an unknown kind or a 4xx answer, TemporaryError for 429/5xx.
+    Raises PermanentError for an invalid manifest, an unknown kind or a 4xx answer, TemporaryError for 429/5xx
+    and when ``time.monotonic()`` passes ``deadline`` before every object was applied.
     """
     from kubernetes.dynamic import DynamicClient  # cold start: only when applying
 
@@ -89,6 +104,7 @@ def apply_manifests(
     applied: list[AppliedObject] = []
     dry_created_namespaces: set[str] = set()
     for doc in order_manifests(docs):
+        check_deadline(deadline, f"server-side apply stopped after {len(applied)} of {len(docs)} objects")
         obj = _apply_one(client, doc, field_manager, dry_run, dry_created_namespaces)
         if dry_run and obj.kind == "Namespace" and obj.outcome == "created":
             dry_created_namespaces.add(obj.name)
@@ -154,3 +170,60 @@ def _outcome(before: Mapping[str, Any] | None, after: Mapping[str, Any], *, dry_
 def _content(obj: Mapping[str, Any]) -> dict[str, Any]:
     metadata = {k: v for k, v in obj.get("metadata", {}).items() if k not in _VOLATILE_METADATA}
     return {**obj, "metadata": metadata}
+
+
+def delete_managed(
+    api_client: Any, docs: list[dict[str, Any]], *, field_manager: str = "eksops", dry_run: bool = False
+) -> tuple[list[str], list[str]]:
+    """Delete the objects of ``docs`` that eksops applied: (deleted refs, refs left in place with the reason).
+
+    An object is deleted only when it carries the label app.kubernetes.io/managed-by=eksops and no other field
+    manager writes it (status updates by controllers aside): an object that someone else took over, such as an
+    EKS add-on applying over an object of the same name, is left in place and reported. Reverse apply order, so
+    the workloads go first. With ``dry_run`` the server is asked with dryRun=All and nothing is deleted.
+    """
+    from kubernetes.dynamic import DynamicClient
+    from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError, ResourceNotFoundError
+
+    client = DynamicClient(api_client)  # type: ignore[no-untyped-call]  # the kubernetes client is untyped
+    deleted: list[str] = []
+    kept: list[str] = []
+    for doc in reversed(order_manifests(docs)):
+        meta = doc["metadata"]
+        try:
+            resource = client.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
+        except ResourceNotFoundError:
+            continue  # the cluster does not serve the kind: nothing of it to delete
+        namespace = (meta.get("namespace") or "default") if resource.namespaced else None
+        ref = f"{doc['kind']}/{namespace}/{meta['name']}" if namespace else f"{doc['kind']}/{meta['name']}"
+        try:
+            found = resource.get(name=meta["name"], namespace=namespace).to_dict()
+            reason = _foreign(found, field_manager)
+            if reason:
+                kept.append(f"{ref} ({reason})")
+                continue
+            resource.delete(name=meta["name"], namespace=namespace, dry_run="All" if dry_run else None)
+        except NotFoundError:
+            continue
+        except DynamicApiError as exc:
+            status = exc.status or 0
+            error = TemporaryError if status == 429 or status >= 500 else PermanentError
+            raise error(f"delete of {ref} failed: HTTP {status} {exc.reason}") from exc
+        deleted.append(ref)
+    return deleted, kept
+
+
+def _foreign(obj: Mapping[str, Any], field_manager: str) -> str | None:
+    """Why ``obj`` is not eksops' own to delete, or None when it is."""
+    meta = obj.get("metadata") or {}
+    key, value = MANAGED_BY
+    if (meta.get("labels") or {}).get(key) != value:
+        return f"not labelled {key}={value}"
+    others = sorted(
+        {
+            str(entry.get("manager"))
+            for entry in meta.get("managedFields") or []
+            if entry.get("manager") != field_manager and not entry.get("subresource")
+        }
+    )
+    return f"also managed by {', '.join(others)}" if others else None

@@ -27,6 +27,11 @@ K8S_AWS_ID_HEADER = "x-k8s-aws-id"
 TOKEN_EXPIRES_IN = 60  # seconds; what aws-iam-authenticator and `aws eks get-token` sign with
 # The API server accepts a token for 15 minutes after signing; renew well before that on long-lived clients.
 TOKEN_REFRESH_AFTER = 10 * 60
+# Every request to a cluster's API is bounded: an endpoint that cannot be reached (a private-only endpoint from
+# outside its VPC, a deleted cluster) fails in seconds instead of hanging the sweep. (connect, read) seconds.
+REQUEST_TIMEOUT: tuple[float, float] = (5.0, 20.0)
+# urllib3 retries per request: connection errors and reads of idempotent requests, with a short backoff.
+HTTP_RETRIES = 2
 
 _UNSAFE_FILE_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -141,7 +146,7 @@ def api_client(name: str, *, eks_client: Any, sts_client: Any, kubeconfig: str |
     configuration.api_key = {"BearerToken": access.token}
     configuration.api_key_prefix = {"BearerToken": "Bearer"}
     configuration.refresh_api_key_hook = _token_refresher(name, sts_client)
-    return kubernetes.client.ApiClient(configuration)
+    return _bounded(configuration)
 
 
 def _from_kubeconfig(name: str, kubeconfig: str) -> ApiClient:
@@ -159,9 +164,36 @@ def _from_kubeconfig(name: str, kubeconfig: str) -> ApiClient:
             EKSOPS_KUBECONFIG,
             f"kubeconfig {kubeconfig!r} has no context named {name!r} (contexts: {', '.join(names) or 'none'})",
         )
-    client: ApiClient = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=kubeconfig, context=name
+    configuration = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=kubeconfig, context=name, client_configuration=configuration
     )
+    return _bounded(configuration)
+
+
+def _bounded(configuration: Any) -> ApiClient:
+    """An ApiClient whose every request has REQUEST_TIMEOUT and at most HTTP_RETRIES retries.
+
+    The kubernetes client has no default timeout (a request without ``_request_timeout`` waits forever) and
+    urllib3 retries three times by default. The retries are set on the configuration, before the client makes
+    its connection pool; the timeout is filled in on each request that does not set its own, which covers the
+    dynamic client's discovery requests too.
+    """
+    import kubernetes
+    import urllib3
+
+    configuration.retries = urllib3.Retry(
+        total=HTTP_RETRIES, connect=HTTP_RETRIES, read=HTTP_RETRIES, redirect=0, status=0, backoff_factor=0.5
+    )
+    client: ApiClient = kubernetes.client.ApiClient(configuration)
+    rest = client.rest_client
+    send: Any = rest.request
+
+    def request(*args: Any, **kwargs: Any) -> Any:
+        kwargs["_request_timeout"] = kwargs.get("_request_timeout") or REQUEST_TIMEOUT
+        return send(*args, **kwargs)
+
+    rest.request = request  # type: ignore[method-assign]
     return client
 
 

@@ -8,7 +8,7 @@ from eksops.errors import PermanentError
 
 UNAUTHORIZED = 401
 FORBIDDEN = 403
-CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+_ARN_PARTITION = re.compile(r"^arn:(?P<partition>aws[a-z-]*):")
 
 # The caller identity of a Lambda function is an STS assumed-role ARN; access entries and aws-auth want the
 # IAM role ARN. The session ARN carries no role path, so a role created under a path must be named with it.
@@ -33,13 +33,28 @@ def principal_arn(arn: str) -> str:
     return f"arn:{match['partition']}:iam::{match['account']}:role/{match['role']}"
 
 
+def partition_of(arn: str) -> str:
+    """The partition of an ARN (``aws``, ``aws-cn``, ``aws-us-gov``...); ``aws`` when it is not an ARN."""
+    match = _ARN_PARTITION.match(arn)
+    return match["partition"] if match else "aws"
+
+
+def cluster_admin_policy(partition: str = "aws") -> str:
+    """The ARN of the EKS access policy AmazonEKSClusterAdminPolicy in ``partition``."""
+    return f"arn:{partition}:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+
+
 def access_denied_message(cluster: str, role_arn: str, status: int) -> str:
-    """What failed and the exact commands that grant ``role_arn`` access to ``cluster``."""
+    """What failed and the exact commands that grant ``role_arn`` access to ``cluster``.
+
+    The access policy ARN is in the principal's partition, which is the cluster's (an access entry can only
+    name a principal of the cluster's own account, so of its partition).
+    """
     principal = principal_arn(role_arn)
     create = f"aws eks create-access-entry --cluster-name {cluster} --principal-arn {principal}"
     associate = (
         f"aws eks associate-access-policy --cluster-name {cluster} --principal-arn {principal}"
-        f" --policy-arn {CLUSTER_ADMIN_POLICY} --access-scope type=cluster"
+        f" --policy-arn {cluster_admin_policy(partition_of(principal))} --access-scope type=cluster"
     )
     aws_auth = (
         "or, with authenticationMode CONFIG_MAP, add to the kube-system/aws-auth ConfigMap under mapRoles:"

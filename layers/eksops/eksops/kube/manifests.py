@@ -25,10 +25,13 @@ __all__ = [
     "MANIFEST_FILES",
     "MANIFEST_VERSION",
     "PROTECTED_NAMESPACES",
+    "PSA_ANNOTATION",
     "PSA_LEVELS",
     "InvalidManifestInput",
     "default_deny",
     "deny_namespaces",
+    "may_set_pod_security",
+    "metrics_server_pod_labels",
     "namespace_with_pod_security",
     "pod_security_labels",
     "render_fargate_logging",
@@ -37,7 +40,7 @@ __all__ = [
 ]
 
 # Recorded on the cluster as the tag eksops:bootstrap=<version>; bump it whenever a manifest file changes.
-MANIFEST_VERSION = "2026.11.1"
+MANIFEST_VERSION = "2026.11.2"
 
 # Every image the manifests pin (a unit test checks the files against this table and the docs against it).
 IMAGES: dict[str, str] = {
@@ -58,6 +61,12 @@ PROTECTED_NAMESPACES: frozenset[str] = frozenset(
 
 DENY_POLICY_NAME = "eksops-default-deny"
 PSA_LEVELS: tuple[str, ...] = ("privileged", "baseline", "restricted")
+PSA_MODES: tuple[str, ...] = ("enforce", "warn", "audit")
+PSA_PREFIX = "pod-security.kubernetes.io/"
+# Set with the Pod Security labels: the levels eksops applied ("enforce=baseline,warn=restricted,audit=restricted").
+# eksops relabels a namespace only when it has no Pod Security level labels or still has exactly these, so a
+# level its owner set (say enforce=privileged for an agent that needs it) is never overridden.
+PSA_ANNOTATION = "eksops/pod-security"
 
 # On Fargate, 10250 belongs to the kubelet of the pod's own micro-VM; metrics-server must listen elsewhere.
 # 10251 is what the Amazon EKS add-on of metrics-server uses.
@@ -203,9 +212,33 @@ def pod_security_labels(
     return labels
 
 
+def _psa_record(labels: dict[str, str]) -> str:
+    return ",".join(f"{mode}={labels[PSA_PREFIX + mode]}" for mode in PSA_MODES if PSA_PREFIX + mode in labels)
+
+
 def namespace_with_pod_security(namespace: str, labels: dict[str, str]) -> dict[str, Any]:
-    """A Namespace object carrying only ``labels``: applied with field manager eksops, it owns just those labels."""
+    """A Namespace object carrying only ``labels`` and the PSA_ANNOTATION record of their levels.
+
+    Applied with field manager eksops, it owns just those fields and leaves the namespace's others alone.
+    """
     _check_namespace(namespace)
     if namespace in PROTECTED_NAMESPACES:
         raise InvalidManifestInput(f"namespace {namespace!r} is protected: eksops does not relabel it")
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": dict(labels)}}
+    metadata = {"name": namespace, "labels": dict(labels), "annotations": {PSA_ANNOTATION: _psa_record(labels)}}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}
+
+
+def may_set_pod_security(metadata: dict[str, Any]) -> bool:
+    """Whether eksops may (re)label a namespace with this ``metadata``: it has no Pod Security level label, or
+    only the levels eksops itself set last time (PSA_ANNOTATION), so nobody else chose them."""
+    labels = {k: str(v) for k, v in (metadata.get("labels") or {}).items()}
+    current = _psa_record(labels)
+    if not current:
+        return True
+    return (metadata.get("annotations") or {}).get(PSA_ANNOTATION) == current
+
+
+def metrics_server_pod_labels() -> dict[str, str]:
+    """The labels of metrics-server's pods, as a Fargate profile selector would have to match them."""
+    (deployment,) = [o for o in _load("metrics-server") if o["kind"] == "Deployment"]
+    return dict(deployment["spec"]["template"]["metadata"]["labels"])

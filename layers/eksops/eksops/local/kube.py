@@ -4,7 +4,14 @@ kmock 0.8 as found (see docs: design.md, "The Kubernetes emulator"): resources m
 sees them, an apply PATCH to a missing object answers 404, and `/api/v1/namespaces[/<name>]` breaks its path
 parser. `EksopsEmulator` closes exactly those gaps, plus the two server behaviours `eksops.kube.apply` relies
 on: `metadata.resourceVersion` (bumped only on a real change) and `?dryRun=All`. Everything else is kmock's.
-Each deviation from stock kmock is marked "DEVIATION" below.
+Each deviation from stock kmock is marked "DEVIATION" below. Every apply PATCH is also recorded, with its query
+parameters, in `EksopsEmulator.applies`, so tests can check what the client asked for (fieldManager, force, dryRun).
+
+What it does NOT emulate: field ownership. The API server tracks which field manager set each field
+(`metadata.managedFields`), so a server-side apply that no longer sets a field removes it, and a conflicting
+apply without force fails with 409. This emulator merges an apply PATCH into the stored object like a merge
+patch: a field dropped from a manifest stays in the stored object, no conflict is ever reported, and objects
+carry no managedFields. Tests that depend on those semantics must run against a real API server.
 
 `serve()` runs the emulator on 127.0.0.1 (a free port) in a background thread with its own event loop, because
 the code under test (the official `kubernetes` client) is synchronous.
@@ -48,6 +55,14 @@ APPLY_PATCH = "application/apply-patch+yaml"
 ObjectKey = tuple[Any, str | None, str]  # (kmock resource, namespace or None, name)
 
 
+@attrs.frozen
+class ApplyRecord:
+    """One apply PATCH as the emulator received it: its path and query parameters."""
+
+    path: str
+    params: dict[str, str]
+
+
 # DEVIATION 1: kmock 0.8's parse_path always reads `namespaces/<x>` after the version as a namespace prefix, so
 # the Namespace resource's own URLs fail: `/api/v1/namespaces` raises (tuple unpacking) and `/api/v1/namespaces/x`
 # parses as "namespace x, no resource". The parser is a module function called from Request._parse (no hook on
@@ -82,6 +97,7 @@ class EksopsEmulator(kmock.KubernetesEmulator):
                 kind=kind, namespaced=namespaced, singular=kind.lower(), verbs=VERBS
             )
         self._versions = itertools.count(1)
+        self.applies: list[ApplyRecord] = []
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         action = request.action
@@ -93,6 +109,8 @@ class EksopsEmulator(kmock.KubernetesEmulator):
 
         # DEVIATION 3: an apply PATCH to a missing object creates it, as the API server does (kmock answers 404).
         is_apply = request.headers.get("Content-Type", "").startswith(APPLY_PATCH)
+        if is_apply:
+            self.applies.append(ApplyRecord(str(request.url.path), dict(request.params)))
         if action == kmock.action.UPDATE and is_apply and current is None and data is not None:
             action = kmock.action.CREATE
             data = dicts.patch_dict(data, {"metadata": {"name": request.name}})
