@@ -60,6 +60,7 @@ def test_429_then_success_honours_retry_after(make_sandbox: Any, slack: SlackRec
     inv = dispatcher.invoke("notifier", sample("ecr_image_scan"), "test")
     assert inv.ok and inv.attempts == 1
     assert slack.attempts == 2 and len(slack.received) == 1
+    assert inv.duration_ms >= 1000  # it waited the second Slack asked for before the second POST
 
 
 def test_429_longer_than_the_time_left_fails_for_a_retry(make_sandbox: Any, slack: SlackReceiver) -> None:
@@ -99,6 +100,53 @@ def test_400_is_dead_lettered_without_retries(make_sandbox: Any, slack: SlackRec
     assert record["sns"]["MessageId"] == sample("other_message")["Records"][0]["Sns"]["MessageId"]
 
 
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (401, "invalid_token"),
+        (403, "invalid_token"),
+        (404, "no_service"),
+        (410, "channel_is_archived"),
+        (400, "channel_not_found"),  # the error text alone is enough (test_webhook.py has each one)
+    ],
+)
+def test_a_dead_webhook_fails_the_invocation(make_sandbox: Any, slack: SlackReceiver, status: int, error: str) -> None:
+    """Not a payload problem: every message would fail alike, so the invocation fails (error alarm), Lambda
+    retries, and the on-failure destination keeps the SNS event, once, for a redrive."""
+    sandbox, dispatcher = notifier(make_sandbox, slack.url)
+    for _ in range(3):
+        slack.answer(status, text=error)
+    inv = dispatcher.invoke("notifier", sample("cloudwatch_alarm"), "test")
+    assert inv.error_type == "SlackWebhookGone" and inv.attempts == 3 and inv.dead_lettered
+    assert f"HTTP {status} {error}" in str(inv.error) and "eksops/slack/test" in str(inv.error)
+    assert slack.attempts == 3 and slack.received == []
+    [record] = dead_letters(sandbox)  # the Lambda failure record only: no second "SlackRejected" copy
+    assert record["responsePayload"]["errorType"] == "SlackWebhookGone"
+    assert record["requestPayload"] == sample("cloudwatch_alarm")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://hooks.slack.com/services/T0/B0/DEADSECRET\x07",
+        "https://hooks.slack.com/services/T0/B0/DEAD SECRET",
+        "http://127.0.0.1.evil.tld/services/T0/B0/DEADSECRET",
+        "http://hooks.slack.com/services/T0/B0/DEADSECRET",
+        '{"url": "ftp://hooks.slack.com/services/T0/B0/DEADSECRET"}',
+        '{"webhook": "https://hooks.slack.com/services/T0/B0/DEADSECRET"}',
+        '{"url": ["https://hooks.slack.com/services/T0/B0/DEADSECRET"]}',
+        "{not json DEADSECRET",
+    ],
+)
+def test_an_unusable_webhook_url_is_a_config_error_that_does_not_quote_it(make_sandbox: Any, url: str) -> None:
+    sandbox, dispatcher = notifier(make_sandbox, url)
+    inv = dispatcher.invoke("notifier", sample("cloudwatch_alarm"), "test", retries=0)
+    assert inv.error_type == "ConfigError" and str(inv.error).startswith("SLACK_WEBHOOK_SECRET_ARN: ")
+    assert "eksops/slack/test" in str(inv.error) and "DEADSECRET" not in str(inv.error)
+    [record] = dead_letters(sandbox)
+    assert "DEADSECRET" not in json.dumps(record["responsePayload"])
+
+
 def test_dead_receiver_raises(make_sandbox: Any) -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
@@ -122,17 +170,58 @@ def test_duplicate_delivery_posts_once(make_sandbox: Any, slack: SlackReceiver) 
 def test_the_webhook_url_is_in_no_log_line(
     make_sandbox: Any, slack: SlackReceiver, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Every failure path, at DEBUG: rate limit, 5xx, malformed payload, dead webhook, dead receiver, unusable
+    URLs and configuration errors. No log line, result, error text or dead-letter record holds the URL."""
+    secret_paths = [slack.url.split("/services/", 1)[1]]
     sandbox, dispatcher = notifier(make_sandbox, slack.url, LogLevel="DEBUG")
     slack.answer(429, headers={"Retry-After": "0"})
     slack.answer(500)
     slack.answer(400, text="invalid_payload")
+    slack.answer(404, text="no_service")
     for index, name in enumerate(["cloudwatch_alarm", "ecr_image_scan", "other_message", "health_eks_event"]):
-        dispatcher.invoke("notifier", sample(name, message_id=f"m-{index}"), "test")
+        dispatcher.invoke("notifier", sample(name, message_id=f"m-{index}"), "test", retries=0)
+    assert [i.error_type for i in dispatcher.history] == ["SlackUnavailable", None, "SlackWebhookGone", None]
+    dispatchers = [dispatcher]
+
+    def cold_start(**parameters: str) -> Dispatcher:
+        """A new execution environment on the same sandbox, seeing the parameters changed since."""
+        sandbox.set_parameters(**parameters)
+        fresh = Dispatcher(sandbox)
+        dispatchers.append(fresh)
+        return fresh
+
+    with socket.socket() as s:  # a dead receiver
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bad_urls = [
+        (f"http://127.0.0.1:{port}/services/T1/B1/DEADRECEIVERSECRET", "SlackUnavailable"),
+        ("https://hooks.slack.com/services/T2/B2/CONTROLSECRET\x00", "ConfigError"),
+        ("http://127.0.0.1.evil.tld/services/T3/B3/LOOKALIKESECRET", "ConfigError"),
+        ('{"url": "https://hooks.slack.com/services/T4/B4/SPACE SECRET"}', "ConfigError"),
+    ]
+    secrets = sandbox.client("secretsmanager")
+    for index, (url, error) in enumerate(bad_urls):
+        arn = secrets.create_secret(Name=f"eksops/slack/bad-{index}", SecretString=url)["ARN"]
+        inv = cold_start(SlackWebhookSecretArn=arn).invoke("notifier", sample("cloudwatch_alarm"), "test", retries=0)
+        assert inv.error_type == error
+    secret_paths += ["T1/B1/DEADRECEIVERSECRET", "T2/B2/CONTROLSECRET", "T3/B3/LOOKALIKESECRET", "T4/B4/SPACE SECRET"]
+    route = "arn:aws:secretsmanager:us-east-1:123456789012:secret:other/team-AbCdEf"  # not eksops/slack/...
+    inv = cold_start(SlackRoutes=json.dumps([{"secret_arn": route}])).invoke(
+        "notifier", sample("cloudwatch_alarm"), "test", retries=0
+    )
+    assert inv.error_type == "ConfigError"
+
+    for each in dispatchers:
+        each.close()
     logs = (sandbox.workdir / "functions.log").read_text() + capsys.readouterr().out + caplog.text
-    assert '"service":"notifier"' in logs  # the logs were captured
-    secret_path = slack.url.split("/services/", 1)[1]
-    assert secret_path not in logs and slack.url not in logs
-    assert "XXXXSECRETXXXX" not in json.dumps([i.__dict__ for i in dispatcher.history], default=str)
+    records: list[Any] = dead_letters(sandbox) + [i.__dict__ for d in dispatchers for i in d.history]
+    assert len(records) > 10
+    assert '"service":"notifier"' in logs and '"level":"ERROR"' in logs  # the logs were captured
+    assert "SlackWebhookGone" in logs and "ConfigError" in logs and "SlackUnavailable" in logs
+    everything = logs + json.dumps(records, default=str)
+    for secret in secret_paths:
+        assert secret not in everything, secret
+    assert slack.url not in everything
 
 
 def test_routes_send_critical_messages_to_another_webhook(make_sandbox: Any, slack: SlackReceiver) -> None:
@@ -179,6 +268,11 @@ def test_malformed_events_fail_specifically(make_sandbox: Any, slack: SlackRecei
             "SLACK_ROUTES[0].severity",
         ),
         ("SlackRoutes", '{"not": "a list"}', "SLACK_ROUTES"),
+        (
+            "SlackRoutes",
+            '[{"secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-password-AbCdEf"}]',
+            "SLACK_ROUTES[0].secret_arn",
+        ),
         ("SlackWebhookSecretArn", "https://hooks.slack.com/services/T/B/X", "SLACK_WEBHOOK_SECRET_ARN"),
     ],
 )

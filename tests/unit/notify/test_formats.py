@@ -5,6 +5,7 @@ Run with UPDATE_SNAPSHOTS=1 to rewrite the snapshots after an intended change, t
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -14,16 +15,22 @@ from typing import Any
 import pytest
 from slack_sdk.models.blocks import Block
 
-from eksops.notify.blocks import MAX_BLOCKS, SECTION_TEXT_LIMIT, TRUNCATED
-from eksops.notify.formats import format_sns
+from eksops.notify.blocks import MAX_BLOCKS, SECTION_TEXT_LIMIT, TRUNCATED, section
+from eksops.notify.formats import SlackMessage, format_sns
+from eksops.notify.publish import Message, Severity
 
 ROOT = Path(__file__).resolve().parents[3]
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 SAMPLES = sorted((ROOT / "events/notifier").glob("*.json"))
 EXPECTED_KINDS = {
     "cloudwatch_alarm": ("cloudwatch-alarm", "critical"),
+    # one per envelope kind eksops publishes (grep `kind=` in layers/eksops/eksops), as the publisher builds it
     "eksops_retention_changes": ("eksops:retention.changes", "info"),
-    "eksops_generic_envelope": ("eksops:compliance.finding", "critical"),
+    "eksops_error_alarms_changes": ("eksops:error_alarms.changes", "warning"),
+    "eksops_bootstrap_changes": ("eksops:bootstrap.changes", "warning"),
+    "eksops_bootstrap_access_denied": ("eksops:bootstrap.access-denied", "critical"),
+    # an envelope kind nothing publishes yet: shown through the generic renderer, never dropped
+    "eksops_unknown_kind": ("eksops:example.unknown-kind", "critical"),
     "ecr_image_scan": ("ecr-image-scan", "critical"),
     "guardduty_eks_finding": ("guardduty-finding", "warning"),
     "health_eks_event": ("aws-health", "warning"),
@@ -128,4 +135,193 @@ def test_anything_else_falls_back_to_readable_text(raw: str) -> None:
     message = format_sns(raw, "Subject line", "arn:aws:sns:us-east-1:123456789012:eksops-alerts")
     payload = message.payload()
     assert_valid_block_kit(payload)
-    assert payload["text"]
+    assert (message.kind, message.severity) == ("other", "unknown")
+    assert payload["text"] == "Subject line"
+    code_block = payload["attachments"][0]["blocks"][1]  # header, the message as it came, context
+    shown = html.unescape(code_block["text"]["text"]).removeprefix("```\n").removesuffix("\n```")
+    if not raw:
+        assert shown == "-"
+    elif raw.startswith(("[", "{")):
+        assert json.loads(shown) == json.loads(raw)  # the original message, pretty-printed
+    else:
+        assert shown == raw
+
+
+def test_more_than_50_blocks_are_cut_to_50_with_a_visible_marker() -> None:
+    blocks = [section(f"block {i}") for i in range(80)]
+    payload = SlackMessage("other", "unknown", "many blocks", blocks).payload()
+    kept = payload["attachments"][0]["blocks"]
+    assert len(kept) == MAX_BLOCKS
+    assert kept[-2]["text"]["text"] == "block 48"
+    assert kept[-1]["type"] == "context" and "31 more blocks truncated" in kept[-1]["elements"][0]["text"]
+    assert_valid_block_kit(payload)
+
+
+def envelope(kind: str, **fields: Any) -> str:
+    return json.dumps({"source": "eksops", "kind": kind, "severity": "warning", "title": "t", "summary": "s", **fields})
+
+
+REPORTS = "arn:aws:sns:us-east-1:123456789012:eksops-reports"
+
+
+def test_payload_text_cannot_ping_a_channel_or_fake_a_link() -> None:
+    evil = "<!channel> & <https://evil.example|click>"
+    texts = []
+    body = json.dumps(
+        {
+            "source": "eksops",
+            "kind": "example.unknown-kind",
+            "severity": "critical",
+            "title": evil,
+            "summary": evil,
+            "details": {"who": evil, "nested": {"x": evil}},
+            "cluster": evil,
+            "links": {"Runbook": "https://example.com/runbook?a=1&b=2"},
+        }
+    )
+    texts.append(format_sns(body, None, REPORTS).payload())
+    texts.append(
+        format_sns(
+            envelope("retention.changes", details={"changed": [{"group": evil, "to": 7}]}), None, REPORTS
+        ).payload()
+    )
+    texts.append(
+        format_sns(envelope("error_alarms.changes", details={"changed": [{"cluster": evil}]}), None, REPORTS).payload()
+    )
+    texts.append(format_sns(envelope("x.y", lines=[evil]), None, REPORTS).payload())
+    for name, mutate in SAMPLE_MUTATIONS.items():
+        sns = json.loads((ROOT / "events/notifier" / f"{name}.json").read_text())["Records"][0]["Sns"]
+        event = json.loads(sns["Message"])
+        mutate(event, evil)
+        texts.append(format_sns(json.dumps(event), None, sns["TopicArn"]).payload())
+    texts.append(format_sns(evil, evil, REPORTS).payload())
+    for payload in texts:
+        assert_valid_block_kit(payload)
+        mrkdwn = _mrkdwn_texts(payload)
+        for text in mrkdwn:
+            assert "<!channel>" not in text and "<https://evil" not in text, text
+        assert any("&lt;!channel&gt; &amp; &lt;https://evil.example|click&gt;" in t for t in mrkdwn)
+    # eksops' own links still work
+    assert "<https://example.com/runbook?a=1&b=2|Runbook>" in _mrkdwn_texts(texts[0])
+    assert any(t.startswith("<https://") for t in _mrkdwn_texts(texts[4]))
+
+
+def _mrkdwn_texts(payload: dict[str, Any]) -> list[str]:
+    """Every piece of text Slack parses as mrkdwn: the top-level text and each mrkdwn element."""
+    found = [payload["text"]]
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "mrkdwn":
+                found.append(node["text"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(payload["attachments"])
+    return found
+
+
+def _set_dimension(event: dict[str, Any], evil: str) -> None:
+    event["Trigger"]["Dimensions"] = [{"name": "ClusterName", "value": evil}]
+    event["AlarmName"] = evil
+
+
+def _set_guardduty_user(event: dict[str, Any], evil: str) -> None:
+    event["detail"]["resource"]["kubernetesDetails"]["kubernetesUserDetails"]["username"] = evil
+    event["detail"]["title"] = evil
+
+
+def _set_ecr_tag(event: dict[str, Any], evil: str) -> None:
+    event["detail"]["image-tags"] = [evil]
+    event["detail"]["repository-name"] = evil
+
+
+def _set_health_entity(event: dict[str, Any], evil: str) -> None:
+    event["detail"]["affectedEntities"] = [{"entityValue": evil}]
+    event["detail"]["eventTypeCode"] = evil
+
+
+SAMPLE_MUTATIONS = {
+    "cloudwatch_alarm": _set_dimension,
+    "guardduty_eks_finding": _set_guardduty_user,
+    "ecr_image_scan": _set_ecr_tag,
+    "health_eks_event": _set_health_entity,
+}
+
+
+def _event(name: str) -> tuple[dict[str, Any], str]:
+    sns = json.loads((ROOT / "events/notifier" / f"{name}.json").read_text())["Records"][0]["Sns"]
+    return json.loads(sns["Message"]), sns["TopicArn"]
+
+
+def _link_of(event: dict[str, Any], topic: str) -> str:
+    texts = " ".join(_mrkdwn_texts(format_sns(json.dumps(event), None, topic).payload()))
+    match = re.search(r"<(https://[^|>]+)\|", texts)
+    assert match, texts
+    return match.group(1)
+
+
+@pytest.mark.parametrize(
+    ("partition", "region", "host"),
+    [
+        ("aws", "eu-west-1", "eu-west-1.console.aws.amazon.com"),
+        ("aws-cn", "cn-north-1", "cn-north-1.console.amazonaws.cn"),
+        ("aws-us-gov", "us-gov-west-1", "us-gov-west-1.console.amazonaws-us-gov.com"),
+    ],
+)
+def test_console_links_fit_the_partition(partition: str, region: str, host: str) -> None:
+    account = "123456789012"
+    ecr, topic = _event("ecr_image_scan")
+    ecr["region"] = region
+    ecr["resources"] = [f"arn:{partition}:ecr:{region}:{account}:repository/payments-api"]
+    assert _link_of(ecr, topic).startswith(f"https://{host}/ecr/repositories/private/{account}/payments-api/")
+
+    guardduty, topic = _event("guardduty_eks_finding")
+    guardduty["region"] = guardduty["detail"]["region"] = region
+    guardduty["detail"]["partition"] = partition
+    assert _link_of(guardduty, topic).startswith(f"https://{host}/guardduty/home?region={region}#/findings")
+    del guardduty["detail"]["partition"]  # then from the ARN in resources[0] or the finding's ARN
+    guardduty["resources"] = []
+    guardduty["detail"]["arn"] = f"arn:{partition}:guardduty:{region}:{account}:detector/d/finding/f"
+    assert _link_of(guardduty, topic).startswith(f"https://{host}/guardduty/")
+
+    health, topic = _event("health_eks_event")
+    health["region"] = region
+    health["resources"] = [f"arn:{partition}:eks:{region}:{account}:cluster/prod-eu"]
+    assert _link_of(health, topic).startswith(f"https://{host}/health/home?region={region}#/account/event-log")
+
+
+def test_envelope_lines_render_for_kinds_without_a_renderer() -> None:
+    message = Message(
+        kind="example.new-kind",
+        severity=Severity.WARNING,
+        title="New",
+        summary="two things",
+        details={"count": 2, "items": [{"a": 1}, {"a": 2}]},
+        lines=("first thing <done>", "second thing"),
+    )
+    payload = format_sns(json.dumps(message.envelope()), None, REPORTS).payload()
+    assert_valid_block_kit(payload)
+    text = json.dumps(payload, ensure_ascii=False)
+    assert "• first thing &lt;done&gt;\\n• second thing" in text and "*count*\\n2" in text
+    assert '\\"items\\"' not in text  # the lines say it readably: no JSON dump of the nested details
+
+
+def test_old_envelopes_without_lines_still_render() -> None:
+    event, topic = _event("eksops_retention_changes")
+    event.pop("lines")
+    for key in ("changed_count", "gone_count", "errors_count"):
+        event["details"].pop(key)
+    message = format_sns(json.dumps(event), None, topic)
+    assert message.kind == "eksops:retention.changes"
+    assert "/aws/lambda/payments-api`: never expire → 365 days" in json.dumps(message.payload(), ensure_ascii=False)
+
+
+def test_items_the_publisher_cut_are_counted_and_the_trim_marker_shows() -> None:
+    details = {"changed": [{"group": "/g/1", "from": None, "to": 7}], "changed_count": 41, "truncated": "trimmed!"}
+    payload = format_sns(envelope("retention.changes", details=details), None, REPORTS).payload()
+    text = json.dumps(payload, ensure_ascii=False)
+    assert "… and 40 more not in this message" in text and ":scissors: trimmed!" in text

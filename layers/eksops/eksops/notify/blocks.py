@@ -20,8 +20,20 @@ def clip(text: str, limit: int, marker: str = TRUNCATED) -> str:
 
 
 def escape(text: str) -> str:
-    """Escape the three characters Slack's mrkdwn treats as control characters."""
+    """Escape the three characters Slack's mrkdwn treats as control characters.
+
+    Every value taken from a payload goes through this before it reaches mrkdwn text, so ``<!channel>`` or
+    ``<https://evil|innocent>`` in an event arrives as text, not as a mention or a link.
+    """
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def safe_url(url: str) -> str:
+    """``url`` fit for ``<url|label>``: the characters that would end or split the link are percent-encoded."""
+    return "".join(_URL_ESCAPES.get(ch, ch) if ch.isprintable() and ch != " " else "%20" for ch in url)
+
+
+_URL_ESCAPES = {"<": "%3C", ">": "%3E", "|": "%7C"}
 
 
 def header(text: str) -> dict[str, Any]:
@@ -36,9 +48,13 @@ def section(text: str) -> dict[str, Any]:
 
 
 def fields(pairs: list[tuple[str, str]]) -> dict[str, Any]:
-    """A section of up to ten label/value fields (extra pairs are dropped with a marker)."""
+    """A section of up to ten label/value fields (extra pairs are dropped with a marker). Labels and values are
+    escaped here: pass them as plain text."""
     shown = pairs[:MAX_FIELDS]
-    items = [{"type": "mrkdwn", "text": clip(f"*{label}*\n{value}", FIELD_TEXT_LIMIT)} for label, value in shown]
+    items = [
+        {"type": "mrkdwn", "text": clip(f"*{escape(label)}*\n{escape(value)}", FIELD_TEXT_LIMIT)}
+        for label, value in shown
+    ]
     if len(pairs) > MAX_FIELDS:
         items[-1] = {"type": "mrkdwn", "text": f"… and {len(pairs) - MAX_FIELDS + 1} more fields"}
     return {"type": "section", "fields": items}
@@ -52,13 +68,15 @@ def context(*texts: str) -> dict[str, Any]:
 
 
 def code(text: str) -> dict[str, Any]:
+    """A preformatted block of plain ``text`` (escaped here: Slack parses mentions even inside code)."""
     fence = "```"
-    body = clip(text, SECTION_TEXT_LIMIT - 2 * len(fence) - 2)
+    body = clip(escape(text), SECTION_TEXT_LIMIT - 2 * len(fence) - 2)
     return section(f"{fence}\n{body}\n{fence}" if body else "-")
 
 
 def link(url: str, label: str) -> str:
-    return f"<{url}|{escape(label)}>"
+    """A mrkdwn link to one of eksops' own URLs (console, runbook) with a plain-text label."""
+    return f"<{safe_url(url)}|{escape(label)}>"
 
 
 def limit_blocks(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:

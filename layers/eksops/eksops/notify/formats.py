@@ -7,6 +7,7 @@ EKS, AWS Health events for EKS, and a readable fallback for anything else (a mes
 from __future__ import annotations
 
 import json
+import re
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -65,7 +66,39 @@ class SlackMessage:
 def console_url(partition: str, region: str, path: str) -> str:
     """An AWS console URL right for the partition and region; ``path`` starts after the domain."""
     domain = CONSOLE_DOMAINS.get(partition, CONSOLE_DOMAINS["aws"])
-    return f"https://{region}.{domain}/{path}"
+    return f"https://{_region(region)}.{domain}/{path}"
+
+
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+
+
+def _region(value: Any, default: str = "us-east-1") -> str:
+    """A region name fit for a URL: payload text that is not one becomes ``default``."""
+    text = str(value or "")
+    return text if _REGION.match(text) else default
+
+
+def partition_of(arn: Any) -> str | None:
+    """The partition of an ARN (``arn:aws-cn:...`` gives aws-cn), None when it is not an ARN we know."""
+    parts = str(arn or "").split(":")
+    return parts[1] if len(parts) > 5 and parts[0] == "arn" and parts[1] in CONSOLE_DOMAINS else None
+
+
+def event_partition(event: Mapping[str, Any], *arns: Any) -> str:
+    """The partition of an EventBridge event: ``detail.partition``, else the ARN in ``resources[0]``, else the
+    other ``arns`` given, else the region's (cn-* and us-gov-* regions have their own), else aws."""
+    raw_detail = event.get("detail")
+    detail: Mapping[str, Any] = raw_detail if isinstance(raw_detail, Mapping) else {}
+    if str(detail.get("partition")) in CONSOLE_DOMAINS:
+        return str(detail["partition"])
+    raw_resources = event.get("resources")
+    resources: list[Any] = raw_resources if isinstance(raw_resources, list) else []
+    for arn in [*resources[:1], *arns]:
+        found = partition_of(arn)
+        if found:
+            return found
+    region = str(event.get("region", ""))
+    return "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
 
 
 def _q(value: str) -> str:
@@ -92,7 +125,8 @@ def _alarm(body: Mapping[str, Any], subject: str | None) -> SlackMessage:
     severity = ALARM_STATES.get(state, "unknown")
     arn = str(body.get("AlarmArn", ""))
     parts = arn.split(":")
-    partition, region = (parts[1], parts[3]) if len(parts) > 4 else ("aws", "us-east-1")
+    partition = partition_of(arn) or "aws"
+    region = _region(parts[3] if len(parts) > 4 else body.get("Region"))
     trigger = body.get("Trigger") or {}
     metric = trigger.get("MetricName") or "(metric math)"
     namespace = trigger.get("Namespace") or ""
@@ -120,12 +154,13 @@ def _alarm(body: Mapping[str, Any], subject: str | None) -> SlackMessage:
         blocks.append(section(escape(str(body["AlarmDescription"]))))
     blocks.append(
         context(
-            f"{link(url, 'Open the alarm in the console')} · {body.get('Region', region)} · "
-            f"account {body.get('AWSAccountId', '-')} · {body.get('StateChangeTime', '')}"
+            f"{link(url, 'Open the alarm in the console')} · {escape(str(body.get('Region', region)))} · "
+            f"account {escape(str(body.get('AWSAccountId', '-')))} · {escape(str(body.get('StateChangeTime', '')))}"
         )
     )
     cluster = next((d.get("value") for d in trigger.get("Dimensions") or [] if d.get("name") == "ClusterName"), None)
-    return SlackMessage("cloudwatch-alarm", severity, f"{EMOJI[severity]} {name} is {state}", blocks, cluster)
+    text = f"{EMOJI[severity]} {escape(name)} is {escape(state)}"
+    return SlackMessage("cloudwatch-alarm", severity, text, blocks, cluster)
 
 
 def _plain_emoji(severity: str) -> str:
@@ -140,10 +175,8 @@ def _envelope(body: Mapping[str, Any], subject: str | None) -> SlackMessage:
     if severity not in COLOURS:
         severity = "unknown"
     kind = str(body.get("kind", "eksops"))
-    blocks = [
-        header(f"{_plain_emoji(severity)} {body.get('title', kind)}"),
-        section(escape(str(body.get("summary", "")))),
-    ]
+    title = str(body.get("title", kind))
+    blocks = [header(f"{_plain_emoji(severity)} {title}"), section(escape(str(body.get("summary", ""))))]
     where = [
         (label, str(body[key]))
         for key, label in (("cluster", "Cluster"), ("account", "Account"), ("region", "Region"))
@@ -152,39 +185,130 @@ def _envelope(body: Mapping[str, Any], subject: str | None) -> SlackMessage:
     if where:
         blocks.append(fields(where))
     details = body.get("details") or {}
-    renderer = DETAIL_RENDERERS.get(kind, _generic_details)
-    blocks.extend(renderer(details))
+    if not isinstance(details, Mapping):
+        details = {"details": details}
+    lines = body.get("lines")
+    renderer = DETAIL_RENDERERS.get(kind)
+    if renderer is not None:
+        blocks.extend(renderer(details))
+    elif isinstance(lines, list) and lines:  # a kind without a renderer of its own: the publisher's lines
+        blocks.extend(_scalar_fields(details))
+        blocks.append(lines_section([escape(str(line)) for line in lines], title="Details"))
+    else:
+        blocks.extend(_generic_details(details))
+    if details.get(TRUNCATED_KEY):
+        blocks.append(context(f":scissors: {escape(str(details[TRUNCATED_KEY]))}"))
     links = body.get("links") or {}
-    if links:
+    if isinstance(links, Mapping) and links:
         blocks.append(context(" · ".join(link(str(url), str(name)) for name, url in links.items())))
-    blocks.append(context(f"eksops · {kind}"))
+    blocks.append(context(f"eksops · {escape(kind)}"))
+    cluster = body.get("cluster")
     return SlackMessage(
-        f"eksops:{kind}", severity, f"{EMOJI[severity]} {body.get('title', kind)}", blocks, body.get("cluster")
+        f"eksops:{kind}",
+        severity,
+        f"{EMOJI[severity]} {escape(title)}",
+        blocks,
+        cluster if isinstance(cluster, str) and cluster else None,
     )
+
+
+TRUNCATED_KEY = "truncated"  # set by the publisher when details were trimmed to fit SNS's message limit
+
+
+def _more(details: Mapping[str, Any], key: str) -> int:
+    """How many items of ``details[key]`` the publisher left out (it sends ``<key>_count`` when it cut)."""
+    total = details.get(f"{key}_count")
+    shown = len(details.get(key) or [])
+    return total - shown if isinstance(total, int) and total > shown else 0
+
+
+def _with_more(lines: list[str], more: int) -> list[str]:
+    return [*lines, f"… and {more} more not in this message"] if more else lines
 
 
 def _retention_details(details: Mapping[str, Any]) -> list[dict[str, Any]]:
     verb = "Would change" if details.get("dry_run") else "Changed"
     lines = [
         f"`{escape(str(c.get('group')))}`: {_days(c.get('from'))} → {_days(c.get('to'))}"
-        for c in details.get("changed", [])
+        for c in details.get("changed") or []
     ]
-    lines += [f":x: `{escape(str(e.get('group')))}`: {escape(str(e.get('code')))}" for e in details.get("errors", [])]
+    lines = _with_more(lines, _more(details, "changed"))
+    errors = [f":x: `{escape(str(e.get('group')))}`: {escape(str(e.get('code')))}" for e in details.get("errors") or []]
+    lines += _with_more(errors, _more(details, "errors"))
     return [lines_section(lines, title=verb)] if lines else []
 
 
 def _days(value: Any) -> str:
-    return "never expire" if value is None else f"{value} days"
+    return "never expire" if value is None else f"{escape(str(value))} days"
+
+
+def _error_alarms_details(details: Mapping[str, Any]) -> list[dict[str, Any]]:
+    verb = "Would change" if details.get("dry_run") else "Changed"
+    lines = [
+        f"`{escape(str(c.get('cluster')))}`: {escape(str(c.get('action')))} {escape(str(c.get('kind')))} "
+        f"`{escape(str(c.get('name')))}`"
+        for c in details.get("changed") or []
+    ]
+    lines += [
+        f":x: `{escape(str(e.get('cluster')))}` {escape(str(e.get('kind')))}: {escape(str(e.get('code')))}"
+        for e in details.get("errors") or []
+    ]
+    counts = [
+        ("Clusters", ", ".join(str(c) for c in details.get("clusters") or []) or "-"),
+        ("Unchanged", str(details.get("unchanged", 0))),
+    ]
+    for key, label in (("ignored", "Ignored"), ("not_owned", "Not eksops'")):
+        if details.get(key):
+            counts.append((label, ", ".join(str(v) for v in details[key])))
+    blocks = [fields(counts)]
+    if lines:
+        blocks.append(lines_section(lines, title=verb))
+    return blocks
+
+
+def _bootstrap_details(details: Mapping[str, Any]) -> list[dict[str, Any]]:
+    verb = "Would bootstrap" if details.get("dry_run") else "Bootstrapped"
+    clusters = details.get("clusters") or {}
+    lines: list[str] = []
+    for name, item in clusters.items() if isinstance(clusters, Mapping) else []:
+        result: Mapping[str, Any] = item if isinstance(item, Mapping) else {}
+        changes = [*(result.get("aws") or []), *(result.get("changed_objects") or [])]
+        kube = result.get("kubernetes") or {}
+        counted = ", ".join(f"{n} {o}" for o, n in kube.items() if n) if isinstance(kube, Mapping) else ""
+        what = ", ".join(str(c) for c in changes[:20]) + (f" (+{len(changes) - 20} more)" if len(changes) > 20 else "")
+        lines.append(
+            f"`{escape(str(name))}` {escape(str(result.get('status', '?')))}"
+            + (f": {escape(what)}" if what else "")
+            + (f" · Kubernetes objects: {escape(counted)}" if counted else "")
+        )
+        lines += [f":warning: `{escape(str(name))}` {escape(str(w))}" for w in result.get("warnings") or []]
+    lines += [
+        f":x: `{escape(str(e.get('cluster')))}` {escape(str(e.get('error')))}: {escape(str(e.get('message')))}"
+        for e in details.get("errors") or []
+    ]
+    pairs = [
+        (label, str(details[key]))
+        for key, label in (("manifest_version", "Manifests"), ("run_id", "Run"))
+        if details.get(key)
+    ]
+    if details.get("deferred"):
+        pairs.append(("Deferred", ", ".join(str(d) for d in details["deferred"])))
+    blocks = [fields(pairs)] if pairs else []
+    if lines:
+        blocks.append(lines_section(lines, title=verb))
+    return blocks
+
+
+def _scalar_fields(details: Mapping[str, Any]) -> list[dict[str, Any]]:
+    simple = [
+        (str(k), str(v)) for k, v in details.items() if isinstance(v, str | int | float | bool) and k != TRUNCATED_KEY
+    ]
+    return [fields(simple)] if simple else []
 
 
 def _generic_details(details: Mapping[str, Any]) -> list[dict[str, Any]]:
-    if not details:
-        return []
-    simple = [(str(k), str(v)) for k, v in details.items() if isinstance(v, str | int | float | bool)]
     nested = {k: v for k, v in details.items() if not isinstance(v, str | int | float | bool | type(None))}
-    blocks: list[dict[str, Any]] = []
-    if simple:
-        blocks.append(fields(simple))
+    blocks = _scalar_fields(details)
     if nested:
         blocks.append(code(json.dumps(nested, indent=1, default=str)))
     return blocks
@@ -192,6 +316,8 @@ def _generic_details(details: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 DETAIL_RENDERERS: dict[str, Callable[[Mapping[str, Any]], list[dict[str, Any]]]] = {
     "retention.changes": _retention_details,
+    "error_alarms.changes": _error_alarms_details,
+    "bootstrap.changes": _bootstrap_details,
 }
 
 
@@ -203,15 +329,15 @@ def _ecr_scan(event: Mapping[str, Any], subject: str | None) -> SlackMessage:
     counts: dict[str, int] = detail.get("finding-severity-counts") or {}
     severity = "critical" if counts.get("CRITICAL") else "warning" if counts.get("HIGH") else "info"
     repo = str(detail.get("repository-name", "?"))
-    tags = ", ".join(detail.get("image-tags") or []) or "untagged"
+    tags = ", ".join(str(t) for t in detail.get("image-tags") or []) or "untagged"
     digest = str(detail.get("image-digest", ""))
-    region = str(event.get("region", "us-east-1"))
+    region = _region(event.get("region"))
+    account = str(event.get("account", ""))
     summary = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items(), key=lambda kv: _ECR_ORDER(kv[0])))
     url = console_url(
-        "aws",
+        event_partition(event),
         region,
-        f"ecr/repositories/private/{event.get('account', '')}/{_q(repo)}/_/image/"
-        f"{_q(digest)}/scan-results?region={region}",
+        f"ecr/repositories/private/{_q(account)}/{_q(repo)}/_/image/{_q(digest)}/scan-results?region={region}",
     )
     blocks = [
         header(f"{_plain_emoji(severity)} Image scan: {repo}:{tags}"),
@@ -221,12 +347,13 @@ def _ecr_scan(event: Mapping[str, Any], subject: str | None) -> SlackMessage:
                 ("Repository", repo),
                 ("Tags", tags),
                 ("Digest", f"`{digest[:19]}…`" if digest else "-"),
-                ("Account", str(event.get("account", "-"))),
+                ("Account", account or "-"),
             ]
         ),
         context(f"{link(url, 'Scan results in the console')} · {region}"),
     ]
-    return SlackMessage("ecr-image-scan", severity, f"{EMOJI[severity]} Image scan {repo}:{tags}: {summary}", blocks)
+    text = f"{EMOJI[severity]} Image scan {escape(repo)}:{escape(tags)}: {escape(summary) or 'no findings'}"
+    return SlackMessage("ecr-image-scan", severity, text, blocks)
 
 
 def _ECR_ORDER(severity: str) -> int:
@@ -243,24 +370,25 @@ def _guardduty(event: Mapping[str, Any], subject: str | None) -> SlackMessage:
     k8s = resource.get("kubernetesDetails") or {}
     user = (k8s.get("kubernetesUserDetails") or {}).get("username")
     workload = k8s.get("kubernetesWorkloadDetails") or {}
-    region = str(detail.get("region", event.get("region", "us-east-1")))
-    url = console_url(
-        "aws", region, f"guardduty/home?region={region}#/findings?macros=current&fId={_q(str(detail.get('id', '')))}"
-    )
-    pairs = [("Type", str(detail.get("type", "-"))), ("Severity", f"{score:g}"), ("Cluster", cluster or "-")]
+    region = _region(detail.get("region", event.get("region")))
+    partition = event_partition(event, detail.get("arn"))
+    finding = _q(str(detail.get("id", "")))
+    url = console_url(partition, region, f"guardduty/home?region={region}#/findings?macros=current&fId={finding}")
+    pairs = [("Type", str(detail.get("type", "-"))), ("Severity", f"{score:g}"), ("Cluster", str(cluster or "-"))]
     if user:
-        pairs.append(("Kubernetes user", user))
+        pairs.append(("Kubernetes user", str(user)))
     if workload:
         pairs.append(("Workload", f"{workload.get('namespace', '?')}/{workload.get('name', '?')}"))
+    title = str(detail.get("title", "finding"))
     blocks = [
-        header(f"{_plain_emoji(severity)} GuardDuty: {detail.get('title', 'finding')}"),
+        header(f"{_plain_emoji(severity)} GuardDuty: {title}"),
         section(escape(str(detail.get("description", "")))),
         fields(pairs),
-        context(f"{link(url, 'Finding in the console')} · account {detail.get('accountId', '-')} · {region}"),
+        context(
+            f"{link(url, 'Finding in the console')} · account {escape(str(detail.get('accountId', '-')))} · {region}"
+        ),
     ]
-    return SlackMessage(
-        "guardduty-finding", severity, f"{EMOJI[severity]} GuardDuty: {detail.get('title')}", blocks, cluster
-    )
+    return SlackMessage("guardduty-finding", severity, f"{EMOJI[severity]} GuardDuty: {escape(title)}", blocks, cluster)
 
 
 def _health(event: Mapping[str, Any], subject: str | None) -> SlackMessage:
@@ -283,25 +411,26 @@ def _health(event: Mapping[str, Any], subject: str | None) -> SlackMessage:
     )
     entities = [str(e.get("entityValue")) for e in detail.get("affectedEntities") or [] if e.get("entityValue")]
     arn = str(detail.get("eventArn", ""))
-    url = f"https://health.{CONSOLE_DOMAINS['aws']}/health/home#/account/event-log?eventID={_q(arn)}"
+    region = _region(event.get("region"))
+    partition = event_partition(event, arn, *entities[:1])
+    url = console_url(partition, region, f"health/home?region={region}#/account/event-log?eventID={_q(arn)}")
+    code_name = str(detail.get("eventTypeCode", "event"))
     pairs = [
-        ("Event", str(detail.get("eventTypeCode", "-"))),
+        ("Event", code_name),
         ("Category", category or "-"),
         ("Starts", str(detail.get("startTime", "-"))),
         ("Service", str(detail.get("service", "-"))),
     ]
     blocks = [
-        header(f"{_plain_emoji(severity)} AWS Health: {detail.get('eventTypeCode', 'event')}"),
+        header(f"{_plain_emoji(severity)} AWS Health: {code_name}"),
         fields(pairs),
-        section(escape(description)),
+        section(escape(str(description))),
     ]
     if entities:
         blocks.append(lines_section([f"`{escape(e)}`" for e in entities], title="Affected"))
-    blocks.append(context(f"{link(url, 'Event in AWS Health')} · {event.get('region', '')}"))
+    blocks.append(context(f"{link(url, 'Event in AWS Health')} · {region}"))
     cluster = entities[0].rsplit("/", 1)[-1] if entities and ":cluster/" in entities[0] else None
-    return SlackMessage(
-        "aws-health", severity, f"{EMOJI[severity]} AWS Health {detail.get('eventTypeCode')}", blocks, cluster
-    )
+    return SlackMessage("aws-health", severity, f"{EMOJI[severity]} AWS Health {escape(code_name)}", blocks, cluster)
 
 
 # -- anything else ----------------------------------------------------------------------------------------------
@@ -309,12 +438,12 @@ def _health(event: Mapping[str, Any], subject: str | None) -> SlackMessage:
 
 def fallback(message: str, subject: str | None, topic: str) -> SlackMessage:
     try:
-        pretty = json.dumps(json.loads(message), indent=1)
+        pretty = json.dumps(json.loads(message), indent=1, ensure_ascii=False)
     except ValueError:
         pretty = message
     title = subject or f"Message on {topic}"
-    blocks = [header(f"{_plain_emoji('unknown')} {title}"), code(pretty), context(f"eksops · from {topic}")]
-    return SlackMessage("other", "unknown", title, blocks)
+    blocks = [header(f"{_plain_emoji('unknown')} {title}"), code(pretty), context(f"eksops · from {escape(topic)}")]
+    return SlackMessage("other", "unknown", escape(title), blocks)
 
 
 EVENT_FORMATTERS: dict[tuple[str, str], Callable[[Mapping[str, Any], str | None], SlackMessage]] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import logging
@@ -13,7 +14,7 @@ from typing import Any
 from eksops import config
 from eksops.errors import ConfigError, InvalidEvent
 from eksops.notify.formats import SlackMessage, format_sns
-from eksops.notify.webhook import SlackRejected, SlackWebhook
+from eksops.notify.webhook import SlackRejected, SlackWebhook, check_url
 
 SLACK_WEBHOOK_SECRET_ARN = "SLACK_WEBHOOK_SECRET_ARN"  # noqa: S105 - a variable name, not a secret
 SLACK_ROUTES = "SLACK_ROUTES"
@@ -21,6 +22,8 @@ DEAD_LETTER_QUEUE_URL = "DEAD_LETTER_QUEUE_URL"
 SECRET_MAX_AGE_S = 300  # warm invocations reuse the webhook URL for five minutes
 SEVERITIES = ("info", "ok", "unknown", "warning", "critical")
 _SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$")
+# The notifier's role may read only secrets named so (template.yaml): a name prefix, not a secret.
+SECRET_PREFIX = "eksops/slack/"  # noqa: S105
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,10 @@ class NotifierConfig:
     def secret_for(self, message: SlackMessage) -> str | None:
         return next((r.secret_arn for r in self.routes if r.matches(message)), self.default_secret_arn)
 
+    def variable_for(self, secret_arn: str) -> str:
+        """The variable that named ``secret_arn``, for error messages."""
+        return SLACK_WEBHOOK_SECRET_ARN if secret_arn == self.default_secret_arn else SLACK_ROUTES
+
 
 def _parse_routes(raw: Any) -> tuple[Route, ...]:
     shape = '[{"severity": ["critical"] or "critical", "cluster": "<glob>", "secret_arn": "<arn>"}]'
@@ -71,6 +78,10 @@ def _parse_routes(raw: Any) -> tuple[Route, ...]:
         arn = item.get("secret_arn")
         if not isinstance(arn, str) or not _SECRET_ARN.match(arn):
             raise ConfigError(f"{where}.secret_arn", "must be a Secrets Manager secret ARN")
+        if not _secret_name(arn).startswith(SECRET_PREFIX):
+            raise ConfigError(
+                f"{where}.secret_arn", f"must be a secret named {SECRET_PREFIX}... (the notifier may read only those)"
+            )
         severities = item.get("severity", [])
         severities = [severities] if isinstance(severities, str) else severities
         if not isinstance(severities, list) or not set(severities) <= set(SEVERITIES):
@@ -129,10 +140,10 @@ class NotifierService:
         if secret_arn is None:
             log.warning("no Slack webhook configured; message %s not posted", record.message_id)
             return {**result, "posted": False, "reason": "no webhook configured"}
-        label = secret_arn.rsplit(":", 1)[-1]
+        label = _secret_name(secret_arn)
         if self.dry_run:
             return {**result, "posted": False, "reason": "dry run", "webhook": label, "payload": message.payload()}
-        url = _webhook_url(self._get_secret(secret_arn))
+        url = _webhook_url(self._get_secret(secret_arn), self.cfg.variable_for(secret_arn), label)
         try:
             self._webhook.post(url, message.payload(), remaining_ms, label=label)
         except SlackRejected as exc:
@@ -167,15 +178,26 @@ class NotifierService:
         )
 
 
-def _webhook_url(secret: str) -> str:
-    """The secret holds the URL itself, or JSON with a "url" (or "webhook_url") key."""
+def _secret_name(arn: str) -> str:
+    """The secret's name (with Secrets Manager's random suffix) from its ARN: safe to log, unlike its value."""
+    return arn.split(":secret:", 1)[-1]
+
+
+def _webhook_url(secret: str, variable: str, label: str) -> str:
+    """The secret holds the URL itself, or JSON with a "url" (or "webhook_url") key; checked before any use.
+
+    No error raised here contains the secret's value.
+    """
     value = secret.strip()
     if value.startswith("{"):
-        try:
+        data: Any = None
+        with contextlib.suppress(ValueError):
             data = json.loads(value)
-        except ValueError:
-            raise ConfigError(SLACK_WEBHOOK_SECRET_ARN, "the secret is neither a URL nor valid JSON") from None
-        value = str(data.get("url") or data.get("webhook_url") or "")
+        if not isinstance(data, dict):
+            raise ConfigError(variable, f"the secret {label} is neither a URL nor a JSON object")
+        value = data.get("url") or data.get("webhook_url") or ""
+        if not isinstance(value, str):
+            raise ConfigError(variable, f'the secret {label} has a "url" that is not a string')
     if not value:
-        raise ConfigError(SLACK_WEBHOOK_SECRET_ARN, 'the secret holds no URL (plain text or {"url": ...})')
-    return value
+        raise ConfigError(variable, f'the secret {label} holds no URL (plain text or {{"url": ...}})')
+    return check_url(value, f"{variable}: {label}")
