@@ -64,7 +64,7 @@ def test_huge_details_are_trimmed_with_a_visible_marker() -> None:
     envelope = json.loads(bodies["default"])
     assert envelope["details"]["changed"] == items[:20] and envelope["details"]["changed_count"] == 20_000
     assert envelope["details"]["mode"] == "all" and "256 KB" in envelope["details"]["truncated"]
-    assert len(envelope["lines"]) == 200
+    assert envelope["lines"] == [f"l{i}" for i in range(100)]
     assert "256 KB" in bodies["email"]  # email readers see it too
 
 
@@ -73,3 +73,10 @@ def test_a_huge_summary_is_cut_when_trimming_details_is_not_enough() -> None:
     assert len(body.encode()) <= MESSAGE_BUDGET
     envelope = json.loads(json.loads(body)["default"])
     assert envelope["summary"].endswith("… (truncated)") and "256 KB" in envelope["details"]["truncated"]
+
+
+def test_the_envelope_carries_the_first_lines_and_how_many_more() -> None:
+    lines = tuple(f"/app/group-{i}: never expire -> 30 days" for i in range(4_350))  # one sweep invocation
+    envelope = message(lines=lines).envelope()
+    assert envelope["lines"][:100] == list(lines[:100])
+    assert envelope["lines"][100] == "... and 4250 more (see the JSON details)" and len(envelope["lines"]) == 101

@@ -14,10 +14,11 @@ from typing import Any
 
 SUBJECT_LIMIT = 99  # SNS allows 100; keep one spare for safety with multi-byte characters counted as one.
 EMAIL_DETAIL_LINES = 50
+ENVELOPE_LINES = 100  # a sweep may change thousands of groups: the envelope carries the first, and the count
 MESSAGE_LIMIT = 256 * 1024  # SNS's limit for the message and its attributes together, in bytes
 MESSAGE_BUDGET = MESSAGE_LIMIT - 4 * 1024  # room for the subject and the attributes
 TRIMMED_ITEMS = 20  # items kept of each details list when a message is over the limit
-TRIMMED_LINES = 200
+TRIMMED_LINES = ENVELOPE_LINES
 TRIMMED_TEXT = 2000
 TRUNCATED_KEY = "truncated"  # the notifier shows this key's text as a visible marker
 
@@ -46,7 +47,9 @@ class Message:
     def envelope(self) -> dict[str, Any]:
         """The JSON envelope. ``lines`` is in it when set (readers that do not know the key ignore it)."""
         body = asdict(self)
-        body["lines"] = list(self.lines)
+        body["lines"] = list(self.lines[:ENVELOPE_LINES])
+        if len(self.lines) > ENVELOPE_LINES:
+            body["lines"].append(f"... and {len(self.lines) - ENVELOPE_LINES} more (see the JSON details)")
         if not self.lines:
             body.pop("lines")
         body["severity"] = str(self.severity)
