@@ -44,6 +44,21 @@ from tests.unit.logs.test_filter_pattern import TABLE
 
 ROOT = Path(__file__).resolve().parents[3]
 FOREVER = Deadline(lambda: 900_000)
+
+
+def hand_put_alarm(name: str, *, namespace: str = METRIC_NAMESPACE, metric: str = "prod-eu", **changes: Any) -> None:
+    """An alarm put by a person (no eksops tag): Sum over 300 s, 1 period, >= 1, unless ``changes`` say otherwise."""
+    alarm = {
+        "Statistic": "Sum",
+        "Period": 300,
+        "EvaluationPeriods": 1,
+        "Threshold": 1.0,
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+        **changes,
+    }
+    client("cloudwatch").put_metric_alarm(AlarmName=name, Namespace=namespace, MetricName=metric, **alarm)
+
+
 ALERTS = "arn:aws:sns:us-east-1:123456789012:eksops-alerts"
 
 
@@ -243,11 +258,8 @@ def test_hand_edits_are_put_back(aws: str) -> None:
     desired_alarm, desired_dashboard = alarm("prod-eu"), dashboard("eksops-prod-eu")
     # Someone raises the threshold, silences the alarm, loosens the filter and edits dashboard and query.
     cw = client("cloudwatch")
-    cw.put_metric_alarm(
-        AlarmName=alarm_name("prod-eu"),
-        Namespace=METRIC_NAMESPACE,
-        MetricName="prod-eu",
-        Statistic="Sum",
+    hand_put_alarm(
+        alarm_name("prod-eu"),
         Period=60,
         EvaluationPeriods=3,
         Threshold=50.0,
@@ -320,16 +332,8 @@ def test_an_untagged_alarm_on_eksops_metric_is_tagged_and_repaired_in_one_run(aw
     arn = (alarm("prod-eu") or {})["AlarmArn"]
     cw = client("cloudwatch")
     cw.untag_resource(ResourceARN=arn, TagKeys=["eksops:managed-by"])
-    cw.put_metric_alarm(  # and silenced by raising the threshold: still eksops' metric, so still eksops' alarm
-        AlarmName=alarm_name("prod-eu"),
-        Namespace=METRIC_NAMESPACE,
-        MetricName="prod-eu",
-        Statistic="Sum",
-        Period=300,
-        EvaluationPeriods=1,
-        Threshold=1000.0,
-        ComparisonOperator="GreaterThanOrEqualToThreshold",
-    )
+    # and silenced by raising the threshold: still eksops' metric, so still eksops' alarm
+    hand_put_alarm(alarm_name("prod-eu"), Threshold=1000.0)
     summary = service.handle(sweep(), FOREVER)
     assert ("prod-eu", "alarm", "update") in actions(summary)
     repaired = alarm("prod-eu")
@@ -381,16 +385,8 @@ def test_delete_event_removes_what_eksops_created_and_nothing_else(aws: str) -> 
     service = make_service(queries=queries)
     service.handle(call("CreateLogGroup", PROD), FOREVER)
     cw = client("cloudwatch")
-    cw.put_metric_alarm(  # the team's own alarm on the same metric
-        AlarmName="prod-eu-error-burst",
-        Namespace=METRIC_NAMESPACE,
-        MetricName="prod-eu",
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=100.0,
-        ComparisonOperator="GreaterThanThreshold",
-    )
+    # the team's own alarm on the same metric
+    hand_put_alarm("prod-eu-error-burst", Period=60, Threshold=100.0, ComparisonOperator="GreaterThanThreshold")
     cw.put_dashboard(DashboardName="prod-eu-ops", DashboardBody=json.dumps({"widgets": []}))
     queries.put(QueryDefinition("eksops/prod-eu/my-investigation", "fields @message", (PROD,)))
 

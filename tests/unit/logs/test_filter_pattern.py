@@ -71,31 +71,19 @@ def fargate(
     stream: str = "stdout",
     processed: dict[str, Any] | None = None,
 ) -> str:
-    """A record from a Fargate pod, as the Fargate log router ships it with eksops' aws-logging ConfigMap."""
+    """A record from a Fargate pod, as the Fargate log router ships it with eksops' aws-logging ConfigMap: the
+    node record's shape with the crio parser's fields, labels and annotations, and a fargate-ip host."""
     image = f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/{container}:2.0.1"
-    body: dict[str, Any] = {
-        "stream": stream,
-        "logtag": "F",
-        "log": line,
-        "kubernetes": {
-            "pod_name": pod,
-            "namespace_name": namespace,
-            "pod_id": "0c6d8e2a-1f3b-4a5c-9d7e-8f0a1b2c3d4e",
-            "labels": {
-                "app": container,
-                "eks.amazonaws.com/fargate-profile": "fp-default",
-                "pod-template-hash": "5b7d9c6f4",
-            },
-            "annotations": {"CapacityProvisioned": "0.25vCPU 0.5GB", "Logging": "LoggingEnabled"},
-            "host": "fargate-ip-10-0-140-27.eu-west-1.compute.internal",
-            "container_name": container,
-            "docker_id": "7e1c0b9a5d3f4e2a8c6b1d0f9e8a7c5b3d1f0e2a4c6b8d0f1e3a5c7b9d1f3e5a",
-            "container_hash": f"{image.rsplit(':', 1)[0]}@sha256:{'1a2b3c4d5e6f7081' * 4}",
-            "container_image": image,
-        },
-    }
-    if processed is not None:
-        body["log_processed"] = processed
+    body = json.loads(
+        record(line, pod=pod, namespace=namespace, container=container, image=image, stream=stream, processed=processed)
+    )
+    del body["time"], body["_p"]
+    body["logtag"] = "F"
+    body["kubernetes"].update(
+        labels={"app": container, "eks.amazonaws.com/fargate-profile": "fp-default", "pod-template-hash": "5b7d9c6f4"},
+        annotations={"CapacityProvisioned": "0.25vCPU 0.5GB", "Logging": "LoggingEnabled"},
+        host="fargate-ip-10-0-140-27.eu-west-1.compute.internal",
+    )
     return json.dumps(body)
 
 
