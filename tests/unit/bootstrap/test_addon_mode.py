@@ -47,11 +47,21 @@ def stub_cluster(stub: Stubber) -> None:
     """DescribeCluster (ACTIVE, not tagged), no node groups, no Fargate profiles."""
     stub.add_response(
         "describe_cluster",
-        {"cluster": {"name": "c1", "arn": ARN, "status": "ACTIVE", "tags": {}}},
+        {"cluster": {"name": "c1", "arn": ARN, "status": "ACTIVE", "version": "1.31", "tags": {}}},
         expected_params={"name": "c1"},
     )
     stub.add_response("list_nodegroups", {"nodegroups": []}, expected_params={"clusterName": "c1"})
     stub.add_response("list_fargate_profiles", {"fargateProfileNames": []}, expected_params={"clusterName": "c1"})
+
+
+VERSIONS = {"addonName": OBSERVABILITY_ADDON, "kubernetesVersion": "1.31"}
+
+
+def stub_versions(stub: Stubber, *, offered: bool = True) -> None:
+    """DescribeAddonVersions for the cluster's Kubernetes version: one version offered, or none."""
+    versions = [{"addonVersion": "v4.1.0-eksbuild.1", "compatibilities": [{"clusterVersion": "1.31"}]}]
+    addons = [{"addonName": OBSERVABILITY_ADDON, "addonVersions": versions}] if offered else []
+    stub.add_response("describe_addon_versions", {"addons": addons}, expected_params=VERSIONS)
 
 
 def stub_tag(stub: Stubber) -> None:
@@ -145,6 +155,7 @@ def test_addon_mode_removes_the_agent_and_fluent_bit_eksops_applied_before_insta
         stub.add_client_error(
             "describe_addon", "ResourceNotFoundException", http_status_code=404, expected_params=ADDON
         )
+        stub_versions(stub)
         stub.add_response("create_addon", {"addon": {"addonName": OBSERVABILITY_ADDON}})
         stub_tag(stub)
         summary = Summary(dry_run=False)
@@ -194,3 +205,50 @@ def test_manifests_mode_with_the_addon_installed_applies_no_agent_and_warns(
     (warning,) = summary.clusters["c1"].warnings
     assert OBSERVABILITY_ADDON in warning and "never both" in warning
     assert summary.warned == ["c1"]  # not tagged yet: the report carries it
+
+
+def test_addon_mode_keeps_eksops_agent_when_eks_offers_no_addon_version(
+    kube: tuple[str, EksopsEmulator], api: Any
+) -> None:
+    """Never neither: with no add-on version for the cluster's Kubernetes, nothing is deleted and it fails."""
+    from eksops.errors import PermanentError
+
+    _, emulator = kube
+    apply_manifests(api, manifests.render_observability("c1", "us-east-1"))
+    before = live(emulator)
+    eks = eks_client()
+    with Stubber(eks) as stub:
+        stub_cluster(stub)
+        stub.add_client_error(
+            "describe_addon", "ResourceNotFoundException", http_status_code=404, expected_params=ADDON
+        )
+        stub_versions(stub, offered=False)
+        with pytest.raises(PermanentError, match="no amazon-cloudwatch-observability add-on version"):
+            service("addon", eks, api=api).bootstrap("c1", Summary(dry_run=False), force=True)
+        stub.assert_no_pending_responses()  # no CreateAddon, no tag
+    assert live(emulator) == before
+    assert {"DaemonSet/amazon-cloudwatch/cloudwatch-agent", "DaemonSet/amazon-cloudwatch/fluent-bit"} <= before
+
+
+def test_once_the_addon_is_installed_its_objects_are_neither_deleted_nor_warned_about(
+    kube: tuple[str, EksopsEmulator], api: Any
+) -> None:
+    _, emulator = kube
+    # What the add-on installed: objects of the same names, not labelled as eksops'.
+    theirs = [d for d in manifests.render_observability("c1", "us-east-1") if d["kind"] != "Namespace"]
+    for doc in theirs:
+        doc["metadata"]["labels"] = {"app.kubernetes.io/managed-by": "EKS"}
+    apply_manifests(api, copy.deepcopy(theirs), field_manager="eks")
+    before = live(emulator)
+    eks = eks_client()
+    with Stubber(eks) as stub:
+        stub_cluster(stub)
+        stub.add_response(
+            "describe_addon", {"addon": {"addonName": OBSERVABILITY_ADDON, "status": "ACTIVE"}}, expected_params=ADDON
+        )
+        stub_tag(stub)
+        summary = Summary(dry_run=False)
+        service("addon", eks, api=api).bootstrap("c1", summary, force=True)
+        stub.assert_no_pending_responses()  # no DescribeAddonVersions, no CreateAddon
+    assert before <= live(emulator)
+    assert summary.clusters["c1"].warnings == [] and summary.warned == []

@@ -53,3 +53,41 @@ def test_pod_security_exclusions_default_and_configurable() -> None:
     assert cfg.labels_pod_security("shop") and cfg.labels_pod_security("cert-manager")
     custom = BootstrapConfig.from_env({"BOOTSTRAP_PSA_EXCLUDE": '["shop-*"]', "BOOTSTRAP_PSA_NAMESPACES": '["*"]'})
     assert custom.labels_pod_security("amazon-guardduty") and not custom.labels_pod_security("shop-dev")
+
+
+@pytest.mark.parametrize(("spare_ms", "touched"), [(-1, []), (0, ["c1", "c2"])])
+def test_the_sweep_starts_a_cluster_only_when_its_whole_budget_fits(spare_ms: int, touched: list[str]) -> None:
+    """A cluster may take CLUSTER_BUDGET_SECONDS plus a request in flight: started later than that before the
+    checkpoint margin, it would run the invocation into its timeout and lose the report."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from eksops.bootstrap import BootstrapService
+    from eksops.bootstrap.service import CLUSTER_START_MS, Summary
+    from eksops.config import CommonConfig
+    from eksops.notify import Publisher
+    from eksops.sweeps import Deadline
+
+    eks = boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="x", region_name="us-east-1").client("eks")
+    deadline = Deadline(lambda: 30_000 + CLUSTER_START_MS + spare_ms, margin_ms=30_000)
+    with Stubber(eks) as stub:
+        stub.add_response("list_clusters", {"clusters": ["c1", "c2"]})
+        for name in touched:  # CREATING: skipped without any Kubernetes work
+            stub.add_response(
+                "describe_cluster",
+                {"cluster": {"name": name, "status": "CREATING"}},
+                expected_params={"name": name},
+            )
+        service = BootstrapService(
+            BootstrapConfig.from_env({}),
+            CommonConfig.from_env({}),
+            eks=eks,
+            iam=None,
+            sts=None,
+            publisher=Publisher(None, alerts_topic_arn=None, reports_topic_arn=None),
+            api_client=lambda name: None,
+        )
+        summary = Summary(dry_run=False)
+        service.sweep(summary, deadline)
+        stub.assert_no_pending_responses()
+    assert summary.deferred == ([] if touched else ["c1", "c2"])

@@ -19,7 +19,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,7 @@ from botocore.exceptions import ClientError
 from eksops.aws import error_code
 from eksops.bootstrap.config import BootstrapConfig
 from eksops.config import CommonConfig
-from eksops.errors import EksopsError, InvalidEvent, PartialFailure, TemporaryError, UnsupportedEvent
+from eksops.errors import InvalidEvent, PartialFailure, PermanentError, TemporaryError, UnsupportedEvent
 from eksops.events import AnyEvent, CloudTrailCall, ScheduledRun
 from eksops.kube import manifests
 from eksops.kube.apply import apply_manifests, check_deadline, delete_managed
@@ -43,6 +43,10 @@ CLOUDWATCH_AGENT_POLICY = "CloudWatchAgentServerPolicy"
 OBSERVABILITY_ADDON = "amazon-cloudwatch-observability"
 # Kubernetes work on one cluster stops (TemporaryError) once this is spent; each request has its own timeout too.
 CLUSTER_BUDGET_SECONDS = 120.0
+# A request already in flight when the budget runs out may still take its read timeouts and retries.
+IN_FLIGHT_SECONDS = 60.0
+# The sweep starts a cluster only if its whole budget fits before the invocation's checkpoint margin.
+CLUSTER_START_MS = int((CLUSTER_BUDGET_SECONDS + IN_FLIGHT_SECONDS) * 1000)
 MAX_ERROR_MESSAGE = 1000
 # Bearer tokens and presigned-URL credentials, should an exception's text ever carry one.
 _SECRETS = re.compile(
@@ -167,14 +171,15 @@ class BootstrapService:
             for name in page.get("clusters", []):
                 if not self.cfg.manages(name):
                     continue
-                if deadline.low():  # the next run (every 15 minutes) picks these up
-                    summary.deferred.append(name)
+                if deadline.remaining_ms() < deadline.margin_ms + CLUSTER_START_MS:
+                    summary.deferred.append(name)  # the next run (every 15 minutes) picks these up
                     continue
                 try:
                     self.bootstrap(name, summary, force=False)
                 except Exception as exc:  # one cluster's failure must not stop the others
                     error = "AccessDenied" if isinstance(exc, AccessDenied) else type(exc).__name__
-                    log.warning("cluster %s failed: %s", name, error, exc_info=not isinstance(exc, EksopsError))
+                    # The redacted text only: a traceback would carry the exception's text unredacted.
+                    log.warning("cluster %s failed: %s: %s", name, error, safe_message(exc))
                     summary.errors.append({"cluster": name, "error": error, "message": safe_message(exc)})
                     summary.clusters[name] = ClusterResult("failed")
 
@@ -209,9 +214,14 @@ class BootstrapService:
             metrics_server_on_fargate=_selects_metrics_server(profiles),
             observability=self._wants_observability_manifests(name, result),
         )
-        self._kubernetes(name, cluster, result, plan, force=force)
-        if self.cfg.observability == "addon":  # after eksops' own agent and Fluent Bit are gone (_kubernetes)
-            result.aws += self._addon(name)
+        # Add-on mode, add-on not there yet: make sure it can be installed before eksops' own agent and Fluent Bit
+        # are removed (_kubernetes), then install it: never both, and never neither for lack of an add-on version.
+        switch_to_addon = self.cfg.observability == "addon" and not self._addon_installed(name)
+        if switch_to_addon:
+            self._check_addon_available(name, cluster)
+        self._kubernetes(name, cluster, result, plan, force=force, remove_observability=switch_to_addon)
+        if switch_to_addon:
+            result.aws += self._create_addon(name)
         if result.aws or result.changed_objects:
             result.status = "bootstrapped"
         tagged = cluster.get("tags", {}).get(TAG) == manifests.MANIFEST_VERSION
@@ -269,8 +279,22 @@ class BootstrapService:
         return True
 
     def _addon(self, cluster: str) -> list[str]:
-        if self._addon_installed(cluster):
-            return []
+        return [] if self._addon_installed(cluster) else self._create_addon(cluster)
+
+    def _check_addon_available(self, name: str, cluster: Mapping[str, Any]) -> None:
+        """Raise PermanentError when EKS offers no version of the add-on for the cluster's Kubernetes version."""
+        version = cluster.get("version")
+        offered = self._eks.describe_addon_versions(
+            addonName=OBSERVABILITY_ADDON, **({"kubernetesVersion": version} if version else {})
+        ).get("addons", [])
+        if not any(addon.get("addonVersions") for addon in offered):
+            raise PermanentError(
+                f"EKS offers no {OBSERVABILITY_ADDON} add-on version for cluster {name!r} (Kubernetes {version}):"
+                " eksops keeps its own CloudWatch agent and Fluent Bit there; upgrade the cluster or set"
+                " BootstrapObservability=manifests"
+            )
+
+    def _create_addon(self, cluster: str) -> list[str]:
         if not self.common.dry_run:
             self._eks.create_addon(clusterName=cluster, addonName=OBSERVABILITY_ADDON, resolveConflicts="OVERWRITE")
         return [f"installed the {OBSERVABILITY_ADDON} add-on"]
@@ -317,7 +341,14 @@ class BootstrapService:
         return docs
 
     def _kubernetes(
-        self, name: str, cluster: dict[str, Any], result: ClusterResult, plan: Plan, *, force: bool
+        self,
+        name: str,
+        cluster: dict[str, Any],
+        result: ClusterResult,
+        plan: Plan,
+        *,
+        force: bool,
+        remove_observability: bool = False,
     ) -> None:
         deadline = time.monotonic() + CLUSTER_BUDGET_SECONDS
         region = str(cluster.get("arn", "::::").split(":")[3]) or str(self._eks.meta.region_name)
@@ -325,8 +356,8 @@ class BootstrapService:
             from kubernetes.dynamic import DynamicClient
 
             api = self._api_client(name)
-            if self.cfg.observability == "addon":
-                self._remove_observability_manifests(api, name, region, result)
+            if remove_observability:
+                self._remove_observability_manifests(api, name, region, result, deadline)
             dynamic = DynamicClient(api)  # type: ignore[no-untyped-call]  # the kubernetes client is untyped
             namespaces = [
                 n["metadata"]
@@ -347,13 +378,15 @@ class BootstrapService:
         result.kubernetes = {o: applied.count(o) for o in ("created", "configured", "unchanged")}
         result.changed_objects += [o.ref for o in applied.objects if o.outcome != "unchanged"]
 
-    def _remove_observability_manifests(self, api: Any, name: str, region: str, result: ClusterResult) -> None:
+    def _remove_observability_manifests(
+        self, api: Any, name: str, region: str, result: ClusterResult, deadline: float
+    ) -> None:
         """Add-on mode: delete the CloudWatch agent and Fluent Bit objects eksops applied in manifests mode.
 
         The namespace amazon-cloudwatch stays: the add-on installs into it.
         """
         docs = [d for d in manifests.render_observability(name, region) if d["kind"] != "Namespace"]
-        deleted, kept = delete_managed(api, docs, dry_run=self.common.dry_run)
+        deleted, kept = delete_managed(api, docs, dry_run=self.common.dry_run, deadline=deadline)
         result.changed_objects += [f"deleted {ref}" for ref in deleted]
         if kept:
             result.warnings.append(

@@ -173,7 +173,12 @@ def _content(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def delete_managed(
-    api_client: Any, docs: list[dict[str, Any]], *, field_manager: str = "eksops", dry_run: bool = False
+    api_client: Any,
+    docs: list[dict[str, Any]],
+    *,
+    field_manager: str = "eksops",
+    dry_run: bool = False,
+    deadline: float | None = None,
 ) -> tuple[list[str], list[str]]:
     """Delete the objects of ``docs`` that eksops applied: (deleted refs, refs left in place with the reason).
 
@@ -189,6 +194,7 @@ def delete_managed(
     deleted: list[str] = []
     kept: list[str] = []
     for doc in reversed(order_manifests(docs)):
+        check_deadline(deadline, "removing eksops' objects")
         meta = doc["metadata"]
         try:
             resource = client.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
