@@ -160,15 +160,17 @@ def test_modes(aws: str, mode: str, expected: int) -> None:
 
 
 def test_exact_mode_leaves_the_stacks_own_log_groups_to_cloudformation(aws: str) -> None:
-    seed({"/aws/lambda/eksops-notifier": 30, "/aws/lambda/other-app": 30})
+    seed({"/aws/lambda/eksops-notifier": 30, "/aws/lambda/eksops-dev-notifier": 30, "/aws/lambda/other-app": 30})
     env = {
         "RETENTION_DEFAULT_DAYS": "365",
         "RETENTION_MODE": "exact",
-        "RETENTION_STACK_LOG_GROUPS": "/aws/lambda/eksops-*",
+        "RETENTION_STACK_LOG_GROUPS": '["/aws/lambda/eksops-notifier", ""]',
     }
     service, _ = make_service(env)
     summary = service.handle(ScheduledRun(id="run", rule="r"), FOREVER)
-    assert retention("/aws/lambda/eksops-notifier") == 30 and retention("/aws/lambda/other-app") == 365
+    assert retention("/aws/lambda/eksops-notifier") == 30
+    # another stack's group (a name sharing the prefix) and anyone else's are enforced as usual
+    assert retention("/aws/lambda/eksops-dev-notifier") == 365 and retention("/aws/lambda/other-app") == 365
     assert summary.excluded == 1
 
 
@@ -391,3 +393,22 @@ def test_reports_stay_under_the_sns_size_limit(aws: str, inbox: tuple[str, str])
     [report] = received(inbox[1])
     details = json.loads(report["Message"])["details"]
     assert details["changed_count"] == 400 and len(details["changed"]) == 100
+
+
+def test_a_part_that_started_over_never_checkpoints_the_refused_token(fault_proxy: FaultProxy) -> None:
+    seed({f"/app/svc-{i:03}": None for i in range(60)})
+    service, continuer = make_service()
+    looks = {"n": 0}
+
+    def remaining() -> int:  # low after a few groups of the first page
+        looks["n"] += 1
+        return 900_000 if looks["n"] < 6 else 1_000
+
+    old = {"page_token": "expired-token", "handled": [], "errors": 0, "dry_run": False}
+    event = Continuation(id="c", function="log_retention", run_id="old", part=7, checkpoint=old)
+    fault_proxy.fail("DescribeLogGroups", times=1, code="InvalidParameterException", body_contains="expired-token")
+    summary = service.handle(event, Deadline(remaining))
+    assert summary.changed and summary.continued
+    (call,) = continuer.calls
+    assert call["checkpoint"]["page_token"] is None  # the first page, read again by the next part
+    assert call["checkpoint"]["handled"] == sorted(c["group"] for c in summary.changed)

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+from eksops.errors import TemporaryError
 from eksops.events import CONTINUATION_DETAIL_TYPE, CONTINUATION_SOURCE
 from eksops.local.dispatch import Dispatcher, LambdaContext, load_module
 from eksops.local.sandbox import Sandbox, patched_environ
 from eksops.local.template import Resolver, Template
-from eksops.sweeps import Continuer
+from eksops.sweeps import MAX_PARTS, Continuer
 
 
 def run(function: str, event_file: str, *, aws: bool, dry_run: bool, params: list[str]) -> int:
@@ -74,6 +75,8 @@ def _on_aws(template: Template, function: str, event: Any, overrides: dict[str, 
     continuations: list[dict[str, Any]] = []
 
     def keep_here(_self: Continuer, *, run_id: str, part: int, checkpoint: Any) -> None:
+        if part > MAX_PARTS:  # as Continuer does on the bus
+            raise TemporaryError(f"sweep {run_id} of {function} reached {MAX_PARTS} parts; stopping the chain")
         detail = {"function": function, "run_id": run_id, "part": part, "checkpoint": checkpoint}
         continuations.append(_continuation_event(identity["Account"], detail))
 
@@ -85,7 +88,7 @@ def _on_aws(template: Template, function: str, event: Any, overrides: dict[str, 
         while pending:
             context = LambdaContext(env["AWS_LAMBDA_FUNCTION_NAME"], fn.memory, fn.timeout)
             context.invoked_function_arn = (
-                f"{identity['Arn'].split(':sts:')[0]}:lambda:{boto3.session.Session().region_name}:"
+                f"arn:{identity['Arn'].split(':')[1]}:lambda:{boto3.session.Session().region_name}:"
                 f"{identity['Account']}:function:{env['AWS_LAMBDA_FUNCTION_NAME']}"
             )
             try:

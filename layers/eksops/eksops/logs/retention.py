@@ -228,8 +228,8 @@ class RetentionService:
             if deadline.low():
                 return self._checkpoint(summary, page_token, handled)
             page, restarted = self._read_page(page_token, restart_if_expired=resume.continued)
-            if restarted:
-                handled = set()
+            if restarted:  # from the first page now: a later checkpoint must not carry the refused token
+                page_token, handled = None, set()
             token = page.get("nextToken")
             for item in page.get("logGroups", []):
                 group = LogGroup.from_api(item)

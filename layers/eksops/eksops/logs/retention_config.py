@@ -15,7 +15,7 @@ RETENTION_RULES = "RETENTION_RULES"
 RETENTION_DEFAULT_DAYS = "RETENTION_DEFAULT_DAYS"
 RETENTION_MODE = "RETENTION_MODE"
 RETENTION_EXCLUDE = "RETENTION_EXCLUDE"
-RETENTION_STACK_LOG_GROUPS = "RETENTION_STACK_LOG_GROUPS"  # the stack's own groups: CloudFormation sets theirs
+RETENTION_STACK_LOG_GROUPS = "RETENTION_STACK_LOG_GROUPS"  # names of the stack's own groups: CloudFormation sets theirs
 RETENTION_PUT_RATE = "RETENTION_PUT_RATE"
 
 DEFAULT_PUT_RATE = 5  # PutRetentionPolicy quota, requests per second per account and region
@@ -72,7 +72,7 @@ class RetentionConfig:
                 )
             ),
             exclude=_parse_globs(RETENTION_EXCLUDE, config.parse_json(RETENTION_EXCLUDE, raw_exclude))
-            + tuple(g for g in [config.read(RETENTION_STACK_LOG_GROUPS, environ)] if g),
+            + _stack_log_groups(environ),
             put_rate=config.parse_int(
                 RETENTION_PUT_RATE,
                 config.read(RETENTION_PUT_RATE, environ) or str(DEFAULT_PUT_RATE),
@@ -119,6 +119,15 @@ def _parse_rules(raw: Any) -> tuple[RetentionRule, ...]:
             raise ConfigError(where, "pattern must be a non-empty string")
         rules.append(RetentionRule(pattern=pattern, days=_parse_days(f"{where}.days", item["days"])))
     return tuple(rules)
+
+
+def _stack_log_groups(environ: Mapping[str, str] | None) -> tuple[str, ...]:
+    """The stack's own log group names, as exclusion globs (names hold no glob characters: each matches only
+    itself). Empty entries are names the template could not resolve, e.g. `eksops invoke --aws` without a stack."""
+    raw = config.parse_json(RETENTION_STACK_LOG_GROUPS, config.read(RETENTION_STACK_LOG_GROUPS, environ) or "[]")
+    if not isinstance(raw, list) or not all(isinstance(name, str) for name in raw):
+        raise ConfigError(RETENTION_STACK_LOG_GROUPS, "must be a JSON list of log group names")
+    return tuple(name for name in raw if name)
 
 
 def _parse_globs(variable: str, raw: Any) -> tuple[str, ...]:
