@@ -274,6 +274,16 @@ def test_malformed_events_fail_specifically(make_sandbox: Any, slack: SlackRecei
             "SLACK_ROUTES[0].secret_arn",
         ),
         ("SlackWebhookSecretArn", "https://hooks.slack.com/services/T/B/X", "SLACK_WEBHOOK_SECRET_ARN"),
+        (  # the role reads secrets of its own region only
+            "SlackRoutes",
+            '[{"secret_arn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:eksops/slack/eu-AbCdEf"}]',
+            "SLACK_ROUTES[0].secret_arn",
+        ),
+        (
+            "SlackWebhookSecretArn",
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:eksops/slack/default-AbCdEf",
+            "SLACK_WEBHOOK_SECRET_ARN",
+        ),
     ],
 )
 def test_invalid_configuration_names_the_variable(make_sandbox: Any, parameter: str, value: str, variable: str) -> None:

@@ -325,3 +325,10 @@ def test_items_the_publisher_cut_are_counted_and_the_trim_marker_shows() -> None
     payload = format_sns(envelope("retention.changes", details=details), None, REPORTS).payload()
     text = json.dumps(payload, ensure_ascii=False)
     assert "… and 40 more not in this message" in text and ":scissors: trimmed!" in text
+
+
+def test_error_alarms_changes_the_publisher_cut_are_counted() -> None:
+    change = {"cluster": "prod", "kind": "alarm", "action": "create", "name": "eksops-prod-application-errors"}
+    details = {"changed": [change], "changed_count": 30, "clusters": ["prod"], "truncated": "trimmed!"}
+    text = json.dumps(format_sns(envelope("error_alarms.changes", details=details), None, REPORTS).payload())
+    assert "and 29 more not in this message" in text

@@ -662,7 +662,9 @@ class ErrorAlarmsService:
         if current is None:
             return
         if not _alarm_is_ours(current, tagged=_MANAGED_TAG in self._alarm_tags(current)):
-            log.info("alarm %s is someone else's (no %s tag, not on eksops' metric): left alone", name, MANAGED_TAG_KEY)
+            log.warning(
+                "alarm %s is someone else's (no %s tag, not on eksops' metric): left alone", name, MANAGED_TAG_KEY
+            )
             summary.not_owned.append(name)
             return
         if self._change(summary, cluster, "alarm", name, "delete"):
@@ -701,7 +703,7 @@ class ErrorAlarmsService:
         if body is None:
             return
         owner = _dashboard_owner(body)
-        if owner != self._cloudwatch.meta.region_name:
+        if owner != self._cloudwatch.meta.region_name:  # another region's, or a person's: not ours to remove
             log.info("dashboard %s is not marked as this region's (%s): left alone", name, owner)
             return
         if self._change(summary, cluster, "dashboard", name, "delete"):

@@ -249,10 +249,12 @@ def _error_alarms_details(details: Mapping[str, Any]) -> list[dict[str, Any]]:
         f"`{escape(str(c.get('name')))}`"
         for c in details.get("changed") or []
     ]
+    lines = _with_more(lines, _more(details, "changed"))
     lines += [
         f":x: `{escape(str(e.get('cluster')))}` {escape(str(e.get('kind')))}: {escape(str(e.get('code')))}"
         for e in details.get("errors") or []
     ]
+    lines = _with_more(lines, _more(details, "errors"))
     counts = [
         ("Clusters", ", ".join(str(c) for c in details.get("clusters") or []) or "-"),
         ("Unchanged", str(details.get("unchanged", 0))),

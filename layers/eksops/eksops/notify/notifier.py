@@ -52,9 +52,17 @@ class NotifierConfig:
         if default and not _SECRET_ARN.match(default):
             raise ConfigError(SLACK_WEBHOOK_SECRET_ARN, "is not a Secrets Manager secret ARN")
         raw_routes = config.parse_json(SLACK_ROUTES, config.read(SLACK_ROUTES, environ) or "[]")
+        routes = _parse_routes(raw_routes)
+        # The role may read secrets of its own region only (template.yaml): say so now, not on the first post.
+        region = config.read(config.AWS_REGION, environ)
+        named = [(SLACK_WEBHOOK_SECRET_ARN, default)] if default else []
+        named += [(f"{SLACK_ROUTES}[{i}].secret_arn", route.secret_arn) for i, route in enumerate(routes)]
+        for variable, arn in named:
+            if region and arn.split(":")[3] != region:
+                raise ConfigError(variable, f"must be a secret in this function's region {region}")
         return cls(
             default_secret_arn=default or None,
-            routes=_parse_routes(raw_routes),
+            routes=routes,
             dead_letter_queue_url=config.read(DEAD_LETTER_QUEUE_URL, environ) or None,
         )
 
