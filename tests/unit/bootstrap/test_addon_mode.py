@@ -70,6 +70,21 @@ def stub_tag(stub: Stubber) -> None:
     )
 
 
+def bootstrap_with_the_addon_installed(mode: str, api: Any, *, force: bool) -> Summary:
+    """Bootstrap c1 whose DescribeAddon shows the add-on ACTIVE; every EKS call is the stubbed one, in order."""
+    eks = eks_client()
+    with Stubber(eks) as stub:
+        stub_cluster(stub)
+        stub.add_response(
+            "describe_addon", {"addon": {"addonName": OBSERVABILITY_ADDON, "status": "ACTIVE"}}, expected_params=ADDON
+        )
+        stub_tag(stub)
+        summary = Summary(dry_run=False)
+        service(mode, eks, api=api).bootstrap("c1", summary, force=force)
+        stub.assert_no_pending_responses()
+    return summary
+
+
 def live(emulator: EksopsEmulator) -> set[str]:
     return {
         f"{o.raw['kind']}/{o.raw['metadata'].get('namespace') or '-'}/{o.raw['metadata']['name']}"
@@ -187,16 +202,7 @@ def test_manifests_mode_with_the_addon_installed_applies_no_agent_and_warns(
     kube: tuple[str, EksopsEmulator], api: Any
 ) -> None:
     _, emulator = kube
-    eks = eks_client()
-    with Stubber(eks) as stub:
-        stub_cluster(stub)
-        stub.add_response(
-            "describe_addon", {"addon": {"addonName": OBSERVABILITY_ADDON, "status": "ACTIVE"}}, expected_params=ADDON
-        )
-        stub_tag(stub)
-        summary = Summary(dry_run=False)
-        service("manifests", eks, api=api).bootstrap("c1", summary, force=False)
-        stub.assert_no_pending_responses()  # no CreateAddon either
+    summary = bootstrap_with_the_addon_installed("manifests", api, force=False)  # and no CreateAddon
 
     stored = live(emulator)
     assert not [ref for ref in stored if ref.startswith("DaemonSet/")]
@@ -240,15 +246,6 @@ def test_once_the_addon_is_installed_its_objects_are_neither_deleted_nor_warned_
         doc["metadata"]["labels"] = {"app.kubernetes.io/managed-by": "EKS"}
     apply_manifests(api, copy.deepcopy(theirs), field_manager="eks")
     before = live(emulator)
-    eks = eks_client()
-    with Stubber(eks) as stub:
-        stub_cluster(stub)
-        stub.add_response(
-            "describe_addon", {"addon": {"addonName": OBSERVABILITY_ADDON, "status": "ACTIVE"}}, expected_params=ADDON
-        )
-        stub_tag(stub)
-        summary = Summary(dry_run=False)
-        service("addon", eks, api=api).bootstrap("c1", summary, force=True)
-        stub.assert_no_pending_responses()  # no DescribeAddonVersions, no CreateAddon
+    summary = bootstrap_with_the_addon_installed("addon", api, force=True)  # no DescribeAddonVersions, CreateAddon
     assert before <= live(emulator)
     assert summary.clusters["c1"].warnings == [] and summary.warned == []
