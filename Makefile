@@ -32,7 +32,7 @@ lint: $(STAMP)
 build: $(STAMP)
 	$(BIN)/sam validate --lint --region $(REGION)
 	$(BIN)/sam build --region $(REGION)
-	$(BIN)/python -m eksops.local.buildcheck .aws-sam/build
+	$(BIN)/python -m eksops_dev.buildcheck .aws-sam/build
 
 # First deploy asks its questions and writes samconfig.toml; later ones reuse it.
 deploy: build

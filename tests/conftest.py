@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from eksops.aws import clear_client_cache
-from eksops.local.dispatch import LambdaContext
-from eksops.local.template import Template
+from eksops_dev.dispatch import LambdaContext
+from eksops_dev.template import Template
 
 pytest_plugins = ["tests.kube_fixtures"]  # the `kube` fixture: a Kubernetes API emulator over HTTP
 

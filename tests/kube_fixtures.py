@@ -1,4 +1,4 @@
-"""Pytest fixtures for tests against the Kubernetes emulator (eksops.local.kube)."""
+"""Pytest fixtures for tests against the Kubernetes emulator (eksops_dev.kube)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from eksops.local.kube import EksopsEmulator, serve
+from eksops_dev.kube import EksopsEmulator, serve
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from eksops.local import demo
+from eksops_dev import demo
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from eksops.local.dispatch import Dispatcher
-from eksops.local.sandbox import Sandbox
-from eksops.local.shims import AwsJsonProxy
-from eksops.local.template import Template
+from eksops_dev.dispatch import Dispatcher
+from eksops_dev.sandbox import Sandbox
+from eksops_dev.shims import AwsJsonProxy
+from eksops_dev.template import Template
 
 
 class CallCounter:

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from moto.events.models import EventPattern
 
-from eksops.local.cloudtrail import CloudTrailShim
-from eksops.local.template import Template
+from eksops_dev.cloudtrail import CloudTrailShim
+from eksops_dev.template import Template
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from eksops import config
-from eksops.local.template import FunctionSpec, Template
 from eksops.logs.retention_config import VALID_DAYS
+from eksops_dev.template import FunctionSpec, Template
 
 ROOT = Path(__file__).resolve().parents[2]
 READ_ONLY = re.compile(r"^[a-z0-9-]+:(Describe|List|Get|BatchGet)[A-Za-z]*$")

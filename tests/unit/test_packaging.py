@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ["kubernetes", "dulwich", "moto", "yaml", "eksops.local", "werkzeug", "flask"]
+HEAVY = ["kubernetes", "dulwich", "moto", "yaml", "eksops_dev", "werkzeug", "flask"]
 
 
 def _requirements() -> set[str]:

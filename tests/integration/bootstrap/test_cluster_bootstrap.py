@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from eksops.kube import manifests
-from eksops.local.cloudtrail import CloudTrailShim
-from eksops.local.dispatch import Dispatcher
-from eksops.local.sandbox import Sandbox
+from eksops_dev.cloudtrail import CloudTrailShim
+from eksops_dev.dispatch import Dispatcher
+from eksops_dev.sandbox import Sandbox
 
 CLOUDWATCH_AGENT = "arn:aws:iam::aws:policy/CloudWatchAgentServerPolicy"
 VPC = {"subnetIds": ["subnet-0a1b2c3d", "subnet-1a2b3c4d"]}
@@ -360,7 +360,7 @@ def test_an_unreachable_cluster_does_not_stop_the_sweep(sandbox: tuple[Sandbox, 
 def test_malformed_events_fail_specifically(
     sandbox: tuple[Sandbox, Dispatcher], params: dict[str, str], fragment: str
 ) -> None:
-    from eksops.local.cloudtrail import cloudtrail_event
+    from eksops_dev.cloudtrail import cloudtrail_event
 
     _sb, dispatcher = sandbox
     inv = dispatcher.invoke("cluster_bootstrap", cloudtrail_event("eks", "CreateCluster", params), "test", retries=0)

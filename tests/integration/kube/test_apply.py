@@ -10,7 +10,7 @@ import pytest
 
 from eksops.kube import manifests
 from eksops.kube.apply import ApplySummary, apply_manifests, order_manifests
-from eksops.local.kube import EksopsEmulator
+from eksops_dev.kube import EksopsEmulator
 
 Kube = tuple[str, EksopsEmulator]
 

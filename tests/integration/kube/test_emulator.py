@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from eksops.local.kube import RESOURCES, EksopsEmulator
+from eksops_dev.kube import RESOURCES, EksopsEmulator
 
 Kube = tuple[str, EksopsEmulator]
 

@@ -10,8 +10,8 @@ from unittest import mock
 import pytest
 
 from eksops.aws import client
-from eksops.local import invoke
 from eksops.sweeps import Deadline
+from eksops_dev import invoke
 
 ROOT = Path(__file__).resolve().parents[3]
 SWEEP = str(ROOT / "events/log_retention/scheduled_sweep.json")

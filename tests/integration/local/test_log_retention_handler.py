@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from eksops.aws import client
-from eksops.cli import main
-from eksops.local.cloudtrail import CloudTrailShim, cloudtrail_event
+from eksops_dev.cli import main
+from eksops_dev.cloudtrail import CloudTrailShim, cloudtrail_event
 from tests.integration.conftest import CallCounter
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -3,7 +3,7 @@
 moto has no Describe/Put/DeleteQueryDefinition (HTTP 500), so saved queries go to an in-memory port here;
 their production adapter is tested with botocore's Stubber in tests/unit/logs/test_error_alarms_calls.py. moto
 neither feeds log events to metric filters nor evaluates alarms: what the installed filter would count is
-checked with the filter pattern emulation (eksops.logs.filter_pattern) on the events stored in moto.
+checked with the filter pattern emulation (eksops_dev.filter_pattern) on the events stored in moto.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from eksops.aws import RateLimiter, client
 from eksops.config import CommonConfig
 from eksops.errors import ConfigError, InvalidEvent, PartialFailure, UnsupportedEvent
 from eksops.events import CloudTrailCall, Continuation, ScheduledRun, parse_eventbridge
-from eksops.local.cloudtrail import cloudtrail_event
 from eksops.logs import ErrorAlarmsConfig, ErrorAlarmsService, QueryDefinition
 from eksops.logs.error_alarms import (
     DASHBOARD_MARKER,
@@ -36,9 +35,10 @@ from eksops.logs.error_alarms import (
     application_group,
 )
 from eksops.logs.error_alarms_config import DEFAULT_FILTER_PATTERN
-from eksops.logs.filter_pattern import count
 from eksops.notify import Publisher
 from eksops.sweeps import Deadline
+from eksops_dev.cloudtrail import cloudtrail_event
+from eksops_dev.filter_pattern import count
 from tests.integration.conftest import CallCounter, FaultProxy
 from tests.unit.logs.test_filter_pattern import TABLE
 

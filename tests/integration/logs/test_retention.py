@@ -13,10 +13,10 @@ from eksops.aws import RateLimiter, client
 from eksops.config import CommonConfig
 from eksops.errors import InvalidEvent, PartialFailure, UnsupportedEvent
 from eksops.events import CloudTrailCall, Continuation, ScheduledRun, parse_eventbridge
-from eksops.local.cloudtrail import cloudtrail_event
 from eksops.logs import RetentionConfig, RetentionService
 from eksops.notify import Publisher
 from eksops.sweeps import Deadline
+from eksops_dev.cloudtrail import cloudtrail_event
 from tests.integration.conftest import CallCounter, FaultProxy
 
 FOREVER = Deadline(lambda: 900_000)

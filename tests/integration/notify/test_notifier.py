@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from eksops.local.dispatch import Dispatcher
-from eksops.local.sandbox import Sandbox
-from eksops.local.slack import SlackReceiver
+from eksops_dev.dispatch import Dispatcher
+from eksops_dev.sandbox import Sandbox
+from eksops_dev.slack import SlackReceiver
 
 ROOT = Path(__file__).resolve().parents[3]
 

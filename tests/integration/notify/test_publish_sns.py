@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from eksops.aws import client
-from eksops.local.template import Resolver, Template
 from eksops.notify import Message, Publisher, Severity
 from eksops.notify.publish import MESSAGE_LIMIT
+from eksops_dev.template import Resolver, Template
 
 
 def message(severity: Severity, **overrides: Any) -> Message:

@@ -16,8 +16,8 @@ from eksops.bootstrap.service import OBSERVABILITY_ADDON, TAG, Plan, Summary
 from eksops.config import CommonConfig
 from eksops.kube import manifests
 from eksops.kube.apply import apply_manifests
-from eksops.local.kube import EksopsEmulator
 from eksops.notify import Publisher
+from eksops_dev.kube import EksopsEmulator
 
 ARN = "arn:aws:eks:us-east-1:123456789012:cluster/c1"
 ADDON = {"clusterName": "c1", "addonName": OBSERVABILITY_ADDON}

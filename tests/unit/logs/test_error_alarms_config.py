@@ -15,7 +15,7 @@ from eksops.logs.error_alarms_config import (
     FALLBACK_INSIGHTS_FILTER,
     MAX_PATTERN_LENGTH,
 )
-from eksops.logs.filter_pattern import parse
+from eksops_dev.filter_pattern import parse
 
 
 def test_defaults_match_the_design() -> None:

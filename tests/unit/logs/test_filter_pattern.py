@@ -23,7 +23,7 @@ import pytest
 
 import eksops.kube
 from eksops.logs.error_alarms_config import DEFAULT_FILTER_PATTERN, DEFAULT_INSIGHTS_FILTER
-from eksops.logs.filter_pattern import PatternError, count, parse
+from eksops_dev.filter_pattern import PatternError, count, parse
 
 
 def record(

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from eksops.errors import ConfigError
-from eksops.local.slack import SlackReceiver
 from eksops.notify.webhook import (
     GONE_ERRORS,
     GONE_STATUSES,
@@ -23,6 +22,7 @@ from eksops.notify.webhook import (
     SlackWebhookGone,
     check_url,
 )
+from eksops_dev.slack import SlackReceiver
 
 SECRET = "T000/B000/XXXXSECRETXXXX"
 

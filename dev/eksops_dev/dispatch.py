@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any, TextIO
 
-from eksops.local.sandbox import Sandbox, patched_environ
-from eksops.local.template import ACCOUNT, PARTITION, REGION, FunctionSpec
+from eksops_dev.sandbox import Sandbox, patched_environ
+from eksops_dev.template import ACCOUNT, PARTITION, REGION, FunctionSpec
 
 MAX_ROUNDS = 50  # continuation chains in the sandbox are short; this only stops a runaway loop
 

@@ -1,7 +1,7 @@
 """The sandbox's stand-in for metric filters and alarm evaluation, neither of which moto performs.
 
 ``MetricFilterEmulator.ingest`` writes log events to moto, counts them with each metric filter of the log
-group (the filter-pattern evaluator in eksops.logs.filter_pattern), puts the counts as metric data, and
+group (the filter-pattern evaluator in eksops_dev.filter_pattern), puts the counts as metric data, and
 evaluates the alarms on those metrics against their threshold, moving them with the AlarmShim so the alarm
 actions are notified as CloudWatch would. Dimensioned transformations (per namespace) are not emulated.
 """
@@ -14,8 +14,8 @@ import operator
 import time
 from typing import Any
 
-from eksops.local.alarms import AlarmShim
-from eksops.logs.filter_pattern import count
+from eksops_dev.alarms import AlarmShim
+from eksops_dev.filter_pattern import count
 
 COMPARE = {
     "GreaterThanOrEqualToThreshold": operator.ge,

@@ -13,10 +13,10 @@ from unittest import mock
 
 from eksops.errors import TemporaryError
 from eksops.events import CONTINUATION_DETAIL_TYPE, CONTINUATION_SOURCE
-from eksops.local.dispatch import Dispatcher, LambdaContext, load_module
-from eksops.local.sandbox import Sandbox, patched_environ
-from eksops.local.template import Resolver, Template
 from eksops.sweeps import MAX_PARTS, Continuer
+from eksops_dev.dispatch import Dispatcher, LambdaContext, load_module
+from eksops_dev.sandbox import Sandbox, patched_environ
+from eksops_dev.template import Resolver, Template
 
 
 def run(function: str, event_file: str, *, aws: bool, dry_run: bool, params: list[str]) -> int:

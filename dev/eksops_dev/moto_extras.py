@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from eksops.local.template import ACCOUNT, PARTITION
+from eksops_dev.template import ACCOUNT, PARTITION
 
 
 def add_aws_managed_policies(names: Iterable[str], account: str = ACCOUNT) -> None:

@@ -20,8 +20,8 @@ from typing import Any
 import boto3
 
 from eksops.aws import clear_client_cache
-from eksops.local.moto_extras import add_aws_managed_policies
-from eksops.local.template import ACCOUNT, PARTITION, REGION, FunctionSpec, Resolver, Template
+from eksops_dev.moto_extras import add_aws_managed_policies
+from eksops_dev.template import ACCOUNT, PARTITION, REGION, FunctionSpec, Resolver, Template
 
 STACK = "eksops-local"
 # AWS managed policies eksops attaches. moto can load all ~1,300 of them, but then answers every request about
@@ -86,7 +86,7 @@ class Sandbox:
             # moto keeps its state per process, not per server: start from an empty account.
             reset = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")  # noqa: S310 - loopback
             urllib.request.urlopen(reset, timeout=10).close()  # noqa: S310 - the loopback server just started
-        from eksops.local.shims import EksLifecycleShim, LogsShim
+        from eksops_dev.shims import EksLifecycleShim, LogsShim
 
         self._logs_shim = LogsShim(self.endpoint)
         self._logs_shim.start()
@@ -189,7 +189,7 @@ class Sandbox:
 
     def add_kube_cluster(self, name: str) -> Any:
         """Start a Kubernetes API emulator for cluster ``name`` and add its context to the kubeconfig."""
-        from eksops.local.kube import serve
+        from eksops_dev.kube import serve
 
         url, emulator = self._kube.enter_context(serve())
         self.kube_clusters[name] = (url, emulator)

@@ -2,7 +2,7 @@
 every library a function's code imports (at start-up or lazily, inside a function) was built into the
 function or the layer, so a deployed function does not fail with ImportError on its first real event.
 
-Run as `python -m eksops.local.buildcheck .aws-sam/build` (part of `make build`).
+Run as `python -m eksops_dev.buildcheck .aws-sam/build` (part of `make build`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,12 @@ import sys
 from importlib.machinery import PathFinder
 from pathlib import Path
 
-from eksops.local.template import Template
+from eksops_dev.template import Template
 
 UNZIPPED_LIMIT = 250 * 1000 * 1000  # a function and all its layers, unzipped
+# Development code (sandbox, demo, CLI, emulators) lives in eksops_dev and must never reach a Lambda artifact;
+# the old paths are listed too, so a file moved back into the runtime package is caught.
+DEV_PATHS = ("eksops_dev", "eksops/local", "eksops/cli.py", "eksops/logs/filter_pattern.py")
 
 
 def problems(build_dir: Path) -> list[str]:
@@ -25,6 +28,7 @@ def problems(build_dir: Path) -> list[str]:
         if not (layer / "python" / "eksops" / "__init__.py").is_file():
             found.append(f"{layer.name}: eksops is not under python/ in the built layer")
         found += [f"{layer.name}: {message}" for message in _x86_libraries(layer)]
+        found += [f"{layer.name}: {message}" for message in dev_code(layer / "python")]
     for fn in template.functions.values():
         found += [f"{fn.logical_id}: {message}" for message in _function_problems(fn.code_dir, fn.handler, layers)]
     return found
@@ -38,6 +42,7 @@ def _function_problems(code_dir: Path, handler: str, layers: list[Path]) -> list
     if (code_dir / "eksops").exists():
         found.append("the package was copied into the function; it belongs in the layer")
     found += _x86_libraries(code_dir)
+    found += dev_code(code_dir)
     unzipped = _size(code_dir) + sum(_size(layer) for layer in layers)
     if unzipped > UNZIPPED_LIMIT:
         found.append(f"{unzipped / 2**20:.0f} MiB with its layers, over Lambda's 250 MB unzipped")
@@ -45,6 +50,15 @@ def _function_problems(code_dir: Path, handler: str, layers: list[Path]) -> list
         for name in sorted(missing_imports(module, [code_dir, *(layer / "python" for layer in layers)])):
             found.append(f"imports {name!r}, which is in neither the function nor a layer")
     return found
+
+
+def dev_code(directory: Path) -> list[str]:
+    """Development-only code that was built into a Lambda artifact."""
+    return [
+        f"{relative} is development code (eksops_dev); it must not be built into Lambda"
+        for relative in DEV_PATHS
+        if (directory / relative).exists()
+    ]
 
 
 def _x86_libraries(directory: Path) -> list[str]:
@@ -61,8 +75,8 @@ def _size(directory: Path) -> int:
 
 def missing_imports(module: Path, path: list[Path]) -> set[str]:
     """Top-level libraries imported by ``module`` and the eksops modules it reaches (found on ``path``) that
-    are neither in the standard library nor on ``path``. Imports under ``if TYPE_CHECKING:`` are typing only;
-    eksops.local (the sandbox) is not part of what runs in Lambda."""
+    are neither in the standard library nor on ``path``. Imports under ``if TYPE_CHECKING:`` are typing only.
+    eksops_dev is never built, so a deployed module that imports it is reported like any missing library."""
     dirs = [str(p) for p in path]
     seen: set[str] = set()
     libraries: set[str] = set()
@@ -73,8 +87,6 @@ def missing_imports(module: Path, path: list[Path]) -> set[str]:
             top = name.split(".")[0]
             if top != "eksops":
                 libraries.add(top)
-                continue
-            if name == "eksops.local" or name.startswith("eksops.local."):
                 continue
             for candidate in _module_files(name, path):
                 if str(candidate) not in seen:

@@ -11,7 +11,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from eksops.local.template import ACCOUNT, REGION
+from eksops_dev.template import ACCOUNT, REGION
 
 REGION_NAMES = {"us-east-1": "US East (N. Virginia)"}
 

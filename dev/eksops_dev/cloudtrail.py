@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from eksops.local.template import ACCOUNT, REGION
+from eksops_dev.template import ACCOUNT, REGION
 
 CALLER_ARN = f"arn:aws:sts::{ACCOUNT}:assumed-role/PlatformAdmin/sandbox"
 

@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from eksops.local.alarms import AlarmShim
-from eksops.local.cloudtrail import CloudTrailShim, cloudtrail_event
-from eksops.local.dispatch import Dispatcher, Invocation
-from eksops.local.metrics import MetricFilterEmulator
-from eksops.local.sandbox import STACK, Sandbox
-from eksops.local.slack import SlackReceiver, render
-from eksops.local.template import Template
+from eksops_dev.alarms import AlarmShim
+from eksops_dev.cloudtrail import CloudTrailShim, cloudtrail_event
+from eksops_dev.dispatch import Dispatcher, Invocation
+from eksops_dev.metrics import MetricFilterEmulator
+from eksops_dev.sandbox import STACK, Sandbox
+from eksops_dev.slack import SlackReceiver, render
+from eksops_dev.template import Template
 
 CLUSTER = "demo"
 NEVER = None

@@ -21,10 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "demo":
-        from eksops.local import demo
+        from eksops_dev import demo
 
         return demo.run()
-    from eksops.local import invoke as invoke_mod
+    from eksops_dev import invoke as invoke_mod
 
     return invoke_mod.run(args.function, args.event, aws=args.aws, dry_run=args.dry_run, params=args.param)
 
