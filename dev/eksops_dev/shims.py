@@ -21,6 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 PREFIX = "Logs_20140328."
+# serve_forever checks for shutdown this often (the default 0.5 s made every stop wait half a second)
+POLL_S = 0.02
 
 
 class QueryDefinitionStore:
@@ -116,7 +118,7 @@ class AwsJsonProxy:
         handler = type("Handler", (_ProxyHandler,), {"proxy": self})
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(POLL_S,), daemon=True)
 
     def start(self) -> None:
         self._thread.start()

@@ -9,6 +9,8 @@ import threading
 from collections import deque
 from typing import Any
 
+from eksops_dev.shims import POLL_S
+
 
 class SlackReceiver:
     """An HTTP server on 127.0.0.1 that records each POST body; ``script`` queues non-200 answers."""
@@ -38,7 +40,7 @@ class SlackReceiver:
 
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/services/T000/B000/XXXXSECRETXXXX"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(POLL_S,), daemon=True)
 
     def __enter__(self) -> SlackReceiver:
         self._thread.start()

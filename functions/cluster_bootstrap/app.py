@@ -13,10 +13,10 @@ from eksops.config import CommonConfig
 from eksops.events import parse_eventbridge
 from eksops.kube.auth import KubeConfig, api_client
 from eksops.notify import Publisher
-from eksops.observability import log_failures, record
+from eksops.observability import log_failures, log_json, record
 from eksops.sweeps import Deadline
 
-logger = Logger()
+logger = Logger(json_serializer=log_json)
 tracer = Tracer()
 metrics = Metrics()
 

@@ -12,10 +12,10 @@ from eksops.config import CommonConfig
 from eksops.events import parse_eventbridge
 from eksops.logs import RetentionConfig, RetentionService
 from eksops.notify import Publisher
-from eksops.observability import account_of, log_failures, record
+from eksops.observability import account_of, log_failures, log_json, record
 from eksops.sweeps import Continuer, Deadline
 
-logger = Logger()
+logger = Logger(json_serializer=log_json)
 tracer = Tracer()
 metrics = Metrics()
 

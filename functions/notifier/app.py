@@ -19,9 +19,9 @@ from eksops.aws import client
 from eksops.config import CommonConfig
 from eksops.notify.notifier import SECRET_MAX_AGE_S, NotifierConfig, NotifierService, SnsRecord
 from eksops.notify.webhook import SlackWebhook
-from eksops.observability import log_failures
+from eksops.observability import log_failures, log_json
 
-logger = Logger()
+logger = Logger(json_serializer=log_json)
 tracer = Tracer()
 metrics = Metrics()
 
@@ -33,8 +33,9 @@ service = NotifierService(
     webhook=SlackWebhook(),
     sqs=client("sqs"),
 )
-# A duplicate delivery of the same SNS message (same MessageId) returns the first result and posts nothing.
-idempotency = IdempotencyConfig(event_key_jmespath="message_id", expires_after_seconds=24 * 3600)
+# A duplicate delivery of the same SNS message (same MessageId; without one, the same content and time) returns
+# the first result and posts nothing.
+idempotency = IdempotencyConfig(event_key_jmespath="idempotency_key", expires_after_seconds=24 * 3600)
 persistence = DynamoDBPersistenceLayer(table_name=common.require_idempotency_table())
 _remaining: dict[str, Callable[[], int]] = {}
 

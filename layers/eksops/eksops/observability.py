@@ -1,11 +1,15 @@
-"""Wiring shared by every handler: failure logging, EMF counts, the account id from the context."""
+"""Wiring shared by every handler: failure logging, log lines any input can produce, EMF counts, the account id
+from the context."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
+import json
 import logging
-from collections.abc import Callable, Iterator, Mapping
+import math
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics
@@ -75,6 +79,89 @@ def log_failures(logger: Logger, metrics: Metrics) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+# Event text repeated into a log line (a reason quoting a field, a result, a traceback) is bounded here, for every
+# handler's Logger: each string to LOG_FIELD_CHARS (a traceback to LOG_TRACEBACK_CHARS), all of a line's strings
+# to about LOG_LINE_CHARS, lists and mappings to LOG_ITEMS items and LOG_DEPTH levels. A line stays under 48 KB.
+LOG_FIELD_CHARS = 4_096
+LOG_TRACEBACK_CHARS = 16_384
+LOG_LINE_CHARS = 32_768
+LOG_ITEMS = 50
+LOG_DEPTH = 8
+LOG_NODES = 1_000  # values written per line, all levels together
+_SHORT_CHARS = 200  # what a top-level value still gets once the line's budget is spent
+_FIRST = ("message", "exception")  # served first from the budget: extras cannot crowd out why a line exists
+_TRACEBACKS = frozenset({"exception", "stack_trace"})
+
+
+def log_json(log: Mapping[str, Any]) -> str:
+    """The JSON serializer of every handler's Powertools Logger: ``Logger(json_serializer=log_json)``.
+
+    Any input gives one line UTF-8 can encode, so the write cannot fail and lose it: a lone surrogate in event
+    text is written as its escape (``\\ud800``), numbers JSON cannot hold as text, any other object as its
+    ``str()``, and the bounds above apply, with a marker saying what was cut.
+    """
+    bound = _Bound()
+    first = {key: bound.value(log[key], key) for key in _FIRST if key in log}
+    rest = {key: bound.value(value, key) for key, value in log.items() if key not in first}
+    line = {bound.text(str(key), _SHORT_CHARS): first[key] if key in first else rest[key] for key in log}
+    return json.dumps(line, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+class _Bound:
+    """One line's budget of characters and values, spent as the values are written."""
+
+    def __init__(self) -> None:
+        self.chars = LOG_LINE_CHARS
+        self.nodes = LOG_NODES
+
+    def spent(self) -> bool:
+        return self.chars <= 0 or self.nodes <= 0
+
+    def value(self, value: Any, key: Any = "", depth: int = 0) -> Any:
+        self.nodes -= 1
+        if value is None or isinstance(value, bool):
+            return value
+        if isinstance(value, int):
+            # str() refuses integers of over 4,300 digits; one that size is event text, not a count
+            return value if value.bit_length() <= 1024 else f"<an integer of {value.bit_length()} bits>"
+        if isinstance(value, float):
+            return value if math.isfinite(value) else str(value)  # JSON has no NaN or Infinity
+        if isinstance(value, str):
+            return self.text(value, LOG_TRACEBACK_CHARS if key in _TRACEBACKS else LOG_FIELD_CHARS)
+        if isinstance(value, Mapping | list | tuple | set | frozenset):
+            return self.collection(value, depth)
+        try:
+            text = str(value)
+        except Exception:  # an object whose str() fails must not cost the line
+            text = f"<{type(value).__name__}>"
+        return self.text(text, LOG_FIELD_CHARS)
+
+    def collection(self, value: Collection[Any], depth: int) -> Any:
+        if depth >= LOG_DEPTH or self.spent():
+            return f"<{type(value).__name__} of {len(value)} items, not shown>"
+        is_mapping = isinstance(value, Mapping)
+        pairs: Iterable[tuple[Any, Any]] = value.items() if isinstance(value, Mapping) else enumerate(value)
+        shown: list[tuple[Any, Any]] = []
+        for key, item in itertools.islice(pairs, LOG_ITEMS):
+            if self.spent():
+                break
+            name = self.text(str(key), _SHORT_CHARS) if is_mapping else key
+            shown.append((name, self.value(item, key, depth + 1)))
+        more = len(value) - len(shown)
+        if is_mapping:
+            return {**dict(shown), **({"…": f"{more} more items"} if more else {})}
+        return [item for _, item in shown] + ([f"… {more} more items"] if more else [])
+
+    def text(self, text: str, limit: int) -> str:
+        limit = max(_SHORT_CHARS, min(limit, self.chars))
+        if len(text) > limit:
+            head = limit * 3 // 4
+            text = f"{text[:head]} …[{len(text) - limit} characters cut]… {text[head - limit :]}"
+        self.chars -= len(text)
+        # Lone surrogates are the one thing UTF-8 cannot encode: written as their escape instead.
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def account_of(context: Any) -> str:

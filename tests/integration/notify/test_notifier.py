@@ -291,3 +291,95 @@ def test_invalid_configuration_names_the_variable(make_sandbox: Any, parameter: 
     inv = dispatcher.invoke("notifier", sample("cloudwatch_alarm"), "test", retries=0)
     assert inv.error_type == "ConfigError" and str(inv.error).startswith(f"{variable}: ")
     assert "hooks.slack.com" not in str(inv.error)
+
+
+def with_message_id(name: str, message_id: str, **sns: Any) -> dict[str, Any]:
+    event = sample(name)
+    event["Records"][0]["Sns"].update(MessageId=message_id, **sns)
+    return event
+
+
+def idempotency_keys(sandbox: Sandbox) -> list[str]:
+    items = sandbox.client("dynamodb").scan(TableName=sandbox.refs["IdempotencyTable"])["Items"]
+    return [item["id"]["S"] for item in items]
+
+
+def test_an_empty_message_id_still_posts_once(make_sandbox: Any, slack: SlackReceiver) -> None:
+    """Without a MessageId the key is a hash of the topic, subject, message and timestamp (issue 9, defect 8)."""
+    sandbox, dispatcher = notifier(make_sandbox, slack.url)
+    first = dispatcher.invoke("notifier", with_message_id("eksops_retention_changes", ""), "test")
+    second = dispatcher.invoke("notifier", with_message_id("eksops_retention_changes", ""), "test")
+    assert first.ok and second.ok and first.result["posted"] is True and second.result == first.result
+    assert len(slack.received) == 1 and len(idempotency_keys(sandbox)) == 1
+    later = with_message_id("eksops_retention_changes", "", Timestamp="2026-11-25T10:20:00.000Z")
+    assert dispatcher.invoke("notifier", later, "test").ok  # the same report published again later: posted
+    other = with_message_id("ecr_image_scan", "")
+    assert dispatcher.invoke("notifier", other, "test").ok
+    assert len(slack.received) == 3 and len(idempotency_keys(sandbox)) == 3
+
+
+HOSTILE_MESSAGES: dict[str, tuple[str, dict[str, Any], str]] = {
+    "unclosed brackets": ("cloudwatch_alarm", {"Message": "[" * 100_000}, "other"),
+    "nested 5,000 deep": ("cloudwatch_alarm", {"Message": "[" * 5_000 + "]" * 5_000}, "other"),
+    "a Subject that is a number": ("other_message", {"Subject": 42}, "other"),
+    "a Subject that is an object": ("other_message", {"Subject": {"a": ["b"]}}, "other"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_MESSAGES))
+def test_hostile_messages_reach_slack(make_sandbox: Any, slack: SlackReceiver, name: str) -> None:
+    """A well-formed SNS record is delivered whatever its Message or Subject holds (issue 9, defects 1 and 4)."""
+    case, sns, kind = HOSTILE_MESSAGES[name]
+    _sandbox, dispatcher = notifier(make_sandbox, slack.url)
+    inv = dispatcher.invoke("notifier", with_message_id(case, "m-hostile", **sns), "test", retries=0)
+    assert inv.ok and inv.result["posted"] is True and inv.result["kind"] == kind
+    [payload] = slack.received
+    header, shown = (block["text"]["text"] for block in payload["attachments"][0]["blocks"][:2])
+    if "Subject" in sns:
+        assert header.endswith(json.dumps(sns["Subject"]))
+    else:
+        assert shown.startswith("```\n[[[[")  # the message as it came
+
+
+def test_a_huge_guardduty_severity_reaches_slack(make_sandbox: Any, slack: SlackReceiver) -> None:
+    event = sample("guardduty_eks_finding")
+    body = json.loads(event["Records"][0]["Sns"]["Message"])
+    body["detail"]["severity"] = int("9" * 400)
+    event["Records"][0]["Sns"]["Message"] = json.dumps(body)
+    _sandbox, dispatcher = notifier(make_sandbox, slack.url)
+    inv = dispatcher.invoke("notifier", event, "test", retries=0)
+    assert inv.ok and (inv.result["kind"], inv.result["severity"]) == ("guardduty-finding", "unknown")
+    assert "*Severity*\\n9999" in json.dumps(slack.received)
+
+
+def test_a_planted_link_is_not_posted(make_sandbox: Any, slack: SlackReceiver) -> None:
+    """An eksops-shaped message from anyone who may publish to the topic cannot put its own links in Slack."""
+    event = sample("eksops_unknown_kind")
+    body = json.loads(event["Records"][0]["Sns"]["Message"])
+    own = body["links"]["Cluster in the console"]
+    body["links"]["Reset your password"] = "https://evil.example/login"
+    event["Records"][0]["Sns"]["Message"] = json.dumps(body)
+    _sandbox, dispatcher = notifier(make_sandbox, slack.url)
+    assert dispatcher.invoke("notifier", event, "test").ok
+    posted = json.dumps(slack.received)
+    assert f"<{own}|Cluster in the console>" in posted
+    assert "evil.example" not in posted and "Reset your password (link not shown" in posted
+
+
+def test_log_lines_survive_a_lone_surrogate(
+    make_sandbox: Any, slack: SlackReceiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The line that says what was delivered is written even when the message's text cannot be UTF-8 encoded."""
+    event = sample("eksops_retention_changes")
+    body = json.loads(event["Records"][0]["Sns"]["Message"])
+    body.update(kind="retention.changes\ud800", title="lone \udfff surrogate", cluster="prod\ud800")
+    event["Records"][0]["Sns"].update(Message=json.dumps(body), MessageId="m-\ud800")
+    sandbox, dispatcher = notifier(make_sandbox, slack.url)
+    inv = dispatcher.invoke("notifier", event, "test")
+    assert inv.ok and inv.result["posted"] is True
+    dispatcher.close()
+    lines = [json.loads(line) for line in (sandbox.workdir / "functions.log").read_text().splitlines() if line]
+    [handled] = [line for line in lines if line.get("message") == "notification handled"]
+    assert handled["kind"] == "eksops:retention.changes\ufffd" and handled["message_id"] == "m-\\ud800"
+    assert "Logging error" not in capsys.readouterr().err
+    assert "lone \ufffd surrogate" in json.dumps(slack.received, ensure_ascii=False)

@@ -176,7 +176,7 @@ def test_payload_text_cannot_ping_a_channel_or_fake_a_link() -> None:
             "summary": evil,
             "details": {"who": evil, "nested": {"x": evil}},
             "cluster": evil,
-            "links": {"Runbook": "https://example.com/runbook?a=1&b=2"},
+            "links": {"Runbook": "https://docs.aws.amazon.com/eks/latest/userguide/?a=1&b=2"},
         }
     )
     texts.append(format_sns(body, None, REPORTS).payload())
@@ -202,7 +202,7 @@ def test_payload_text_cannot_ping_a_channel_or_fake_a_link() -> None:
             assert "<!channel>" not in text and "<https://evil" not in text, text
         assert any("&lt;!channel&gt; &amp; &lt;https://evil.example|click&gt;" in t for t in mrkdwn)
     # eksops' own links still work
-    assert "<https://example.com/runbook?a=1&b=2|Runbook>" in _mrkdwn_texts(texts[0])
+    assert "<https://docs.aws.amazon.com/eks/latest/userguide/?a=1&b=2|Runbook>" in _mrkdwn_texts(texts[0])
     assert any(t.startswith("<https://") for t in _mrkdwn_texts(texts[4]))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 SECTION_TEXT_LIMIT = 3000
@@ -17,6 +18,24 @@ TRUNCATED = "… (truncated)"
 def clip(text: str, limit: int, marker: str = TRUNCATED) -> str:
     """``text`` cut to ``limit`` characters, ending with the marker when it was cut."""
     return text if len(text) <= limit else text[: limit - len(marker)] + marker
+
+
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def well_formed(value: Any) -> Any:
+    """``value`` (text, or lists and dicts of it) with every lone surrogate replaced by U+FFFD.
+
+    JSON may carry ``"\\ud800"``, which Python decodes to a code point no UTF-8 text can hold: a payload with
+    one cannot be encoded for Slack or a log line.
+    """
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [well_formed(item) for item in value]
+    if isinstance(value, dict):
+        return {well_formed(key): well_formed(item) for key, item in value.items()}
+    return value
 
 
 def escape(text: str) -> str:

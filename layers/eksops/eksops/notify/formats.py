@@ -6,13 +6,16 @@ EKS, AWS Health events for EKS, and a readable fallback for anything else (a mes
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from eksops.events import is_cluster_name
 from eksops.notify.blocks import (
     FALLBACK_TEXT_LIMIT,
     clip,
@@ -25,7 +28,10 @@ from eksops.notify.blocks import (
     lines_section,
     link,
     section,
+    well_formed,
 )
+
+log = logging.getLogger(__name__)
 
 COLOURS = {"critical": "#D13212", "warning": "#FF9900", "info": "#2EA44F", "ok": "#2EA44F", "unknown": "#8D8D8D"}
 EMOJI = {
@@ -40,6 +46,12 @@ CONSOLE_DOMAINS = {
     "aws-cn": "console.amazonaws.cn",
     "aws-us-gov": "console.amazonaws-us-gov.com",
 }
+# Where an envelope's ``links`` may point: the console of the topic's partition (above) and the AWS
+# documentation. eksops' own docs live in its repository, which has no published address yet; when it has one,
+# add its host here. Any other link is shown as its label only.
+DOCS_HOSTS = frozenset({"docs.aws.amazon.com", "docs.amazonaws.cn"})
+KIND_LIMIT = 100  # a message kind goes into the result, the idempotency record and a log line
+MAX_LINKS = 10
 
 
 @dataclass
@@ -53,14 +65,21 @@ class SlackMessage:
     cluster: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Both come from the payload and go into the result, its log line and routing: bounded, well-formed, and
+        # a cluster only when it is a name EKS accepts (a route's glob never sees a list or 300 KB of text).
+        self.kind = well_formed(clip(self.kind, KIND_LIMIT, "…"))
+        self.cluster = self.cluster if is_cluster_name(self.cluster) else None
+
     def payload(self) -> dict[str, Any]:
         """The webhook body: fallback text plus the blocks in a colour-barred attachment."""
-        return {
+        body = {
             "text": clip(self.text, FALLBACK_TEXT_LIMIT),
             "attachments": [
                 {"color": COLOURS.get(self.severity, COLOURS["unknown"]), "blocks": limit_blocks(self.blocks)}
             ],
         }
+        return well_formed(body)  # type: ignore[no-any-return]
 
 
 def console_url(partition: str, region: str, path: str) -> str:
@@ -102,7 +121,51 @@ def event_partition(event: Mapping[str, Any], *arns: Any) -> str:
 
 
 def _q(value: str) -> str:
-    return urllib.parse.quote(value, safe="")
+    return urllib.parse.quote(value, safe="", errors="replace")  # a lone surrogate cannot be UTF-8 encoded
+
+
+def _shown(value: Any, limit: int = 200) -> str:
+    """Any JSON value as short text: a string as it is, null as "-", anything else as its JSON."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return clip(value, limit)
+    try:
+        return clip(json.dumps(value, ensure_ascii=False), limit)
+    except (TypeError, ValueError, RecursionError):
+        return type(value).__name__
+
+
+def own_link(url: str, partition: str) -> bool:
+    """Whether ``url`` is a link eksops itself builds: https to the partition's AWS console (global or one
+    region's) or to the AWS documentation, with no user information or port that could lead elsewhere."""
+    if not url or any(not ("!" <= ch <= "~") for ch in url):
+        return False
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return False
+    host = parts.hostname or ""
+    if parts.scheme != "https" or port is not None or parts.netloc.lower() != host:
+        return False  # netloc is more than the host: user information, a port, or an empty "@"
+    console = CONSOLE_DOMAINS.get(partition, CONSOLE_DOMAINS["aws"])
+    region, _, domain = host.partition(".")
+    return host in DOCS_HOSTS or host == console or (domain == console and _REGION.match(region) is not None)
+
+
+def _links(links: Mapping[str, Any], partition: str) -> str:
+    """An envelope's links: eksops' own as links, any other as its label, never with the address."""
+    shown = []
+    for name, url in list(links.items())[:MAX_LINKS]:
+        label = str(name) or "link"
+        if isinstance(url, str) and own_link(url, partition):
+            shown.append(link(url, label))
+        else:
+            shown.append(f"{escape(label)} (link not shown: not an AWS console or documentation address)")
+    if len(links) > MAX_LINKS:
+        shown.append(f"… and {len(links) - MAX_LINKS} more links")
+    return " · ".join(shown)
 
 
 # -- CloudWatch alarms ----------------------------------------------------------------------------------------
@@ -170,7 +233,7 @@ def _plain_emoji(severity: str) -> str:
 # -- eksops envelopes -----------------------------------------------------------------------------------------
 
 
-def _envelope(body: Mapping[str, Any], subject: str | None) -> SlackMessage:
+def _envelope(body: Mapping[str, Any], subject: str | None, partition: str = "aws") -> SlackMessage:
     severity = str(body.get("severity", "info"))
     if severity not in COLOURS:
         severity = "unknown"
@@ -200,7 +263,7 @@ def _envelope(body: Mapping[str, Any], subject: str | None) -> SlackMessage:
         blocks.append(context(f":scissors: {escape(str(details[TRUNCATED_KEY]))}"))
     links = body.get("links") or {}
     if isinstance(links, Mapping) and links:
-        blocks.append(context(" · ".join(link(str(url), str(name)) for name, url in links.items())))
+        blocks.append(context(_links(links, partition)))
     blocks.append(context(f"eksops · {escape(kind)}"))
     cluster = body.get("cluster")
     return SlackMessage(
@@ -363,10 +426,22 @@ def _ECR_ORDER(severity: str) -> int:
     return order.index(severity) if severity in order else len(order)
 
 
+def _score(value: Any) -> float | None:
+    """A GuardDuty severity score (0 to 10, a number or a numeric string); None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        score = float(value)
+    except (ValueError, OverflowError):  # text that is not a number; an integer of hundreds of digits
+        return None
+    return score if 0 <= score <= 10 else None  # NaN compares false: None too
+
+
 def _guardduty(event: Mapping[str, Any], subject: str | None) -> SlackMessage:
     detail = event.get("detail") or {}
-    score = float(detail.get("severity", 0))
-    severity = "critical" if score >= 7 else "warning" if score >= 4 else "info"  # GuardDuty: high / medium / low
+    score = _score(detail.get("severity"))
+    # GuardDuty: high / medium / low; a score that is not one is shown as it came
+    severity = "unknown" if score is None else "critical" if score >= 7 else "warning" if score >= 4 else "info"
     resource = detail.get("resource") or {}
     cluster = (resource.get("eksClusterDetails") or {}).get("name")
     k8s = resource.get("kubernetesDetails") or {}
@@ -376,7 +451,8 @@ def _guardduty(event: Mapping[str, Any], subject: str | None) -> SlackMessage:
     partition = event_partition(event, detail.get("arn"))
     finding = _q(str(detail.get("id", "")))
     url = console_url(partition, region, f"guardduty/home?region={region}#/findings?macros=current&fId={finding}")
-    pairs = [("Type", str(detail.get("type", "-"))), ("Severity", f"{score:g}"), ("Cluster", str(cluster or "-"))]
+    shown = _shown(detail.get("severity")) if score is None else f"{score:g}"
+    pairs = [("Type", str(detail.get("type", "-"))), ("Severity", shown), ("Cluster", str(cluster or "-"))]
     if user:
         pairs.append(("Kubernetes user", str(user)))
     if workload:
@@ -439,9 +515,10 @@ def _health(event: Mapping[str, Any], subject: str | None) -> SlackMessage:
 
 
 def fallback(message: str, subject: str | None, topic: str) -> SlackMessage:
+    """The message as it came (pretty-printed when it is JSON), under its subject."""
     try:
         pretty = json.dumps(json.loads(message), indent=1, ensure_ascii=False)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser or the printer goes
         pretty = message
     title = subject or f"Message on {topic}"
     blocks = [header(f"{_plain_emoji('unknown')} {title}"), code(pretty), context(f"eksops · from {escape(topic)}")]
@@ -456,22 +533,28 @@ EVENT_FORMATTERS: dict[tuple[str, str], Callable[[Mapping[str, Any], str | None]
 
 
 def format_sns(message: str, subject: str | None, topic_arn: str) -> SlackMessage:
-    """The Slack message for one SNS message, whatever it is."""
+    """The Slack message for one SNS message, whatever it is: its own layout when the kind is known and the
+    message fits it, otherwise the message as it came. Never raises for what the message holds."""
     topic = topic_arn.rsplit(":", 1)[-1]
     try:
         body = json.loads(message)
-    except ValueError:
-        return fallback(message, subject, topic)
-    if not isinstance(body, dict):
-        return fallback(message, subject, topic)
-    try:
-        if "AlarmName" in body and "NewStateValue" in body:
-            return _alarm(body, subject)
-        if body.get("source") == "eksops" and "kind" in body:
-            return _envelope(body, subject)
-        formatter = EVENT_FORMATTERS.get((str(body.get("source")), str(body.get("detail-type"))))
-        if formatter:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes ("[" * 100000)
+        body = None
+    formatter = _formatter_for(body, topic_arn) if isinstance(body, dict) else None
+    if formatter is not None:
+        try:
             return formatter(body, subject)
-    except (TypeError, ValueError, AttributeError):
-        pass  # a known kind with an unexpected shape still reaches people, as raw text
+        except Exception as exc:  # any shape a layout did not expect (or a bug in one): shown as text, never lost
+            log.warning("a message did not fit its layout (%s); posted as text", type(exc).__name__)
     return fallback(message, subject, topic)
+
+
+def _formatter_for(
+    body: Mapping[str, Any], topic_arn: str
+) -> Callable[[Mapping[str, Any], str | None], SlackMessage] | None:
+    if "AlarmName" in body and "NewStateValue" in body:
+        return _alarm
+    if body.get("source") == "eksops" and "kind" in body:
+        # eksops links to the console of its own partition: the topic's
+        return functools.partial(_envelope, partition=partition_of(topic_arn) or "aws")
+    return EVENT_FORMATTERS.get((str(body.get("source")), str(body.get("detail-type"))))
