@@ -13,11 +13,11 @@ from eksops.config import CommonConfig
 from eksops.events import parse_eventbridge
 from eksops.kube.auth import KubeConfig, api_client
 from eksops.notify import Publisher
-from eksops.observability import log_failures, log_json, record
+from eksops.observability import TRACED_MODULES, log_failures, log_json, record
 from eksops.sweeps import Deadline
 
 logger = Logger(json_serializer=log_json)
-tracer = Tracer()
+tracer = Tracer(patch_modules=TRACED_MODULES)
 metrics = Metrics()
 
 # Configuration is validated here, at start-up: a bad value fails the cold start naming the variable.
