@@ -1,4 +1,4 @@
-"""The `eksops` command: `eksops demo` and `eksops invoke FUNCTION --event FILE [--aws] [--dry-run]`."""
+"""The `eksops` command: `eksops demo`, `eksops invoke FUNCTION --event FILE [--aws] [--dry-run]`, `eksops simulate`."""
 
 from __future__ import annotations
 
@@ -18,8 +18,13 @@ def main(argv: list[str] | None = None) -> int:
     invoke.add_argument(
         "--param", action="append", default=[], metavar="NAME=VALUE", help="override a template parameter (repeatable)"
     )
+    from eksops_dev import simulate
+
+    simulate.add_arguments(sub.add_parser("simulate", help="compare node scaling policies on a demand trace"))
     args = parser.parse_args(argv)
 
+    if args.command == "simulate":
+        return simulate.run(args)
     if args.command == "demo":
         from eksops_dev import demo
 
