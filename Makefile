@@ -29,10 +29,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# sam build writes no .pyc and Lambda cannot save any (read-only /var/task and /opt): --compile adds bytecode for
+# the runtime's Python before the check. Deploy with `make deploy` (or `sam deploy` after `make build`), never
+# after a bare `sam build`, which would ship no bytecode.
 build: $(STAMP)
 	$(BIN)/sam validate --lint --region $(REGION)
 	$(BIN)/sam build --region $(REGION)
-	$(BIN)/python -m eksops_dev.buildcheck .aws-sam/build
+	$(BIN)/python -m eksops_dev.buildcheck --compile .aws-sam/build
 
 # First deploy asks its questions and writes samconfig.toml; later ones reuse it.
 deploy: build

@@ -1,13 +1,21 @@
 """Checks what `sam build` produced: the package lands under python/ in the layer, handlers are in place, and
 every library a function's code imports (at start-up or lazily, inside a function) was built into the
 function or the layer, so a deployed function does not fail with ImportError on its first real event.
+It also compiles the artifacts to the runtime's bytecode (`sam build` writes no .pyc, and Lambda's /var/task
+and /opt are read-only, so without it every cold start compiles boto3, Powertools and eksops again) and checks
+that every module has up-to-date bytecode for the runtime's Python.
 
-Run as `python -m eksops_dev.buildcheck .aws-sam/build` (part of `make build`).
+Run as `python -m eksops_dev.buildcheck --compile .aws-sam/build` right after `sam build` (part of
+`make build`); without --compile it only checks.
 """
 
 from __future__ import annotations
 
+import argparse
 import ast
+import compileall
+import importlib.util
+import py_compile
 import sys
 from importlib.machinery import PathFinder
 from pathlib import Path
@@ -18,6 +26,13 @@ UNZIPPED_LIMIT = 250 * 1000 * 1000  # a function and all its layers, unzipped
 # Development code (sandbox, demo, CLI, emulators) lives in eksops_dev and must never reach a Lambda artifact;
 # the old paths are listed too, so a file moved back into the runtime package is caught.
 DEV_PATHS = ("eksops_dev", "eksops/local", "eksops/cli.py", "eksops/logs/filter_pattern.py")
+# What a Lambda runtime's interpreter accepts as bytecode: the cache tag in a .pyc's name and the magic number
+# at the start of its header (importlib.util.MAGIC_NUMBER; it changes with every minor version of Python).
+# A runtime missing here fails the check until its line is added.
+BYTECODE = {"python3.11": ("cpython-311", 3495)}
+# Where Lambda unpacks each kind of artifact (a layer's python/ becomes /opt/python on sys.path).
+FUNCTION_ROOT, LAYER_ROOT = "/var/task", "/opt"
+_HASH_BASED = 0b01  # .pyc header flags (PEP 552)
 
 
 def problems(build_dir: Path) -> list[str]:
@@ -31,7 +46,84 @@ def problems(build_dir: Path) -> list[str]:
         found += [f"{layer.name}: {message}" for message in dev_code(layer / "python")]
     for fn in template.functions.values():
         found += [f"{fn.logical_id}: {message}" for message in _function_problems(fn.code_dir, fn.handler, layers)]
+    for artifact, runtime, _ in artifacts(build_dir):
+        found += [f"{artifact.name}: {message}" for message in bytecode_problems(artifact, runtime)]
     return found
+
+
+def artifacts(build_dir: Path) -> list[tuple[Path, str, str]]:
+    """Each built layer and function: its directory, its runtime, and where Lambda unpacks it."""
+    template = Template(build_dir / "template.yaml")
+    found = []
+    for logical_id, layer in template.of_type("AWS::Serverless::LayerVersion").items():
+        runtimes = layer.get("Properties", {}).get("CompatibleRuntimes") or ["(none declared)"]
+        # bytecode is compiled for one Python: a layer offered to several runtimes would recompile on the others
+        found.append((build_dir / logical_id, ",".join(runtimes), LAYER_ROOT))
+    found += [(fn.code_dir, str(fn.properties.get("Runtime")), FUNCTION_ROOT) for fn in template.functions.values()]
+    return found
+
+
+def compile_artifacts(build_dir: Path) -> list[str]:
+    """Compile every .py of the built layers and functions to bytecode for their runtime, in __pycache__.
+
+    Hash-based, unchecked bytecode: `sam deploy` zips files with the date 1980-01-01, so a timestamp-based .pyc
+    never matches its source in Lambda and is recompiled, in memory, at every cold start (the directories are
+    read-only, nothing is saved). A checked-hash .pyc would work but makes every cold start read and hash each
+    source file it imports. The artifact is immutable once built (nothing edits /var/task or /opt), and
+    :func:`bytecode_problems` compares every .pyc's hash with its source at build time, so unchecked is safe.
+    """
+    found = []
+    for artifact, runtime, root in artifacts(build_dir):
+        tag = BYTECODE.get(runtime, ("?", 0))[0]
+        if tag != sys.implementation.cache_tag:
+            found.append(
+                f"{artifact.name}: runs on {runtime} but this is Python {sys.version.split()[0]} "
+                f"({sys.implementation.cache_tag}); compile with the runtime's Python (the project's .venv)"
+            )
+            continue
+        ok = compileall.compile_dir(
+            artifact,
+            ddir=root,  # paths as Lambda unpacks them, so the bytes do not depend on where the build ran
+            force=True,
+            quiet=1,
+            workers=0,
+            invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+        )
+        if not ok:
+            found.append(f"{artifact.name}: some modules do not compile (listed above)")
+    return found
+
+
+def bytecode_problems(directory: Path, runtime: str, *, examples: int = 5) -> list[str]:
+    """Modules under ``directory`` without hash-based bytecode for ``runtime`` whose hash matches the source
+    (missing, compiled by another Python, timestamp-based, or stale). A few examples are named per kind."""
+    if runtime not in BYTECODE:
+        return [f"no bytecode known for runtime {runtime}; add its cache tag and magic number to BYTECODE"]
+    tag, magic = BYTECODE[runtime]
+    kinds: dict[str, list[str]] = {}
+    for source in sorted(directory.rglob("*.py")):
+        pyc = source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc"
+        kind = _pyc_problem(source, pyc, magic) if pyc.is_file() else f"no {tag} bytecode"
+        if kind:
+            kinds.setdefault(kind, []).append(str(source.relative_to(directory)))
+    return [f"{len(paths)} module(s) with {kind}, e.g. {', '.join(paths[:examples])}" for kind, paths in kinds.items()]
+
+
+def _pyc_problem(source: Path, pyc: Path, magic: int) -> str | None:
+    with pyc.open("rb") as file:
+        header = file.read(16)
+    if len(header) < 16 or header[2:4] != b"\r\n":
+        return "a truncated or unreadable .pyc"
+    found = int.from_bytes(header[:2], "little")
+    if found != magic:
+        return f"bytecode of another Python (magic {found}, the runtime's is {magic})"
+    if not int.from_bytes(header[4:8], "little") & _HASH_BASED:
+        return "timestamp-based bytecode (the deploy zip resets file times, so Lambda would recompile)"
+    if importlib.util.MAGIC_NUMBER[:2] != magic.to_bytes(2, "little"):
+        return "bytecode whose source hash this Python cannot verify (run the check with the runtime's Python)"
+    if header[8:16] != importlib.util.source_hash(source.read_bytes()):
+        return "stale bytecode (the source changed after it was compiled)"
+    return None
 
 
 def _function_problems(code_dir: Path, handler: str, layers: list[Path]) -> list[str]:
@@ -139,13 +231,20 @@ def _module_files(name: str, path: list[Path]) -> list[Path]:
     return files
 
 
-def main() -> int:
-    build_dir = Path(sys.argv[1] if len(sys.argv) > 1 else ".aws-sam/build")
-    issues = problems(build_dir)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m eksops_dev.buildcheck", description="Check (and compile) what sam build produced"
+    )
+    parser.add_argument("build_dir", nargs="?", type=Path, default=Path(".aws-sam/build"))
+    parser.add_argument("--compile", action="store_true", help="compile the artifacts to bytecode first")
+    args = parser.parse_args(argv)
+    build_dir: Path = args.build_dir
+    issues = compile_artifacts(build_dir) if args.compile else []
+    issues = issues or problems(build_dir)
     for issue in issues:
         sys.stderr.write(f"build check: {issue}\n")
     if not issues:
-        sys.stdout.write(f"build check: layer and handlers in place in {build_dir}\n")
+        sys.stdout.write(f"build check: layer and handlers in place, compiled for their runtime, in {build_dir}\n")
     return 1 if issues else 0
 
 

@@ -58,3 +58,17 @@ def test_function_requirements_pin_what_the_tests_run_against() -> None:
                 found += 1
                 assert dev.get(re.split(r"[=<>\[]", line)[0]) == line, f"{requirements}: {line}"
     assert found  # cluster_bootstrap ships the kubernetes client
+
+
+def test_make_build_compiles_what_sam_build_left_and_deploy_ships_it() -> None:
+    """`sam build` writes no .pyc: `make build` compiles right after it (the check then fails on a module without
+    bytecode), and `make deploy` builds first, so `sam deploy` packages the compiled .aws-sam/build."""
+    makefile = (ROOT / "Makefile").read_text()
+    recipes = {
+        match.group(1): [line.strip() for line in match.group(2).splitlines()]
+        for match in re.finditer(r"^([a-z]+):[^\n]*\n((?:\t[^\n]*\n)*)", makefile, flags=re.MULTILINE)
+    }
+    build = recipes["build"]
+    sam_build = next(i for i, line in enumerate(build) if "sam build" in line)
+    assert any("eksops_dev.buildcheck --compile" in line for line in build[sam_build + 1 :]), build
+    assert re.search(r"^deploy:.*\bbuild\b", makefile, flags=re.MULTILINE)
