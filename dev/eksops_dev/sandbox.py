@@ -26,7 +26,7 @@ from eksops_dev.template import ACCOUNT, PARTITION, REGION, FunctionSpec, Resolv
 STACK = "eksops-local"
 # AWS managed policies eksops attaches. moto can load all ~1,300 of them, but then answers every request about
 # three times slower; these are added to its IAM backend instead.
-AWS_MANAGED_POLICIES = ("CloudWatchAgentServerPolicy",)
+AWS_MANAGED_POLICIES = ("CloudWatchAgentServerPolicy", "AWSXRayDaemonWriteAccess")
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 _CLEARED = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_DEFAULT_PROFILE")
 
@@ -215,13 +215,16 @@ class Sandbox:
         for logical_id, resource in t.resources.items():
             if not self.resolver.condition_holds(resource):
                 self.notes.append(f"skipped {logical_id}: condition {resource['Condition']} is false")
+        # Dependency order: what a later kind refers to comes first (roles name log groups, the topics the key).
         order = (
+            "AWS::KMS::Key",
             "AWS::SNS::Topic",
             "AWS::SQS::Queue",
             "AWS::DynamoDB::Table",
-            "AWS::IAM::ManagedPolicy",
-            "AWS::Serverless::LayerVersion",
             "AWS::Logs::LogGroup",
+            "AWS::IAM::ManagedPolicy",
+            "AWS::IAM::Role",
+            "AWS::Serverless::LayerVersion",
             "AWS::Serverless::Function",
             "AWS::SNS::Subscription",
             "AWS::SQS::QueuePolicy",
@@ -241,10 +244,23 @@ class Sandbox:
     def _props(self, resource: Mapping[str, Any]) -> dict[str, Any]:
         return dict(self.resolver.resolve(resource.get("Properties", {})))
 
+    def _create_key(self, logical_id: str, resource: Mapping[str, Any]) -> None:
+        props = self._props(resource)
+        kms = self.client("kms")
+        key = kms.create_key(Description=props.get("Description", ""), Policy=json.dumps(props["KeyPolicy"]))
+        key_id = key["KeyMetadata"]["KeyId"]
+        if props.get("EnableKeyRotation"):
+            kms.enable_key_rotation(KeyId=key_id)
+        self.refs[logical_id] = key_id
+        self.attrs[(logical_id, "Arn")] = key["KeyMetadata"]["Arn"]
+        self.attrs[(logical_id, "KeyId")] = key_id
+        self.created.append(f"key {key_id} (moto does not encrypt with it nor evaluate its policy)")
+
     def _create_topic(self, logical_id: str, resource: Mapping[str, Any]) -> None:
         props = self._props(resource)
         name = props.get("TopicName") or f"{STACK}-{logical_id}"
-        arn = self.client("sns").create_topic(Name=name)["TopicArn"]
+        attributes = {"KmsMasterKeyId": props["KmsMasterKeyId"]} if props.get("KmsMasterKeyId") else {}
+        arn = self.client("sns").create_topic(Name=name, Attributes=attributes)["TopicArn"]
         self.refs[logical_id] = arn
         self.attrs[(logical_id, "TopicName")] = name
         self.attrs[(logical_id, "TopicArn")] = arn
@@ -289,6 +305,22 @@ class Sandbox:
         self.refs[logical_id] = arn["Policy"]["Arn"]
         self.created.append(f"policy {name}")
 
+    def _create_role(self, logical_id: str, resource: Mapping[str, Any]) -> None:
+        """The role with its policies, in moto's IAM (which checks the documents' grammar, not what they allow)."""
+        props = self._props(resource)
+        name = props.get("RoleName") or f"{STACK}-{logical_id}"[:64]
+        iam = self.client("iam")
+        role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"]))
+        for arn in props.get("ManagedPolicyArns", []):
+            iam.attach_role_policy(RoleName=name, PolicyArn=arn)
+        for policy in props.get("Policies", []):
+            iam.put_role_policy(
+                RoleName=name, PolicyName=policy["PolicyName"], PolicyDocument=json.dumps(policy["PolicyDocument"])
+            )
+        self.refs[logical_id] = name
+        self.attrs[(logical_id, "Arn")] = role["Role"]["Arn"]
+        self.created.append(f"role {name}")
+
     def _create_layerversion(self, logical_id: str, resource: Mapping[str, Any]) -> None:
         # Handlers import the package from the development install; nothing to upload.
         self.refs[logical_id] = f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:layer:{STACK}-{logical_id}:1"
@@ -297,7 +329,7 @@ class Sandbox:
         props = self._props(resource)
         name = props["LogGroupName"]
         logs = self.client("logs")
-        logs.create_log_group(logGroupName=name)
+        logs.create_log_group(logGroupName=name, **({"kmsKeyId": props["KmsKeyId"]} if props.get("KmsKeyId") else {}))
         if props.get("RetentionInDays"):
             logs.put_retention_policy(logGroupName=name, retentionInDays=int(props["RetentionInDays"]))
         self.refs[logical_id] = name
@@ -311,6 +343,12 @@ class Sandbox:
         self.attrs[(logical_id, "Arn")] = f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{name}"
         events, sns = self.client("events"), self.client("sns")
         for source in fn.events:
+            rule = f"{STACK}-{fn.name}-{source.logical_id}"[:64]
+            # SAM names the rule it makes from an EventBridgeRule or Schedule event <function><event>; queue and
+            # topic policies refer to it by that name. (The sandbox fires schedules itself: no rule in moto.)
+            self.attrs[(logical_id + source.logical_id, "Arn")] = (
+                f"arn:{PARTITION}:events:{REGION}:{ACCOUNT}:rule/{rule}"
+            )
             if source.kind == "schedule":
                 self.schedules.setdefault(fn.name, []).append(
                     (source.logical_id, str(self.resolver.resolve(source.schedule)))
@@ -319,7 +357,6 @@ class Sandbox:
             url, arn = self._queue(None, f"{STACK}-{fn.name}-{source.logical_id}"[:80])
             self.inboxes[url] = (fn.name, source.logical_id)
             if source.kind == "eventbridge":
-                rule = f"{STACK}-{fn.name}-{source.logical_id}"[:64]
                 events.put_rule(Name=rule, EventPattern=json.dumps(self.resolver.resolve(source.pattern)))
                 events.put_targets(Rule=rule, Targets=[{"Id": "inbox", "Arn": arn}])
                 self.created.append(f"rule {rule} -> {fn.name}")
@@ -355,6 +392,7 @@ class Sandbox:
             targets.append({"Id": target["Id"], "Arn": arn})
         events.put_targets(Rule=name, Targets=targets)
         self.refs[logical_id] = name
+        self.attrs[(logical_id, "Arn")] = f"arn:{PARTITION}:events:{REGION}:{ACCOUNT}:rule/{name}"
         self.created.append(f"rule {name}")
 
     def pump_bridges(self) -> int:

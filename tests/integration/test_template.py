@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import fnmatch
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ import pytest
 
 from eksops import config
 from eksops.logs.retention_config import VALID_DAYS
-from eksops_dev.template import FunctionSpec, Template
+from eksops_dev.template import FunctionSpec, Resolver, Template
 
 ROOT = Path(__file__).resolve().parents[2]
 READ_ONLY = re.compile(r"^[a-z0-9-]+:(Describe|List|Get|BatchGet)[A-Za-z]*$")
@@ -86,16 +88,324 @@ def test_every_function_has_an_error_alarm(template: Template) -> None:
 
 # Mutating actions for which IAM has no resource type: any narrower Resource would deny them.
 NO_RESOURCE_SCOPE = {"logs:PutQueryDefinition", "logs:DeleteQueryDefinition"}
+# What a function's role may do with logs for its own logging; anything else on logs is the function's job.
+LOGGING_ACTIONS = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+STACK = "eksops-test"
+XRAY_POLICY = "arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess"
+
+
+def resolver(template: Template, **parameters: str) -> Resolver:
+    """Resolves intrinsics with the parameters' defaults (or ``parameters``); resources stay symbolic."""
+    return Resolver(
+        template,
+        {**template.parameter_defaults(), **parameters},
+        ref=lambda name: {"Ref": name},
+        getatt=lambda name, attribute: {"Fn::GetAtt": [name, attribute]},
+        stack_name=STACK,
+    )
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def role_id(fn: FunctionSpec) -> str:
+    role = fn.properties.get("Role")
+    assert isinstance(role, dict) and "Fn::GetAtt" in role, f"{fn.name}: no Role of its own (SAM would make one)"
+    return str(role["Fn::GetAtt"][0])
+
+
+def role_statements(template: Template, fn: FunctionSpec, **parameters: str) -> list[dict[str, Any]]:
+    """Every statement the function's role holds: inline policies and the template's managed policies it attaches."""
+    props = resolver(template, **parameters).resolve(template.resources[role_id(fn)]["Properties"])
+    found = [st for policy in props.get("Policies", []) for st in policy["PolicyDocument"]["Statement"]]
+    for arn in props.get("ManagedPolicyArns", []):
+        if isinstance(arn, dict):  # a Ref to a managed policy of this template
+            policy = resolver(template, **parameters).resolve(template.resources[arn["Ref"]]["Properties"])
+            found += policy["PolicyDocument"]["Statement"]
+    return found
+
+
+def all_modes(template: Template, fn: FunctionSpec) -> list[dict[str, Any]]:
+    """The role's statements under every value of the parameters its policies depend on."""
+    return role_statements(template, fn) + role_statements(template, fn, BootstrapObservability="addon")
+
+
+def test_every_function_has_its_own_role_without_sams_basic_execution_role(template: Template) -> None:
+    roles = template.of_type("AWS::IAM::Role")
+    used = set()
+    for fn in functions(template):
+        role = role_id(fn)
+        assert role in roles and role not in used, f"{fn.name}: role {role} missing or shared"
+        used.add(role)
+        assert "Policies" not in fn.properties, f"{fn.name}: SAM ignores Policies once the function names a Role"
+        props = resolver(template).resolve(roles[role]["Properties"])
+        trust = props["AssumeRolePolicyDocument"]["Statement"]
+        assert trust == [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ]
+        aws_managed = [arn for arn in props.get("ManagedPolicyArns", []) if isinstance(arn, str)]
+        # Tracing: Active needs the X-Ray daemon's write access; nothing else of AWS's, above all not
+        # AWSLambdaBasicExecutionRole (CreateLogGroup, CreateLogStream and PutLogEvents on every log group).
+        assert aws_managed == [XRAY_POLICY], f"{fn.name}: {aws_managed}"
+
+
+def test_functions_log_only_to_their_own_log_group(template: Template) -> None:
+    for fn in functions(template):
+        own = {"Fn::GetAtt": [fn.properties["LoggingConfig"]["LogGroup"]["Ref"], "Arn"]}
+        writes = set()
+        for statement in all_modes(template, fn):
+            logging = LOGGING_ACTIONS & set(as_list(statement["Action"]))
+            if logging:
+                assert as_list(statement["Resource"]) == [own], f"{fn.name}: {sorted(logging)} beyond its log group"
+                writes |= logging
+        assert writes == {"logs:CreateLogStream", "logs:PutLogEvents"}, f"{fn.name} cannot write its logs: {writes}"
 
 
 def test_mutating_actions_are_scoped(template: Template) -> None:
+    checked = 0
     for fn in functions(template):
-        for policy in fn.properties.get("Policies", []):
-            for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
-                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-                if statement["Resource"] == "*":
-                    mutating = [a for a in actions if not READ_ONLY.match(a) and a not in NO_RESOURCE_SCOPE]
-                    assert not mutating, f"{fn.name}: {mutating} on Resource '*'"
+        for statement in all_modes(template, fn):
+            assert statement["Effect"] == "Allow" and "NotAction" not in statement and "NotResource" not in statement
+            actions = as_list(statement["Action"])
+            assert all(a != "*" and not a.endswith(":*") for a in actions), f"{fn.name}: wildcard action {actions}"
+            checked += 1
+            if "*" in as_list(statement["Resource"]):
+                mutating = [a for a in actions if not READ_ONLY.match(a) and a not in NO_RESOURCE_SCOPE]
+                assert not mutating, f"{fn.name}: {mutating} on Resource '*'"
+    assert checked > 4 * len(template.functions)
+
+
+def test_every_function_can_send_to_its_on_failure_destination(template: Template) -> None:
+    for fn in functions(template):
+        destination = fn.properties["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Destination"]
+        assert any(
+            "sqs:SendMessage" in as_list(st["Action"]) and destination in as_list(st["Resource"])
+            for st in role_statements(template, fn)
+        ), f"{fn.name}: its role cannot send to {destination} (SAM adds this only to roles it makes)"
+
+
+def test_create_addon_only_in_addon_mode(template: Template) -> None:
+    fn = template.functions["cluster_bootstrap"]
+
+    def creates_addons(mode: str) -> bool:
+        return any("eks:CreateAddon" in as_list(st["Action"]) for st in role_statements(template, fn, **mode_of(mode)))
+
+    def mode_of(mode: str) -> dict[str, str]:
+        return {"BootstrapObservability": mode}
+
+    assert template.parameters["BootstrapObservability"]["Default"] == "manifests"
+    assert not creates_addons("manifests")
+    assert creates_addons("addon")
+
+
+def test_idempotency_policy_is_what_the_powertools_store_calls(template: Template) -> None:
+    from aws_lambda_powertools.utilities.idempotency.persistence import dynamodb
+
+    tree = ast.parse(Path(dynamodb.__file__).read_text())
+    calls = {
+        node.func.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Attribute)
+        and node.func.value.attr == "client"
+    }
+    assert calls, "found no client calls in Powertools' DynamoDB persistence layer"
+    needed = {"dynamodb:" + "".join(part.title() for part in call.split("_")) for call in calls}
+    table = {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
+    for fn in functions(template):
+        granted = [
+            st for st in role_statements(template, fn) if any(a.startswith("dynamodb:") for a in as_list(st["Action"]))
+        ]
+        if "IDEMPOTENCY_TABLE" in fn.environment and fn.name == "notifier":
+            assert [set(as_list(st["Action"])) for st in granted] == [needed]
+            assert [as_list(st["Resource"]) for st in granted] == [[table]]
+        else:
+            assert not granted, f"{fn.name} does not use the idempotency table"
+
+
+def test_describe_alarms_is_scoped_to_the_alarms_error_alarms_keeps(template: Template) -> None:
+    from eksops.logs.error_alarms import alarm_name
+
+    arn = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:{}".format
+    scoped = 0
+    for fn in functions(template):
+        for statement in all_modes(template, fn):
+            if "cloudwatch:DescribeAlarms" in as_list(statement["Action"]):
+                assert fn.name == "error_alarms"
+                (resource,) = as_list(statement["Resource"])
+                assert fnmatch.fnmatchcase(arn(alarm_name("prod-eu")), resource)
+                assert not fnmatch.fnmatchcase(arn("someone-elses-alarm"), resource), resource
+                scoped += 1
+    assert scoped  # error_alarms lists its alarms
+
+
+def test_error_alarms_may_create_alarms_whose_only_action_is_the_alerts_topic(template: Template) -> None:
+    # An alarm action can also stop, terminate or reboot instances: PutMetricAlarm is tied to the alerts topic.
+    for fn in functions(template):
+        for statement in all_modes(template, fn):
+            if "cloudwatch:PutMetricAlarm" in as_list(statement["Action"]):
+                assert fn.name == "error_alarms"
+                assert statement["Condition"] == {
+                    "ForAllValues:StringEquals": {"cloudwatch:AlarmActions": [{"Ref": "AlertsTopic"}]}
+                }
+                assert fn.environment["ALERTS_TOPIC_ARN"] == {"Ref": "AlertsTopic"}  # what its alarms notify
+
+
+# -- encryption and resource policies ---------------------------------------------------------------------------
+
+
+def key_statements(template: Template) -> dict[str, dict[str, Any]]:
+    (key,) = template.of_type("AWS::KMS::Key").values()
+    props = resolver(template).resolve(key["Properties"])
+    assert props["EnableKeyRotation"] is True
+    return {st["Sid"]: st for st in props["KeyPolicy"]["Statement"]}
+
+
+def alarm_source_patterns(condition: dict[str, Any]) -> list[str]:
+    assert condition["StringEquals"] == {"aws:SourceAccount": "123456789012"}
+    return as_list(condition["ArnLike"]["aws:SourceArn"])
+
+
+def test_key_policy_lets_only_the_account_eventbridge_cloudwatch_and_logs_use_the_key(template: Template) -> None:
+    statements = key_statements(template)
+    principals = {json.dumps(st["Principal"], sort_keys=True): st for st in statements.values()}
+    assert set(principals) == {
+        json.dumps(p, sort_keys=True)
+        for p in (
+            {"AWS": "arn:aws:iam::123456789012:root"},
+            {"Service": "events.amazonaws.com"},
+            {"Service": "cloudwatch.amazonaws.com"},
+            {"Service": "logs.us-east-1.amazonaws.com"},
+        )
+    }
+    for service in ("events", "cloudwatch"):
+        statement = principals[json.dumps({"Service": f"{service}.amazonaws.com"})]
+        assert sorted(as_list(statement["Action"])) == ["kms:Decrypt", "kms:GenerateDataKey*"]
+    cloudwatch = principals[json.dumps({"Service": "cloudwatch.amazonaws.com"})]
+    assert alarm_source_patterns(cloudwatch["Condition"])
+    logs = principals[json.dumps({"Service": "logs.us-east-1.amazonaws.com"})]
+    pattern = logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
+    for group in template.of_type("AWS::Logs::LogGroup").values():
+        props = resolver(template).resolve(group["Properties"])
+        assert props["KmsKeyId"] == {"Fn::GetAtt": ["EksopsKey", "Arn"]}
+        assert fnmatch.fnmatchcase(f"arn:aws:logs:us-east-1:123456789012:log-group:{props['LogGroupName']}", pattern)
+
+
+def test_topics_are_encrypted_and_every_publisher_may_use_the_key(template: Template) -> None:
+    topics = template.of_type("AWS::SNS::Topic")
+    for topic in topics.values():
+        assert topic["Properties"]["KmsMasterKeyId"] == {"Ref": "EksopsKey"}
+    key = {"Fn::GetAtt": ["EksopsKey", "Arn"]}
+    publishers = 0
+    for fn in functions(template):
+        statements = role_statements(template, fn)
+        if any("sns:Publish" in as_list(st["Action"]) for st in statements):
+            publishers += 1
+            kms = [st for st in statements if key in as_list(st["Resource"])]
+            assert [sorted(as_list(st["Action"])) for st in kms] == [["kms:Decrypt", "kms:GenerateDataKey"]], fn.name
+            assert kms[0]["Condition"] == {"StringEquals": {"kms:ViaService": "sns.us-east-1.amazonaws.com"}}
+    assert publishers == len(template.functions) - 1  # all but the notifier, which only reads the topics
+    by_sid = key_statements(template)
+    # AWS services that publish: EventBridge rules with a topic target, alarms with a topic action.
+    rules = [r for r in template.of_type("AWS::Events::Rule").values() if topic_targets(r, topics)]
+    assert rules and "EventBridgeRulesPublishToTheTopics" in by_sid
+    assert template.of_type("AWS::CloudWatch::Alarm") and "CloudWatchAlarmsPublishToTheTopics" in by_sid
+
+
+def topic_targets(rule: dict[str, Any], topics: dict[str, Any]) -> set[str]:
+    return {t["Arn"]["Ref"] for t in rule["Properties"]["Targets"] if t["Arn"].get("Ref") in topics}
+
+
+def test_topic_policy_admits_only_eksops_rules_and_alarms(template: Template) -> None:
+    from eksops.logs.error_alarms import alarm_name
+
+    topics = template.of_type("AWS::SNS::Topic")
+    for policy in template.of_type("AWS::SNS::TopicPolicy").values():
+        (topic,) = [t["Ref"] for t in policy["Properties"]["Topics"]]
+        statements = resolver(template).resolve(policy["Properties"]["PolicyDocument"])["Statement"]
+        by_service = {st["Principal"]["Service"]: st for st in statements}
+        assert set(by_service) == {"events.amazonaws.com", "cloudwatch.amazonaws.com"}
+        events = by_service["events.amazonaws.com"]["Condition"]
+        assert events["StringEquals"] == {"aws:SourceAccount": "123456789012"}
+        named = {arn["Fn::GetAtt"][0] for arn in events["ArnEquals"]["aws:SourceArn"]}
+        targeting = {k for k, r in template.of_type("AWS::Events::Rule").items() if topic in topic_targets(r, topics)}
+        assert named == targeting, "the EventBridge statement must name exactly the rules that target the topic"
+
+        patterns = alarm_source_patterns(by_service["cloudwatch.amazonaws.com"]["Condition"])
+        key_patterns = alarm_source_patterns(
+            key_statements(template)["CloudWatchAlarmsPublishToTheTopics"]["Condition"]
+        )
+        assert patterns == key_patterns
+        alarm_arn = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:{}".format
+        names = [alarm_name("prod-eu")]
+        for alarm in template.of_type("AWS::CloudWatch::Alarm").values():
+            props = resolver(template).resolve(alarm["Properties"])
+            if {"Ref": topic} in props["AlarmActions"]:
+                names.append(props["AlarmName"])
+        for name in names:
+            assert any(fnmatch.fnmatchcase(alarm_arn(name), p) for p in patterns), f"alarm {name} cannot publish"
+        assert not any(fnmatch.fnmatchcase(alarm_arn("someone-elses-alarm"), p) for p in patterns)
+
+
+def rules_dead_lettering_to(template: Template, queue: str) -> set[str]:
+    """Logical ids of the rules whose targets dead-letter to ``queue``, SAM's (<function><event>) included."""
+    found = set()
+    for logical_id, rule in template.of_type("AWS::Events::Rule").items():
+        for target in rule["Properties"]["Targets"]:
+            if target.get("DeadLetterConfig", {}).get("Arn") == {"Fn::GetAtt": [queue, "Arn"]}:
+                found.add(logical_id)
+    for fn in functions(template):
+        for name, source in fn.properties.get("Events", {}).items():
+            config = source.get("Properties", {}).get("DeadLetterConfig", {})
+            if source["Type"] in {"EventBridgeRule", "Schedule"} and config.get("Arn") == {
+                "Fn::GetAtt": [queue, "Arn"]
+            }:
+                found.add(fn.logical_id + name)
+    return found
+
+
+def test_dead_letter_queue_policy_admits_only_eksops_rules(template: Template) -> None:
+    for policy in template.of_type("AWS::SQS::QueuePolicy").values():
+        (queue,) = [q["Ref"] for q in policy["Properties"]["Queues"]]
+        (statement,) = resolver(template).resolve(policy["Properties"]["PolicyDocument"])["Statement"]
+        assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+        assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": "123456789012"}
+        named = [arn["Fn::GetAtt"][0] for arn in statement["Condition"]["ArnEquals"]["aws:SourceArn"]]
+        assert len(named) == len(set(named))
+        assert set(named) == rules_dead_lettering_to(template, queue)
+
+
+def test_access_entry_grants_cluster_admin_or_only_the_least_privilege_group(template: Template) -> None:
+    from eksops.kube.errors import LEAST_PRIVILEGE_GROUP
+
+    entry = template.resources["ClusterBootstrapAccessEntry"]
+    admin = resolver(template).resolve(entry["Properties"])
+    assert "KubernetesGroups" not in admin
+    assert admin["AccessPolicies"] == [
+        {
+            "PolicyArn": "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
+            "AccessScope": {"Type": "cluster"},
+        }
+    ]
+    least = resolver(template, BootstrapKubernetesAccess="least-privilege").resolve(entry["Properties"])
+    assert "AccessPolicies" not in least
+    assert least["KubernetesGroups"] == [LEAST_PRIVILEGE_GROUP]
+    assert least["PrincipalArn"] == {"Fn::GetAtt": ["ClusterBootstrapFunctionRole", "Arn"]}
+
+
+def test_every_scanner_suppression_gives_its_reason(template: Template) -> None:
+    suppressions = 0
+    for logical_id, resource in template.resources.items():
+        metadata = resource.get("Metadata", {})
+        for skip in metadata.get("checkov", {}).get("skip", []):
+            assert re.fullmatch(r"CKV2?_AWS_\d+", skip["id"]), f"{logical_id}: {skip}"
+            assert len(skip.get("comment", "")) >= 40, f"{logical_id}: {skip['id']} needs its reason"
+            suppressions += 1
+        ignored = metadata.get("cfn-lint", {}).get("config", {}).get("ignore_checks", [])
+        assert not ignored, f"{logical_id}: cfn-lint ignores {ignored}; give the reason next to it and allow it here"
+    assert suppressions
 
 
 def test_retention_parameters_allow_exactly_what_cloudwatch_accepts(template: Template) -> None:
