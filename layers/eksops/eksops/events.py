@@ -1,15 +1,17 @@
 """Typed views of the events eksops functions receive, parsed once at the edge.
 
 A parse failure is :class:`InvalidEvent` naming the field that was wrong; domain code never reads raw dicts.
+The envelope is read by hand rather than through Powertools' ``EventBridgeEvent``: importing any class of
+``aws_lambda_powertools.utilities.data_classes`` (even its own module) runs that package's ``__init__``, which
+imports every event class it has (33 modules) on each cold start, for three keys read here.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 
 from eksops.errors import InvalidEvent, UnsupportedEvent
 
@@ -54,12 +56,60 @@ class Continuation:
 
 AnyEvent = CloudTrailCall | ScheduledRun | Continuation
 
+# EKS cluster names: 1-100 characters, alphanumerics, hyphens and underscores, starting alphanumeric. The one
+# definition: error_alarms builds its log group patterns from it; names read from events are checked against it.
+CLUSTER_NAME_PATTERN = r"[0-9A-Za-z][0-9A-Za-z_-]{0,99}"
+_CLUSTER_NAME = re.compile(CLUSTER_NAME_PATTERN)
+# Values quoted back in a reason are cut to this: an event may carry a string of any length.
+_QUOTED = 80
+
+
+def is_cluster_name(value: Any) -> bool:
+    """Whether ``value`` is a string EKS accepts as a cluster name."""
+    return isinstance(value, str) and _CLUSTER_NAME.fullmatch(value) is not None
+
+
+def cluster_name(value: Any, field: str) -> str:
+    """``value`` if it is an EKS cluster name, else InvalidEvent naming ``field`` (before any API is called)."""
+    if not isinstance(value, str) or not is_cluster_name(value):
+        raise InvalidEvent(
+            "must be an EKS cluster name (1-100 letters, digits, - and _, starting with a letter or digit)",
+            field=field,
+        )
+    return value
+
 
 def _require_str(data: Mapping[str, Any], key: str, field: str) -> str:
     value = data.get(key)
     if not isinstance(value, str) or not value:
-        raise InvalidEvent("missing or empty", field=field)
+        raise InvalidEvent("missing, empty or not a string", field=field)
     return value
+
+
+def _optional_str(data: Mapping[str, Any], key: str, field: str) -> str:
+    """A string key that may be absent (read as ""); any other type is malformed."""
+    value = data.get(key, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidEvent(f"must be a string, got {type(value).__name__}", field=field)
+    return value
+
+
+def _rule_name(resources: Any) -> str:
+    """The schedule's rule name, from the first ARN of ``resources`` ("schedule" when there is none)."""
+    if resources is None or resources == []:
+        return "schedule"
+    if not isinstance(resources, list):
+        raise InvalidEvent(f"must be a list of ARNs, got {type(resources).__name__}", field="resources")
+    first = resources[0]
+    if not isinstance(first, str) or not first:
+        raise InvalidEvent("must be a rule ARN", field="resources[0]")
+    return first.rsplit("/", 1)[-1]
+
+
+def _quoted(value: str) -> str:
+    return repr(value if len(value) <= _QUOTED else value[:_QUOTED] + "...")
 
 
 def parse_eventbridge(event: Any) -> AnyEvent:
@@ -69,18 +119,21 @@ def parse_eventbridge(event: Any) -> AnyEvent:
     for key in ("source", "detail-type", "detail"):
         if key not in event:
             raise InvalidEvent("not an EventBridge event: key is missing", field=key)
-    if not isinstance(event["detail"], Mapping):
+    source = _require_str(event, "source", "source")
+    detail_type = _require_str(event, "detail-type", "detail-type")
+    detail = event["detail"]
+    if not isinstance(detail, Mapping):
         raise InvalidEvent("must be a JSON object", field="detail")
-    eb = EventBridgeEvent(dict(event))
-    event_id = str(event.get("id", ""))
-    if eb.detail_type == SCHEDULED_DETAIL_TYPE and eb.source == "aws.events":
-        resources = event.get("resources") or ["schedule"]
-        return ScheduledRun(id=event_id, rule=str(resources[0]).rsplit("/", 1)[-1])
-    if eb.detail_type == CONTINUATION_DETAIL_TYPE and eb.source == CONTINUATION_SOURCE:
-        return _continuation(event_id, eb.detail)
-    if eb.detail_type == CLOUDTRAIL_DETAIL_TYPE:
-        return _cloudtrail(event_id, event, eb)
-    raise UnsupportedEvent(f"unsupported event: source {eb.source!r}, detail-type {eb.detail_type!r}")
+    event_id = _optional_str(event, "id", "id")
+    account = _optional_str(event, "account", "account")
+    region = _optional_str(event, "region", "region")
+    if detail_type == SCHEDULED_DETAIL_TYPE and source == "aws.events":
+        return ScheduledRun(id=event_id, rule=_rule_name(event.get("resources")))
+    if detail_type == CONTINUATION_DETAIL_TYPE and source == CONTINUATION_SOURCE:
+        return _continuation(event_id, detail)
+    if detail_type == CLOUDTRAIL_DETAIL_TYPE:
+        return _cloudtrail(event_id, source, detail, account=account, region=region)
+    raise UnsupportedEvent(f"unsupported event: source {_quoted(source)}, detail-type {_quoted(detail_type)}")
 
 
 def _continuation(event_id: str, detail: Mapping[str, Any]) -> Continuation:
@@ -99,19 +152,17 @@ def _continuation(event_id: str, detail: Mapping[str, Any]) -> Continuation:
     )
 
 
-def _cloudtrail(event_id: str, event: Mapping[str, Any], eb: EventBridgeEvent) -> CloudTrailCall:
-    detail = eb.detail
+def _cloudtrail(event_id: str, source: str, detail: Mapping[str, Any], *, account: str, region: str) -> CloudTrailCall:
     params = detail.get("requestParameters")
     if params is not None and not isinstance(params, Mapping):
         raise InvalidEvent("must be a JSON object or null", field="detail.requestParameters")
-    error_code = detail.get("errorCode")
     return CloudTrailCall(
         id=event_id,
-        source=eb.source,
+        source=source,
         event_name=_require_str(detail, "eventName", "detail.eventName"),
         event_source=_require_str(detail, "eventSource", "detail.eventSource"),
         request_parameters=params or {},
-        error_code=str(error_code) if error_code else None,
-        account=str(event.get("account", "")),
-        region=str(event.get("region", "")),
+        error_code=_optional_str(detail, "errorCode", "detail.errorCode") or None,
+        account=account,
+        region=region,
     )

@@ -7,6 +7,7 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from eksops_dev.dispatch import Dispatcher
 from eksops_dev.sandbox import Sandbox
 
 CLOUDWATCH_AGENT = "arn:aws:iam::aws:policy/CloudWatchAgentServerPolicy"
+EVENTS = Path(__file__).resolve().parents[3] / "events" / "cluster_bootstrap"
 VPC = {"subnetIds": ["subnet-0a1b2c3d", "subnet-1a2b3c4d"]}
 
 
@@ -365,3 +367,58 @@ def test_malformed_events_fail_specifically(
     _sb, dispatcher = sandbox
     inv = dispatcher.invoke("cluster_bootstrap", cloudtrail_event("eks", "CreateCluster", params), "test", retries=0)
     assert inv.error_type == "InvalidEvent" and fragment in str(inv.error)
+
+
+def sample(case: str) -> dict[str, Any]:
+    return json.loads((EVENTS / f"{case}.json").read_text())  # type: ignore[no-any-return]
+
+
+def test_a_failed_create_cluster_call_changes_nothing_on_a_cluster_that_exists(
+    sandbox: tuple[Sandbox, Dispatcher],
+) -> None:
+    """CreateCluster failed (ResourceInUseException: the name is taken): the rule pattern drops such events in
+    AWS, but the function must not act on one either (a redrive, a widened rule, a hand-made event)."""
+    sb, dispatcher = sandbox
+    emulator = sb.add_kube_cluster("prod-eu")
+    roles = cluster(sb, "prod-eu", creating=True)  # its own event skips it: nothing applied yet
+    dispatcher.drain()
+    sb.eks_shim.activate("prod-eu")
+    reports, alerts = inbox(sb, "ReportsTopic"), inbox(sb, "AlertsTopic")
+    failed = sample("unmatched/create_cluster_failed")
+    assert failed["detail"]["errorCode"] == "ResourceInUseException"
+    inv = dispatcher.invoke("cluster_bootstrap", failed, "test", retries=0)
+    assert inv.ok, inv.error
+    assert inv.result["clusters"] == {} and inv.result["errors"] == []
+    assert inv.result["skipped"] == [
+        {"call": "CreateCluster", "error_code": "ResourceInUseException", "cluster": "prod-eu"}
+    ]
+    assert CLOUDWATCH_AGENT not in attached(sb, roles["node"])
+    assert emulator.applies == [] and not any(r.startswith("DaemonSet/") for r in objects(emulator))
+    assert "eksops:bootstrap" not in sb.client("eks").describe_cluster(name="prod-eu")["cluster"].get("tags", {})
+    assert received(sb, reports) == [] and received(sb, alerts) == []
+    skipped = [line for line in function_log_lines(sb) if "(ResourceInUseException)" in line.get("message", "")]
+    assert [line["message"] for line in skipped] == [
+        "the CreateCluster call for prod-eu failed (ResourceInUseException): nothing to do"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("case", "key"),
+    [("create_cluster", "name"), ("create_nodegroup", "clusterName"), ("create_fargate_profile", "clusterName")],
+)
+@pytest.mark.parametrize("name", ["x" * 300_000, "prod eu", "-prod", "prod/../eu", "x" * 101, 42])
+def test_a_cluster_name_outside_the_eks_pattern_is_invalid_before_any_call(
+    sandbox: tuple[Sandbox, Dispatcher], case: str, key: str, name: Any
+) -> None:
+    sb, dispatcher = sandbox
+    event = sample(case)
+    event["detail"]["requestParameters"][key] = name
+    eks_calls: list[str] = []
+    from eksops.aws import client
+
+    dispatcher.handler(sb.function("cluster_bootstrap"))  # its start-up creates the cached clients
+    client("eks").meta.events.register("before-send.eks", lambda request, **_: eks_calls.append(request.url))
+    inv = dispatcher.invoke("cluster_bootstrap", event, "test", retries=0)
+    assert inv.error_type == "InvalidEvent", inv.error
+    assert f"(field: detail.requestParameters.{key})" in str(inv.error) and len(str(inv.error)) < 300
+    assert eks_calls == []  # never sent to DescribeCluster (a 300 KB name there is HTTP 414)

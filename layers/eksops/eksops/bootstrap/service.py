@@ -28,8 +28,8 @@ from botocore.exceptions import ClientError
 from eksops.aws import error_code
 from eksops.bootstrap.config import BootstrapConfig
 from eksops.config import CommonConfig
-from eksops.errors import InvalidEvent, PartialFailure, PermanentError, TemporaryError, UnsupportedEvent
-from eksops.events import AnyEvent, CloudTrailCall, ScheduledRun
+from eksops.errors import PartialFailure, PermanentError, TemporaryError, UnsupportedEvent
+from eksops.events import AnyEvent, CloudTrailCall, ScheduledRun, cluster_name, is_cluster_name
 from eksops.kube import manifests
 from eksops.kube.apply import apply_manifests, check_deadline, delete_managed
 from eksops.kube.errors import AccessDenied, principal_arn, raise_for_status
@@ -88,6 +88,7 @@ class Summary:
     errors: list[dict[str, str]] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)
     warned: list[str] = field(default_factory=list)  # clusters whose warnings are new: reported, not only logged
+    skipped: list[dict[str, str | None]] = field(default_factory=list)  # failed API calls: nothing done
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -96,6 +97,7 @@ class Summary:
             "errors": self.errors,
             "deferred": self.deferred,
             "warned": self.warned,
+            "skipped": self.skipped,
         }
 
     @property
@@ -141,7 +143,9 @@ class BootstrapService:
 
     def handle(self, event: AnyEvent, deadline: Deadline) -> Summary:
         summary = Summary(dry_run=self.common.dry_run)
-        if isinstance(event, CloudTrailCall):
+        if isinstance(event, CloudTrailCall) and event.error_code:
+            self._skip_failed_call(event, summary)
+        elif isinstance(event, CloudTrailCall):
             name = self._cluster_of(event)
             if self.cfg.manages(name):
                 try:
@@ -152,19 +156,33 @@ class BootstrapService:
         elif isinstance(event, ScheduledRun):
             self.sweep(summary, deadline)
         else:
-            raise UnsupportedEvent(f"{FUNCTION} does not continue sweeps; got a continuation for {event.function!r}")
+            raise UnsupportedEvent(
+                f"{FUNCTION} does not continue sweeps; got a continuation for {event.function[:80]!r}"
+            )
         self._report(summary, event.id or uuid.uuid4().hex)
         return summary
 
     @staticmethod
-    def _cluster_of(call: CloudTrailCall) -> str:
+    def _name_key(call: CloudTrailCall) -> str:
+        """The request parameter that names the cluster, for the calls this function handles."""
         if call.source != "aws.eks" or call.event_name not in EVENTS:
-            raise UnsupportedEvent(f"{FUNCTION} handles aws.eks {sorted(EVENTS)}, not {call.source} {call.event_name}")
-        key = EVENTS[call.event_name]
-        name = call.request_parameters.get(key)
-        if not isinstance(name, str) or not name:
-            raise InvalidEvent("must be a cluster name", field=f"detail.requestParameters.{key}")
-        return name
+            raise UnsupportedEvent(
+                f"{FUNCTION} handles aws.eks {sorted(EVENTS)}, not {call.source[:80]} {call.event_name[:80]}"
+            )
+        return EVENTS[call.event_name]
+
+    def _cluster_of(self, call: CloudTrailCall) -> str:
+        key = self._name_key(call)
+        return cluster_name(call.request_parameters.get(key), f"detail.requestParameters.{key}")
+
+    def _skip_failed_call(self, call: CloudTrailCall, summary: Summary) -> None:
+        """A failed call created nothing: whatever cluster it names (it may have failed for that very name, or
+        because the name is taken) is not this event's to act on. Reported in the summary; nothing is changed."""
+        name = call.request_parameters.get(self._name_key(call))
+        cluster = name if is_cluster_name(name) else None
+        code = (call.error_code or "")[:100]
+        log.info("the %s call for %s failed (%s): nothing to do", call.event_name, cluster or "a cluster", code)
+        summary.skipped.append({"call": call.event_name, "error_code": code, "cluster": cluster})
 
     def sweep(self, summary: Summary, deadline: Deadline) -> None:
         for page in self._eks.get_paginator("list_clusters").paginate():
