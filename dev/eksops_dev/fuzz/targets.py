@@ -1,0 +1,272 @@
+"""The one list of fuzzed functions: each one's samples, generated shapes, allowed outcomes and world.
+
+A new function joins the fuzz test (tests/integration/test_fuzz.py) and benchmarks/fuzz.py by adding one
+``Target`` to ``TARGETS``; a meta-test fails while a folder under functions/ has none.
+
+A target's world is what its valid events act on, armed in the shared sandbox (``arm``); ``snapshot`` reads it
+back over HTTP (moto, the logs shim), from the EKS shim's request count and from the Slack receiver; ``rearm``
+undoes what an accepted event did. Everything named here is what the samples in events/ name.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hypothesis import strategies as st
+
+from eksops_dev.fuzz import strategies
+from eksops_dev.fuzz.harness import Harness
+
+ROOT = Path(__file__).resolve().parents[3]
+EVENTS = ROOT / "events"
+CLUSTER = "prod-eu"  # the cluster every sample names
+APPLICATION_GROUP = f"/aws/containerinsights/{CLUSTER}/application"
+HOST_GROUP = f"/aws/containerinsights/{CLUSTER}/host"
+
+Snapshot = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One function under fuzz. ``accepted`` returns a violation for an accepted event, or None."""
+
+    function: str  # the folder under functions/ and events/
+    shapes: Callable[[], st.SearchStrategy[Any]]  # generated events of the function's source family
+    arm: Callable[[Harness], None]
+    snapshot: Callable[[Harness], Snapshot]
+    rearm: Callable[[Harness, Snapshot], None]  # given the snapshot that differed from the armed one
+    accepted: Callable[[Harness, Any, Snapshot, Snapshot], str | None] = lambda *_: None
+    # Failures a valid event may end in, in this world (none today: every world is healthy).
+    allowed_errors: frozenset[str] = frozenset()
+    # Valid samples that change nothing in this world (the sanity test expects every other one to act).
+    inert_samples: frozenset[str] = frozenset()
+    # Template parameters the world is deployed with (the one sandbox merges every target's).
+    parameters: Mapping[str, str] = field(default_factory=dict)
+
+    def samples(self, *, unmatched: bool | None = None) -> dict[str, Any]:
+        """This function's samples by case name ("unmatched/x" for those its rules must not route to it)."""
+        folder = EVENTS / self.function
+        found = {}
+        if unmatched in (None, False):
+            found.update({p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))})
+        if unmatched in (None, True):
+            found.update(
+                {f"unmatched/{p.stem}": json.loads(p.read_text()) for p in sorted(folder.glob("unmatched/*.json"))}
+            )
+        return found
+
+    def events(self) -> st.SearchStrategy[Any]:
+        """Mutated samples (this function's, sometimes another's), generated shapes and arbitrary JSON."""
+        return _events(self.function)
+
+
+@functools.cache
+def _events(function: str) -> st.SearchStrategy[Any]:
+    own = target(function)
+    others = [event for t in TARGETS if t is not own for event in t.samples().values()]
+    return strategies.events(list(own.samples().values()), others, own.shapes())
+
+
+# -- log_retention ---------------------------------------------------------------------------------------------------
+
+
+def _retentions(h: Harness) -> dict[str, int | None]:
+    logs = h.sandbox.client("logs")
+    return {
+        g["logGroupName"]: g.get("retentionInDays")
+        for page in logs.get_paginator("describe_log_groups").paginate()
+        for g in page["logGroups"]
+    }
+
+
+def _arm_log_groups(h: Harness) -> None:
+    logs = h.sandbox.client("logs")
+    existing = _retentions(h)
+    for name in (APPLICATION_GROUP, HOST_GROUP):
+        if name not in existing:
+            logs.create_log_group(logGroupName=name)
+
+
+def _retention_snapshot(h: Harness) -> Snapshot:
+    return {"retention": _retentions(h), "published": h.published()}
+
+
+def _retention_rearm(h: Harness, now: Snapshot) -> None:
+    armed = h.armed["log_retention"]["retention"]
+    logs = h.sandbox.client("logs")
+    for name, days in now["retention"].items():
+        if name not in armed:
+            logs.delete_log_group(logGroupName=name)
+        elif days != armed[name]:
+            if armed[name] is None:
+                logs.delete_retention_policy(logGroupName=name)
+            else:
+                logs.put_retention_policy(logGroupName=name, retentionInDays=armed[name])
+    if now["published"]:
+        h.purge_deliveries()
+
+
+# -- error_alarms ----------------------------------------------------------------------------------------------------
+
+
+def _error_alarms_snapshot(h: Harness) -> Snapshot:
+    logs, cloudwatch = h.sandbox.client("logs"), h.sandbox.client("cloudwatch")
+    return {
+        "filters": sorted(
+            (f["logGroupName"], f["filterName"], f["filterPattern"])
+            for page in logs.get_paginator("describe_metric_filters").paginate()
+            for f in page["metricFilters"]
+        ),
+        "alarms": {
+            a["AlarmName"]: str(a.get("AlarmConfigurationUpdatedTimestamp"))
+            for page in cloudwatch.get_paginator("describe_alarms").paginate()
+            for a in page["MetricAlarms"]
+        },
+        "dashboards": {
+            d["DashboardName"]: str(d.get("LastModified"))
+            for page in cloudwatch.get_paginator("list_dashboards").paginate()
+            for d in page["DashboardEntries"]
+        },
+        "queries": {q["name"]: q["lastModified"] for q in logs.describe_query_definitions()["queryDefinitions"]},
+        "published": h.published(),
+    }
+
+
+def _error_alarms_rearm(h: Harness, now: Snapshot) -> None:
+    armed = h.armed["error_alarms"]
+    logs, cloudwatch = h.sandbox.client("logs"), h.sandbox.client("cloudwatch")
+    for group, name, _pattern in set(now["filters"]) - set(armed["filters"]):
+        logs.delete_metric_filter(logGroupName=group, filterName=name)
+    if extra := sorted(now["alarms"].keys() - armed["alarms"].keys()):
+        cloudwatch.delete_alarms(AlarmNames=extra)
+    if extra := sorted(now["dashboards"].keys() - armed["dashboards"].keys()):
+        cloudwatch.delete_dashboards(DashboardNames=extra)
+    if now["queries"].keys() - armed["queries"].keys():
+        for query in logs.describe_query_definitions()["queryDefinitions"]:
+            if query["name"] not in armed["queries"]:
+                logs.delete_query_definition(queryDefinitionId=query["queryDefinitionId"])
+    if now["published"]:
+        h.purge_deliveries()
+
+
+# -- cluster_bootstrap -----------------------------------------------------------------------------------------------
+# prod-eu exists and is CREATING (the sandbox's EKS shim reports it so): a valid event reads its status, and stops
+# there. A reachable, ACTIVE cluster would make every accepted event a full bootstrap against the Kubernetes
+# emulator (1 to 3 s each, slower as its request journal grows): tests/integration/bootstrap covers that path.
+# Here the shim counts every request EKS receives, so a rejected event that reached EKS at all is seen: validation
+# comes first (a 300 KB cluster name once went to DescribeCluster).
+
+
+def _role(h: Harness, name: str, service: str) -> str:
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
+    }
+    iam = h.sandbox.client("iam")
+    return str(iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"])
+
+
+def _arm_cluster(h: Harness) -> None:
+    h.sandbox.client("eks").create_cluster(
+        name=CLUSTER,
+        roleArn=_role(h, f"{CLUSTER}-fuzz-cluster", "eks.amazonaws.com"),
+        resourcesVpcConfig={"subnetIds": ["subnet-0a1b2c3d", "subnet-1a2b3c4d"]},
+    )
+    shim = h.sandbox.eks_shim
+    shim.creating.add(CLUSTER)
+    h.state["eks_requests"] = 0
+    forward = shim.rewrite  # called once for every request the shim forwards to moto
+
+    def counted(method: str, path: str, status: int, body: bytes) -> bytes:
+        h.state["eks_requests"] += 1
+        return forward(method, path, status, body)  # type: ignore[no-any-return]
+
+    shim.rewrite = counted
+
+
+def _bootstrap_snapshot(h: Harness) -> Snapshot:
+    return {"eks_requests": h.state["eks_requests"], "published": h.published()}
+
+
+def _bootstrap_rearm(h: Harness, now: Snapshot) -> None:
+    h.state["eks_requests"] = 0
+    if now["published"]:
+        h.purge_deliveries()
+
+
+# -- notifier --------------------------------------------------------------------------------------------------------
+
+
+def _idempotency_items(h: Harness) -> list[dict[str, Any]]:
+    table = h.sandbox.refs["IdempotencyTable"]
+    return list(h.sandbox.client("dynamodb").scan(TableName=table, ProjectionExpression="id").get("Items", []))
+
+
+def _notifier_snapshot(h: Harness) -> Snapshot:
+    return {"slack_posts": h.slack.attempts, "idempotency_records": len(_idempotency_items(h))}
+
+
+def _notifier_rearm(h: Harness, _now: Snapshot) -> None:
+    ddb, table = h.sandbox.client("dynamodb"), h.sandbox.refs["IdempotencyTable"]
+    for item in _idempotency_items(h):
+        ddb.delete_item(TableName=table, Key={"id": item["id"]})
+    h.slack.received.clear()
+    h.slack.attempts = 0
+
+
+def _delivered_once(h: Harness, result: Any, before: Snapshot, after: Snapshot) -> str | None:
+    """Any SNS record is delivered as text: one post to Slack, the result says so."""
+    posted = isinstance(result, Mapping) and result.get("posted") is True
+    posts = after["slack_posts"] - before["slack_posts"]
+    if not posted or posts != 1:
+        return f"accepted but not delivered once: {posts} post(s), result {result!r:.300}"
+    return None
+
+
+TARGETS: tuple[Target, ...] = (
+    Target(
+        "log_retention",
+        strategies.eventbridge_shapes,
+        _arm_log_groups,
+        _retention_snapshot,
+        _retention_rearm,
+        # The checkpoint lists the two armed groups as handled already; its sweep has nothing left to change.
+        inert_samples=frozenset({"sweep_continuation"}),
+        # The quota's 5 puts/s would add 200 ms to every accepted event that puts twice: moto has no quota.
+        parameters={"RetentionPutRate": "100"},
+    ),
+    Target(
+        "error_alarms",
+        strategies.eventbridge_shapes,
+        _arm_log_groups,
+        _error_alarms_snapshot,
+        _error_alarms_rearm,
+    ),
+    Target(
+        "cluster_bootstrap",
+        strategies.eventbridge_shapes,
+        _arm_cluster,
+        _bootstrap_snapshot,
+        _bootstrap_rearm,
+    ),
+    Target(
+        "notifier",
+        strategies.sns_shapes,
+        lambda h: None,  # the harness configures the Slack webhook (a secret) for every function
+        _notifier_snapshot,
+        _notifier_rearm,
+        accepted=_delivered_once,
+    ),
+)
+
+
+def target(function: str) -> Target:
+    for t in TARGETS:
+        if t.function == function:
+            return t
+    raise KeyError(f"no fuzz target {function!r}; known: {[t.function for t in TARGETS]}")
