@@ -9,7 +9,7 @@ be put exactly once). The rate limits are lifted for Part A: the call counts do 
 
 Part B simulates 100,000 log groups with in-memory fake clients and a virtual clock. eksops' own RateLimiter
 holds PutRetentionPolicy to 5/s and DescribeLogGroups to 10/s, each invocation gets Lambda's 15 minutes, the
-sweep checkpoints 30 s before the end (the default ``Deadline`` margin) and continues through a recorded
+sweep checkpoints 60 s before the end (the default ``Deadline`` margin) and continues through a recorded
 EventBridge event. It prints how many invocations and how many hours a sweep needs, for all, 10 % and none of
 the groups non-compliant.
 

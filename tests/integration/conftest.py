@@ -1,4 +1,4 @@
-"""Fixtures for tests against the moto server: the sandbox, counting of API calls, a throttling proxy."""
+"""Fixtures for tests against the moto server: the sandbox, counting of API calls, fault-injecting proxies."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from eksops_dev import faults
 from eksops_dev.dispatch import Dispatcher
 from eksops_dev.sandbox import Sandbox
-from eksops_dev.shims import AwsJsonProxy
 from eksops_dev.template import Template
 
 
@@ -60,22 +60,18 @@ def make_sandbox(aws: str, template: Template, tmp_path: Path) -> Iterator[Calla
         sandbox.stop()
 
 
-class FaultProxy(AwsJsonProxy):
-    """A proxy in front of moto that answers chosen requests with an AWS error first."""
+class FaultProxy(faults.FaultProxy):
+    """A proxy in front of moto that answers chosen requests with an AWS error first (``fail``), and with a
+    seeded share of throttling and server errors when given a ``FaultPlan`` (eksops_dev.faults)."""
 
-    def __init__(self, upstream: str) -> None:
-        self.faults: list[tuple[Callable[[bytes, dict[str, str]], bool], int, str]] = []
-        self.seen: list[str] = []
-        super().__init__(upstream, self._intercept)
+    def __init__(self, upstream: str, plan: faults.FaultPlan | None = None) -> None:
+        super().__init__(upstream, plan)
         self.start()
 
-    def _intercept(self, target: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes] | None:
-        self.seen.append(target)
-        for index, (matches, status, code) in enumerate(self.faults):
-            if matches(body, headers):
-                self.faults.pop(index)
-                return status, f'{{"__type": "{code}", "message": "Rate exceeded (fault proxy)"}}'.encode()
-        return None
+    @property
+    def seen(self) -> list[str]:
+        """The X-Amz-Target of every request, in order ('' for other protocols)."""
+        return [r.headers.get("X-Amz-Target", "") for r in self.requests]
 
     def fail(
         self,
@@ -86,12 +82,10 @@ class FaultProxy(AwsJsonProxy):
         code: str = "ThrottlingException",
         body_contains: str | None = None,
     ) -> None:
-        def matches(body: bytes, headers: dict[str, str]) -> bool:
-            return headers.get("X-Amz-Target", "").endswith("." + operation) and (
-                body_contains is None or body_contains.encode() in body
-            )
+        def matches(request: faults.AwsRequest) -> bool:
+            return request.operation == operation and (body_contains is None or body_contains.encode() in request.body)
 
-        self.faults.extend([(matches, status, code)] * times)
+        self.fail_next(matches, times=times, status=status, code=code)
 
     def close(self) -> None:
         self.stop()

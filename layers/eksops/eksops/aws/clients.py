@@ -14,16 +14,23 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from eksops import __version__
+from eksops.aws.budget import CallBudget
 
 # Adaptive mode adds a client-side rate limiter that backs off on throttling errors; together with
 # exponential backoff and jitter it turns "Rate exceeded" into waiting instead of failing. Ten attempts
-# (default three) ride out the low quotas of CloudWatch Logs during sweeps.
+# (default three) ride out the low quotas of CloudWatch Logs during sweeps. The timeouts are what one attempt may
+# take (AWS answers these APIs in well under a second); BUDGET bounds the whole call, retries included
+# (eksops.aws.budget), so a sweep part always has the time to checkpoint.
+MAX_ATTEMPTS = 10  # the first attempt included (botocore's "max_attempts" would count retries only)
+CONNECT_TIMEOUT_S = 2
+READ_TIMEOUT_S = 5
 RETRY_CONFIG = Config(
-    retries={"mode": "adaptive", "max_attempts": 10},
+    retries={"mode": "adaptive", "total_max_attempts": MAX_ATTEMPTS},
     user_agent_extra=f"eksops/{__version__}",
-    connect_timeout=5,
-    read_timeout=30,
+    connect_timeout=CONNECT_TIMEOUT_S,
+    read_timeout=READ_TIMEOUT_S,
 )
+BUDGET = CallBudget(RETRY_CONFIG)
 
 
 @functools.cache
@@ -34,8 +41,10 @@ def _session() -> boto3.session.Session:
 
 @functools.cache
 def client(service: str) -> Any:
-    """A boto3 client for ``service`` with eksops' retry settings, created once per process."""
-    return _session().client(service, config=RETRY_CONFIG)  # type: ignore[call-overload]
+    """A boto3 client for ``service`` with eksops' retry settings and call budget, created once per process."""
+    made = _session().client(service, config=RETRY_CONFIG)  # type: ignore[call-overload]
+    BUDGET.register(made)
+    return made
 
 
 def clear_client_cache() -> None:

@@ -40,7 +40,7 @@ from botocore.exceptions import ClientError
 from eksops.aws import RateLimiter, error_code
 from eksops.config import CommonConfig
 from eksops.errors import InvalidEvent, PartialFailure, UnsupportedEvent
-from eksops.events import AnyEvent, CloudTrailCall, ScheduledRun
+from eksops.events import CLUSTER_NAME_PATTERN, AnyEvent, CloudTrailCall, ScheduledRun
 from eksops.logs.error_alarms_config import ErrorAlarmsConfig
 from eksops.logs.groups import describe_log_group
 from eksops.notify import Message, Publisher, Severity
@@ -49,8 +49,7 @@ from eksops.sweeps import Deadline
 FUNCTION = "error_alarms"
 EVENT_NAMES = frozenset({"CreateLogGroup", "DeleteLogGroup"})
 CONTAINER_INSIGHTS_PREFIX = "/aws/containerinsights/"
-# EKS cluster names: 1-100 characters, alphanumerics, hyphens and underscores, starting alphanumeric.
-_CLUSTER = r"[0-9A-Za-z][0-9A-Za-z_-]{0,99}"
+_CLUSTER = CLUSTER_NAME_PATTERN  # EKS cluster names: one definition, in eksops.events
 _APPLICATION_GROUP = re.compile(rf"^/aws/containerinsights/({_CLUSTER})/application$")
 _CLUSTER_NAME = re.compile(rf"^{_CLUSTER}$")
 _GROUP_NAME = re.compile(r"^[.\-_/#A-Za-z0-9]{1,512}$")
@@ -441,13 +440,16 @@ class ErrorAlarmsService:
     def handle(self, event: AnyEvent, deadline: Deadline, *, account: str = "") -> Summary:
         """Act on a parsed event: one cluster for a CloudTrail call, every cluster for a schedule."""
         self._account = account
-        if isinstance(event, CloudTrailCall):
-            summary = self.reconcile_event(event)
-        elif isinstance(event, ScheduledRun):
-            summary = self.sweep(run_id=event.id or uuid.uuid4().hex, deadline=deadline)
-        else:
-            raise UnsupportedEvent(f"{FUNCTION} does not continue sweeps; got a continuation for {event.function!r}")
-        self._report(summary)
+        with deadline.bounding_calls():  # AWS calls leave the margin to the report (eksops.aws.budget)
+            if isinstance(event, CloudTrailCall):
+                summary = self.reconcile_event(event)
+            elif isinstance(event, ScheduledRun):
+                summary = self.sweep(run_id=event.id or uuid.uuid4().hex, deadline=deadline)
+            else:
+                raise UnsupportedEvent(
+                    f"{FUNCTION} does not continue sweeps; got a continuation for {event.function!r}"
+                )
+            self._report(summary)
         return summary
 
     def blueprint(self, cluster: str) -> Blueprint:
@@ -562,7 +564,8 @@ class ErrorAlarmsService:
     # -- one cluster ------------------------------------------------------------------------------------------
 
     def ensure(self, cluster: str, summary: Summary) -> None:
-        """Put every resource of ``cluster`` in its desired state, one resource kind at a time."""
+        """Put every resource of ``cluster`` in its desired state, one resource kind at a time (the alarm only once
+        its metric filter is in place)."""
         plan = self.blueprint(cluster)
         steps: tuple[tuple[str, Callable[[Blueprint, Summary], None]], ...] = (
             ("metric-filter", self._ensure_filters),
@@ -571,6 +574,13 @@ class ErrorAlarmsService:
             ("query", self._ensure_queries),
         )
         for kind, step in steps:
+            if kind == "alarm" and any(
+                e["cluster"] == cluster and e["kind"] == "metric-filter" for e in summary.errors
+            ):
+                # An alarm on a metric that no filter publishes could never fire: it waits for its filter (the
+                # retry this failure causes puts both).
+                log.warning("alarm of cluster %s not put: its metric filter failed", cluster)
+                continue
             self._guarded(cluster, kind, functools.partial(step, plan, summary), summary)
 
     def remove(self, cluster: str, summary: Summary) -> None:
@@ -588,10 +598,15 @@ class ErrorAlarmsService:
         except ClientError as exc:
             _record_error(summary, cluster, kind, exc)
 
-    def _change(self, summary: Summary, cluster: str, kind: str, name: str, action: str) -> bool:
-        """Record a change; True when it should be made (not a dry run)."""
+    def _apply(
+        self, summary: Summary, cluster: str, kind: str, name: str, action: str, *calls: Callable[[], object]
+    ) -> None:
+        """Make a change with ``calls`` (not under dry-run), then record it: a call that fails raises, and the change
+        is reported as an error only, never as made."""
+        if not self.common.dry_run:
+            for make in calls:
+                make()
         summary.changed.append({"cluster": cluster, "kind": kind, "name": name, "action": action})
-        return not self.common.dry_run
 
     # -- metric filters ---------------------------------------------------------------------------------------
 
@@ -608,18 +623,21 @@ class ErrorAlarmsService:
             if current is not None and _same_filter(current, self.cfg.filter_pattern, transformation):
                 summary.unchanged += 1
                 continue
-            if self._change(summary, plan.cluster, "metric-filter", name, "update" if current else "create"):
-                self._filter_limiter.acquire()
-                self._logs.put_metric_filter(
-                    logGroupName=plan.group,
-                    filterName=name,
-                    filterPattern=self.cfg.filter_pattern,
-                    metricTransformations=[transformation],
-                )
+            put = functools.partial(
+                self._logs.put_metric_filter,
+                logGroupName=plan.group,
+                filterName=name,
+                filterPattern=self.cfg.filter_pattern,
+                metricTransformations=[transformation],
+            )
+            action = "update" if current else "create"
+            self._apply(summary, plan.cluster, "metric-filter", name, action, self._filter_limiter.acquire, put)
         for name in sorted({FILTER_NAME, NAMESPACE_FILTER_NAME} - desired.keys()):
-            if name in existing and self._change(summary, plan.cluster, "metric-filter", name, "delete"):
-                self._filter_limiter.acquire()
-                self._logs.delete_metric_filter(logGroupName=plan.group, filterName=name)
+            if name in existing:
+                delete = functools.partial(self._logs.delete_metric_filter, logGroupName=plan.group, filterName=name)
+                self._apply(
+                    summary, plan.cluster, "metric-filter", name, "delete", self._filter_limiter.acquire, delete
+                )
 
     # -- alarm ------------------------------------------------------------------------------------------------
 
@@ -648,13 +666,17 @@ class ErrorAlarmsService:
                 return
         same = current is not None and _same_alarm(current, desired)
         action = "create" if current is None else ("tag" if same else "update")
-        if not self._change(summary, plan.cluster, "alarm", name, action):
-            return
+        calls: list[Callable[[], object]] = []
         if not same:
-            self._alarm_limiter.acquire()
-            self._cloudwatch.put_metric_alarm(**desired, Tags=[_MANAGED_TAG])
+            calls += [
+                self._alarm_limiter.acquire,
+                functools.partial(self._cloudwatch.put_metric_alarm, **desired, Tags=[_MANAGED_TAG]),
+            ]
         if current is not None and not tagged:  # PutMetricAlarm ignores Tags on an existing alarm
-            self._cloudwatch.tag_resource(ResourceARN=current["AlarmArn"], Tags=[_MANAGED_TAG])
+            calls.append(
+                functools.partial(self._cloudwatch.tag_resource, ResourceARN=current["AlarmArn"], Tags=[_MANAGED_TAG])
+            )
+        self._apply(summary, plan.cluster, "alarm", name, action, *calls)
 
     def _remove_alarm(self, cluster: str, summary: Summary) -> None:
         name = alarm_name(cluster)
@@ -667,9 +689,8 @@ class ErrorAlarmsService:
             )
             summary.not_owned.append(name)
             return
-        if self._change(summary, cluster, "alarm", name, "delete"):
-            self._alarm_limiter.acquire()
-            self._cloudwatch.delete_alarms(AlarmNames=[name])
+        delete = functools.partial(self._cloudwatch.delete_alarms, AlarmNames=[name])
+        self._apply(summary, cluster, "alarm", name, "delete", self._alarm_limiter.acquire, delete)
 
     # -- dashboard --------------------------------------------------------------------------------------------
 
@@ -694,8 +715,8 @@ class ErrorAlarmsService:
             log.warning("dashboard %s is not marked as this region's eksops' (%s): left alone", name, owner)
             summary.not_owned.append(name)
             return
-        if self._change(summary, plan.cluster, "dashboard", name, "update" if current is not None else "create"):
-            self._cloudwatch.put_dashboard(DashboardName=name, DashboardBody=json.dumps(desired))
+        put = functools.partial(self._cloudwatch.put_dashboard, DashboardName=name, DashboardBody=json.dumps(desired))
+        self._apply(summary, plan.cluster, "dashboard", name, "update" if current is not None else "create", put)
 
     def _remove_dashboard(self, cluster: str, summary: Summary) -> None:
         name = dashboard_name(cluster)
@@ -706,8 +727,8 @@ class ErrorAlarmsService:
         if owner != self._cloudwatch.meta.region_name:  # another region's, or a person's: not ours to remove
             log.info("dashboard %s is not marked as this region's (%s): left alone", name, owner)
             return
-        if self._change(summary, cluster, "dashboard", name, "delete"):
-            self._cloudwatch.delete_dashboards(DashboardNames=[name])
+        delete = functools.partial(self._cloudwatch.delete_dashboards, DashboardNames=[name])
+        self._apply(summary, cluster, "dashboard", name, "delete", delete)
 
     # -- saved queries ----------------------------------------------------------------------------------------
 
@@ -725,20 +746,22 @@ class ErrorAlarmsService:
             found = existing.get(desired.name, [])
             current = found[0] if found else None
             for extra in found[1:]:  # a second copy (two runs at once): keep one
-                if extra.id and self._change(summary, plan.cluster, "query", extra.name, "delete"):
-                    self._queries.delete(extra.id)
+                if extra.id:
+                    delete = functools.partial(self._queries.delete, extra.id)
+                    self._apply(summary, plan.cluster, "query", extra.name, "delete", delete)
             if current is not None and current.query == desired.query and set(current.log_groups) == {plan.group}:
                 summary.unchanged += 1
                 continue
             action = "update" if current else "create"
-            if self._change(summary, plan.cluster, "query", desired.name, action):
-                self._queries.put(replace(desired, id=current.id if current else None))
+            put = functools.partial(self._queries.put, replace(desired, id=current.id if current else None))
+            self._apply(summary, plan.cluster, "query", desired.name, action, put)
 
     def _remove_queries(self, cluster: str, summary: Summary) -> None:
         for definitions in self._ours(cluster).values():
             for definition in definitions:
-                if definition.id and self._change(summary, cluster, "query", definition.name, "delete"):
-                    self._queries.delete(definition.id)
+                if definition.id:
+                    delete = functools.partial(self._queries.delete, definition.id)
+                    self._apply(summary, cluster, "query", definition.name, "delete", delete)
 
     # -- reporting --------------------------------------------------------------------------------------------
 

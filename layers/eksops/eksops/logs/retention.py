@@ -154,20 +154,25 @@ class RetentionService:
     def handle(self, event: AnyEvent, deadline: Deadline, *, account: str = "") -> Summary:
         """Act on a parsed event: one group for a CloudTrail call, a sweep for a schedule or continuation."""
         self._account = account
-        if isinstance(event, CloudTrailCall):
-            summary = self.enforce_one(event)
-        elif isinstance(event, ScheduledRun):
-            summary = self.sweep(run_id=event.id or uuid.uuid4().hex, part=1, checkpoint=None, deadline=deadline)
-        else:
-            if event.function != FUNCTION:
-                raise UnsupportedEvent(f"continuation for {event.function!r} reached {FUNCTION}")
-            summary = self.sweep(run_id=event.run_id, part=event.part, checkpoint=event.checkpoint, deadline=deadline)
-        self._report(summary)
-        # Continue last: if anything before failed, the retry redoes this part and no second chain starts.
-        if summary.checkpoint is not None:
-            assert summary.run_id is not None and summary.part is not None
-            self._continuer.continue_sweep(run_id=summary.run_id, part=summary.part + 1, checkpoint=summary.checkpoint)
-            summary.continued = True
+        with deadline.bounding_calls():  # every AWS call ends in time for the checkpoint (eksops.aws.budget)
+            if isinstance(event, CloudTrailCall):
+                summary = self.enforce_one(event)
+            elif isinstance(event, ScheduledRun):
+                summary = self.sweep(run_id=event.id or uuid.uuid4().hex, part=1, checkpoint=None, deadline=deadline)
+            else:
+                if event.function != FUNCTION:
+                    raise UnsupportedEvent(f"continuation for {event.function!r} reached {FUNCTION}")
+                summary = self.sweep(
+                    run_id=event.run_id, part=event.part, checkpoint=event.checkpoint, deadline=deadline
+                )
+            self._report(summary)
+            # Continue last: if anything before failed, the retry redoes this part and no second chain starts.
+            if summary.checkpoint is not None:
+                assert summary.run_id is not None and summary.part is not None
+                self._continuer.continue_sweep(
+                    run_id=summary.run_id, part=summary.part + 1, checkpoint=summary.checkpoint
+                )
+                summary.continued = True
         return summary
 
     # -- event path -------------------------------------------------------------------------------------------
@@ -237,7 +242,13 @@ class RetentionService:
                     continue
                 if deadline.low():
                     return self._checkpoint(summary, page_token, handled)
+                failures = len(summary.errors)
                 self._enforce(group, group.name in skip, summary)
+                if len(summary.errors) > failures and deadline.low():
+                    # The margin came while this group's call was refused retries: the next part tries it again,
+                    # with time to retry, rather than this part reporting it as failed.
+                    summary.errors.pop()
+                    return self._checkpoint(summary, page_token, handled)
                 handled.add(group.name)
             if token is None:
                 return summary
