@@ -143,23 +143,24 @@ class BootstrapService:
 
     def handle(self, event: AnyEvent, deadline: Deadline) -> Summary:
         summary = Summary(dry_run=self.common.dry_run)
-        if isinstance(event, CloudTrailCall) and event.error_code:
-            self._skip_failed_call(event, summary)
-        elif isinstance(event, CloudTrailCall):
-            name = self._cluster_of(event)
-            if self.cfg.manages(name):
-                try:
-                    self.bootstrap(name, summary, force=True)
-                except AccessDenied as exc:  # raised on: retried, then dead-lettered; the operator is told now
-                    self._alert_access_denied(name, safe_message(exc))
-                    raise
-        elif isinstance(event, ScheduledRun):
-            self.sweep(summary, deadline)
-        else:
-            raise UnsupportedEvent(
-                f"{FUNCTION} does not continue sweeps; got a continuation for {event.function[:80]!r}"
-            )
-        self._report(summary, event.id or uuid.uuid4().hex)
+        with deadline.bounding_calls():  # AWS calls leave the margin to the report (eksops.aws.budget)
+            if isinstance(event, CloudTrailCall) and event.error_code:
+                self._skip_failed_call(event, summary)
+            elif isinstance(event, CloudTrailCall):
+                name = self._cluster_of(event)
+                if self.cfg.manages(name):
+                    try:
+                        self.bootstrap(name, summary, force=True)
+                    except AccessDenied as exc:  # raised on: retried, then dead-lettered; the operator is told now
+                        self._alert_access_denied(name, safe_message(exc))
+                        raise
+            elif isinstance(event, ScheduledRun):
+                self.sweep(summary, deadline)
+            else:
+                raise UnsupportedEvent(
+                    f"{FUNCTION} does not continue sweeps; got a continuation for {event.function[:80]!r}"
+                )
+            self._report(summary, event.id or uuid.uuid4().hex)
         return summary
 
     @staticmethod
