@@ -70,7 +70,7 @@ class CallStats:
     def attach(self) -> None:
         from eksops.aws.clients import _session
 
-        events = _session().events
+        events = _session().get_component("event_emitter")
         events.register("before-call", self._begin)
         events.register("before-send", self._send)
         events.register("after-call", self._end)
