@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -14,10 +17,18 @@ from eksops_dev.dispatch import Dispatcher, Invocation
 from eksops_dev.metrics import MetricFilterEmulator
 from eksops_dev.sandbox import STACK, Sandbox
 from eksops_dev.slack import SlackReceiver, render
-from eksops_dev.template import Template
+from eksops_dev.template import ACCOUNT, PARTITION, REGION, Template
 
 CLUSTER = "demo"
 NEVER = None
+# The node-scaling act: a node group of 4-core nodes, a demand trace in cores per minute, nodes ready 2 minutes
+# after their instance starts (EKS takes about 2.5).
+SCALING_GROUP = "demo-general"
+NODE_MILLICORES = 3920  # allocatable CPU of a 4-core node on the EKS AMIs
+NODE_CORES = 4
+READY_MINUTES = 2
+STEADY_CORES, STEADY_MINUTES = 6.0, 20  # what the scaler recorded before the act (its history metric, backdated)
+DEMAND_CORES = [STEADY_CORES + 1.5 * m for m in range(13)]  # then +1.5 cores a minute
 
 
 @dataclass
@@ -60,6 +71,10 @@ def describe_result(result: Any) -> list[str]:
         return [repr(result)]
     if isinstance(result.get("clusters"), dict):  # cluster_bootstrap
         return _describe_bootstrap(result)
+    if "decisions" in result:  # node_scaler
+        return [str(d.get("line")) for d in result["decisions"] if d.get("action") != "hold"] + [
+            f"{a['action']} alarm {a['name']}" for a in result.get("alarms", [])
+        ]
     if "posted" in result:  # notifier
         where = f"posted to Slack ({result.get('webhook')})" if result["posted"] else f"not posted: {result['reason']}"
         return [f"{result['kind']} ({result['severity']}): {where}"]
@@ -175,6 +190,7 @@ def _scenario(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline) -> None:
     t.show(dispatcher.drain())
 
     _error_burst(sandbox, dispatcher, t)
+    _node_scaling(sandbox, dispatcher, t)
     _failure_path(sandbox, dispatcher, t, shim)
 
     t.step("The daily sweep fires (schedule from template.yaml)")
@@ -351,6 +367,194 @@ def _error_burst(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline) -> None:
         any(i.function == "notifier" and i.ok and i.result.get("kind") == "cloudwatch-alarm" for i in runs),
         "the alarm notification reached the alerts topic and the notifier",
     )
+
+
+def _node_scaling(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline) -> None:
+    """Reserved CPU climbs on cluster demo; node_scaler, run once a simulated minute through the dispatcher, grows
+    the node group ahead of it. The clock is simulated (the run's minutes end now): each run measures demand from
+    the cluster's pods, publishes it to its own history metric at that minute and reads the hour back."""
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    t.step(
+        f"Predictive node scaling on {CLUSTER!r}: requested CPU climbs, node_scaler runs every (simulated) minute "
+        f"and grows Auto Scaling group {SCALING_GROUP} before pods would wait (nodes ready {READY_MINUTES} min "
+        "after launch)"
+    )
+    sandbox.client("ec2").create_launch_template(
+        LaunchTemplateName="demo-nodes", LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "m7g.xlarge"}
+    )
+    autoscaling = sandbox.client("autoscaling")
+    tags = {"eks:cluster-name": CLUSTER, "eksops:scaling": "enabled", "eksops:scaling-autoscaler": "none"}
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName=SCALING_GROUP,
+        LaunchTemplate={"LaunchTemplateName": "demo-nodes", "Version": "$Latest"},
+        MinSize=3,
+        MaxSize=12,
+        DesiredCapacity=3,
+        AvailabilityZones=[f"{REGION}a"],
+        Tags=[{"Key": k, "Value": v, "PropagateAtLaunch": False} for k, v in tags.items()],
+    )
+    t.line(f"{SCALING_GROUP}: 3 nodes (min 3, max 12), tagged eksops:scaling=enabled, no other autoscaler")
+    core = k8s.CoreV1Api(
+        k8s_config.new_client_from_config(config_file=str(sandbox.kubeconfig_path), context=CLUSTER)  # type: ignore[no-untyped-call]
+    )
+    scaler = dispatcher.module("node_scaler").service
+    # On minute boundaries, as CloudWatch keeps one-minute points: every run reads the same history back.
+    start = (time.time() // 60 - len(DEMAND_CORES)) * 60
+    minute = {"now": start}
+    scaler.clock = lambda: minute["now"]
+    _seed_history(sandbox, start, t)
+    launched: dict[str, int] = {}  # instance id -> minute it appeared
+    pods: list[str] = []
+    rows: list[tuple[int, float, int, int, int]] = []  # minute, demand, ready nodes, desired, pending millicores
+    t.line("min  demand  reserved  ready  desired  forecast (+headroom)  action")
+    for step, cores in enumerate(DEMAND_CORES):
+        minute["now"] = start + 60 * step
+        ready = _boot_nodes(core, autoscaling, launched, step)
+        pending = _place_pods(core, pods, round(cores * 1000), ready)
+        run = dispatcher.invoke("node_scaler", _scheduled_event(minute["now"]), f"schedule (minute {step})")
+        t.invocations.append(run)
+        _instances(autoscaling, launched, step)  # what this run launched boots from this minute on
+        if not run.ok:
+            t.failures.append(f"node_scaler failed at minute {step}: {run.error}")
+            t.line(f"{step:3}  FAILED {run.error_type}: {run.error}")
+            return
+        (decision,) = [d for d in run.result["decisions"] if d["group"] == SCALING_GROUP]
+        fc = decision["forecast"] or {}
+        rows.append((step, cores, len(ready), decision["desired"], pending))
+        t.line(
+            f"{step:3}  {cores:5.1f}c  {100 * cores / max(len(ready) * NODE_CORES, 1):6.0f} %  {len(ready):5}  "
+            f"{decision['desired_before']:>3} -> {decision['desired']:<3} "
+            f"{fc.get('millicores', 0) / 1000:6.1f}c (+{fc.get('headroom_millicores', 0) / 1000:.1f})        "
+            f"{decision['action']}"
+        )
+        for alarm in run.result["alarms"]:
+            t.line(
+                f"     {alarm['action']} alarm {alarm['name']} (reserved CPU >= 90 %: wakes the scaler between runs)"
+            )
+    first_growth = next((r for r, prev in zip(rows[1:], rows, strict=False) if r[3] > prev[3]), None)
+    t.check(first_growth is not None, "the node group grew")
+    if first_growth is not None:
+        minute_grown, cores_then, ready_then, _, _ = first_growth
+        t.check(
+            cores_then * 1000 <= ready_then * NODE_MILLICORES,
+            f"it grew at minute {minute_grown}, while {cores_then:.1f} cores still fit on its {ready_then} ready nodes",
+        )
+    t.check(all(pending == 0 for *_, pending in rows), "no pod waited for a node at any minute")
+    t.check(
+        rows[-1][3] > rows[0][3] + 3, f"{SCALING_GROUP} grew from {rows[0][3]} to {rows[-1][3]} nodes ahead of demand"
+    )
+
+
+def _seed_history(sandbox: Sandbox, start: float, t: Timeline) -> None:
+    """The demand node_scaler recorded over the last STEADY_MINUTES (its metric eksops NodeGroupCpuDemand)."""
+    from eksops.scaling.demand import HISTORY_METRIC, HISTORY_NAMESPACE
+
+    dimensions = [{"Name": "ClusterName", "Value": CLUSTER}, {"Name": "AutoScalingGroupName", "Value": SCALING_GROUP}]
+    sandbox.client("cloudwatch").put_metric_data(
+        Namespace=HISTORY_NAMESPACE,
+        MetricData=[
+            {
+                "MetricName": HISTORY_METRIC,
+                "Dimensions": dimensions,
+                "Timestamp": datetime.fromtimestamp(start - 60 * m, UTC),
+                "Value": STEADY_CORES * 1000,
+            }
+            for m in range(STEADY_MINUTES, 0, -1)
+        ],
+    )
+    t.line(
+        f"the last {STEADY_MINUTES} minutes, as node_scaler recorded them: a steady {STEADY_CORES:g} cores requested"
+    )
+
+
+def _boot_nodes(core: Any, autoscaling: Any, launched: dict[str, int], step: int) -> list[str]:
+    """Nodes join the cluster READY_MINUTES after their instance appears in the group; returns the ready ones."""
+    ready = []
+    for instance in _instances(autoscaling, launched, step):
+        first = launched[instance]
+        name = f"ip-{instance[2:10]}.ec2.internal"
+        if step - first == READY_MINUTES or (step == 0 and first < 0):
+            core.create_node(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "metadata": {"name": name, "labels": {"eks.amazonaws.com/nodegroup": "general"}},
+                    "spec": {"providerID": f"aws:///{REGION}a/{instance}"},
+                    "status": {
+                        "allocatable": {"cpu": f"{NODE_MILLICORES}m"},
+                        "conditions": [{"type": "Ready", "status": "True"}],
+                    },
+                }
+            )
+        if step - first >= READY_MINUTES:
+            ready.append(name)
+    return ready
+
+
+def _instances(autoscaling: Any, launched: dict[str, int], step: int) -> list[str]:
+    """The group's instances, each with the minute it was launched noted (those there at minute 0 were ready)."""
+    (group,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[SCALING_GROUP])["AutoScalingGroups"]
+    instances = sorted(i["InstanceId"] for i in group["Instances"])
+    for instance in instances:
+        launched.setdefault(instance, step if step else -READY_MINUTES)
+    return instances
+
+
+def _place_pods(core: Any, pods: list[str], millicores: int, nodes: list[str]) -> int:
+    """The scheduler's part, fluidly: requests fill the ready nodes, the rest waits in 1-core pods. Returns the
+    pending millicores."""
+    for name in pods:
+        core.delete_namespaced_pod(name, "web")
+    pods.clear()
+    left = millicores
+    for node in nodes:
+        if left <= 0:
+            break
+        take = min(left, NODE_MILLICORES)
+        pods.append(_pod(core, take, node))
+        left -= take
+    pending = left
+    while left > 0:
+        pods.append(_pod(core, min(left, 1000), None))
+        left -= 1000
+    return pending
+
+
+def _pod(core: Any, millicores: int, node: str | None) -> str:
+    name = f"web-{uuid.uuid4().hex[:8]}"
+    spec: dict[str, Any] = {
+        "containers": [{"name": "web", "image": "web:1", "resources": {"requests": {"cpu": f"{millicores}m"}}}]
+    }
+    if node:
+        spec["nodeName"] = node
+    core.create_namespaced_pod(
+        "web",
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": "web"},
+            "spec": spec,
+            "status": {"phase": "Running" if node else "Pending"},
+        },
+    )
+    return name
+
+
+def _scheduled_event(at: float) -> dict[str, Any]:
+    rule = f"{STACK}-node-scaler-Forecast"
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": ACCOUNT,
+        "time": datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": [f"arn:{PARTITION}:events:{REGION}:{ACCOUNT}:rule/{rule}"],
+        "detail": {},
+    }
 
 
 def _failure_path(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline, shim: CloudTrailShim) -> None:

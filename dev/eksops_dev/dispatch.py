@@ -87,6 +87,11 @@ class Dispatcher:
                 self._modules[fn.name] = load_module(fn, env.get("POWERTOOLS_SERVICE_NAME"))
         return getattr(self._modules[fn.name], fn.handler.rsplit(".", 1)[1])  # type: ignore[no-any-return]
 
+    def module(self, name: str) -> ModuleType:
+        """The function's handler module, loaded as its cold start would (the demo sets a service's clock on it)."""
+        self.handler(self.sandbox.function(name))
+        return self._modules[name]
+
     def invoke(self, name: str, event: Any, trigger: str, *, retries: int | None = None) -> Invocation:
         """An asynchronous invocation: up to 1 + MaximumRetryAttempts tries, then the on-failure destination."""
         fn = self.sandbox.function(name)

@@ -592,7 +592,148 @@ class ClusterBootstrapSweep(SweepTarget):
         return wrong
 
 
-SWEEPS: tuple[type[SweepTarget], ...] = (LogRetentionSweep, ErrorAlarmsSweep, ClusterBootstrapSweep)
+# -- node_scaler --------------------------------------------------------------------------------------------------
+
+
+class NodeScalerSweep(SweepTarget):
+    """Enrolled node groups of several clusters whose Container Insights metrics show demand over their capacity
+    (the Kubernetes API is not reached: ``api_client=None``), and the reserved-CPU alarm of a cluster no longer
+    enrolled; the scheduled run grows each group, keeps each cluster's alarm and removes the leftover.
+
+    Half-applied: a group reported resized that does not have that size, an alarm reported created, updated or
+    deleted that is not so, or an alarm of eksops' naming that notifies anything but the scaling topic."""
+
+    function = "node_scaler"
+    unit = "node groups"
+    persistent_fault = "SetDesiredCapacity"  # no group can grow; the alarms and the report still go through
+    clusters = 4
+    leftover = "gone-1"
+    prefix = "faults-scaling-"
+    reserved_percent, node_cpu, nodes = 95.0, 4000.0, 2  # 7.6 cores requested on 2 four-core nodes
+
+    def seed(self) -> None:
+        from eksops.scaling.alarms import MANAGED_TAG
+
+        ec2, autoscaling, cloudwatch = self.plain("ec2"), self.plain("autoscaling"), self.plain("cloudwatch")
+        ec2.create_launch_template(
+            LaunchTemplateName="faults-nodes",
+            LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "m7g.xlarge"},
+        )
+        self.names = [f"scale-{i}" for i in range(self.clusters)]
+        for name in self.names:
+            tags = {"eks:cluster-name": name, "eksops:scaling": "enabled", "eksops:scaling-autoscaler": "none"}
+            autoscaling.create_auto_scaling_group(
+                AutoScalingGroupName=f"{name}-general",
+                LaunchTemplate={"LaunchTemplateName": "faults-nodes", "Version": "$Latest"},
+                MinSize=1,
+                MaxSize=10,
+                DesiredCapacity=self.nodes,
+                AvailabilityZones=[f"{REGION}a"],
+                Tags=[{"Key": k, "Value": v, "PropagateAtLaunch": False} for k, v in tags.items()],
+            )
+            values = (
+                ("node_cpu_reserved_capacity", self.reserved_percent),
+                ("node_cpu_limit", self.node_cpu),
+                ("cluster_node_count", float(self.nodes)),
+            )
+            cloudwatch.put_metric_data(
+                Namespace="ContainerInsights",
+                MetricData=[
+                    {"MetricName": m, "Dimensions": [{"Name": "ClusterName", "Value": name}], "Value": v}
+                    for m, v in values
+                ],
+            )
+        self.topic = self.plain("sns").create_topic(Name=REPORTS)["TopicArn"]
+        self.scaling_topic = self.plain("sns").create_topic(Name="faults-scaling")["TopicArn"]
+        cloudwatch.put_metric_alarm(  # what is left of a cluster whose groups left the scaler
+            AlarmName=f"{self.prefix}{self.leftover}-cpu-reserved",
+            Namespace="ContainerInsights",
+            MetricName="node_cpu_reserved_capacity",
+            Dimensions=[{"Name": "ClusterName", "Value": self.leftover}],
+            Statistic="Average",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=90.0,
+            ComparisonOperator="GreaterThanOrEqualToThreshold",
+            AlarmActions=[self.scaling_topic],
+            Tags=[MANAGED_TAG],
+        )
+        self.objects = self.clusters
+        self.changes: list[dict[str, Any]] = []
+        self.alarm_changes: list[dict[str, str]] = []
+
+    def _wanted(self) -> int:
+        import math
+
+        from eksops.scaling.config import DEFAULT_TARGET_PERCENT
+
+        demand = self.reserved_percent / 100 * self.node_cpu * self.nodes
+        return math.ceil(demand / (DEFAULT_TARGET_PERCENT / 100) / self.node_cpu)
+
+    def invoke(self, event: ScheduledRun | Continuation, remaining_ms: Callable[[], int]) -> dict[str, Any]:
+        from eksops.notify import Publisher
+        from eksops.scaling import AlarmSettings, NodeScalerService, ScalerConfig
+
+        if not isinstance(event, ScheduledRun):
+            raise TypeError("node_scaler does not continue")
+        service = NodeScalerService(
+            ScalerConfig.from_env({}),
+            CommonConfig.from_env({"DRY_RUN": "false", "REPORTS_TOPIC_ARN": self.topic}),
+            autoscaling=client("autoscaling"),
+            cloudwatch=client("cloudwatch"),
+            ssm=client("ssm"),
+            publisher=Publisher(client("sns"), alerts_topic_arn=None, reports_topic_arn=self.topic),
+            alarms=AlarmSettings(topic_arn=self.scaling_topic, prefix=self.prefix),
+            api_client=None,  # Container Insights: faults hit the AWS calls only
+            alarm_limiter=RateLimiter(3.0, clock=self.clock, sleep=self.sleep),
+        )
+        summary = service.handle(event, Deadline(remaining_ms))
+        self.changes += summary.changed
+        self.alarm_changes += summary.alarms
+        result: dict[str, Any] = summary.as_dict()
+        summary.raise_for_errors()
+        return result
+
+    def _desired(self) -> dict[str, int]:
+        groups = self.plain("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
+        return {g["AutoScalingGroupName"]: g["DesiredCapacity"] for g in groups}
+
+    def _alarms(self) -> dict[str, Any]:
+        alarms = self.plain("cloudwatch").describe_alarms(AlarmNamePrefix=self.prefix)["MetricAlarms"]
+        return {a["AlarmName"]: a for a in alarms}
+
+    def not_converged(self) -> list[str]:
+        desired, alarms, wanted = self._desired(), self._alarms(), self._wanted()
+        groups = [f"{n}-general" for n in self.names]
+        missing = [f"{g}: {desired[g]} nodes, not {wanted}" for g in groups if desired[g] != wanted]
+        missing += [f"{n}: no alarm" for n in self.names if f"{self.prefix}{n}-cpu-reserved" not in alarms]
+        if f"{self.prefix}{self.leftover}-cpu-reserved" in alarms:
+            missing.append(f"{self.leftover}: leftover alarm not removed")
+        return missing
+
+    def half_applied(self) -> list[str]:
+        desired, alarms = self._desired(), self._alarms()
+        last = {c["group"]: c for c in self.changes}  # the latest change reported for each group
+        wrong = [
+            f"reported {c['group']} {c['from']} -> {c['to']}, but it has {desired[c['group']]}"
+            for c in last.values()
+            if desired[c["group"]] != c["to"]
+        ]
+        for change in self.alarm_changes:
+            present = change["name"] in alarms
+            if present != (change["action"] != "delete"):
+                wrong.append(
+                    f"reported {change['action']} alarm {change['name']}, which is {'there' if present else 'missing'}"
+                )
+        wrong += [
+            f"alarm {name} notifies {alarm.get('AlarmActions')}"
+            for name, alarm in alarms.items()
+            if alarm.get("AlarmActions") != [self.scaling_topic]
+        ]
+        return wrong
+
+
+SWEEPS: tuple[type[SweepTarget], ...] = (LogRetentionSweep, ErrorAlarmsSweep, ClusterBootstrapSweep, NodeScalerSweep)
 
 
 # -- driving ------------------------------------------------------------------------------------------------------

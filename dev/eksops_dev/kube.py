@@ -34,7 +34,7 @@ import attrs
 import kmock
 from kmock._internal import dicts, parsing  # private, but the only place to fix the path parser
 
-# group/version/plural, kind, namespaced: what eksops manages. One list; discovery is built from it.
+# group/version/plural, kind, namespaced: what eksops manages or reads. One list; discovery is built from it.
 RESOURCES: tuple[tuple[str, str, bool], ...] = (
     ("v1/namespaces", "Namespace", False),
     ("v1/configmaps", "ConfigMap", True),
@@ -48,6 +48,10 @@ RESOURCES: tuple[tuple[str, str, bool], ...] = (
     ("rbac.authorization.k8s.io/v1/rolebindings", "RoleBinding", True),
     ("networking.k8s.io/v1/networkpolicies", "NetworkPolicy", True),
     ("apiregistration.k8s.io/v1/apiservices", "APIService", False),
+    # node_scaler reads pods and nodes, and applies the headroom's PriorityClass
+    ("v1/pods", "Pod", True),
+    ("v1/nodes", "Node", False),
+    ("scheduling.k8s.io/v1/priorityclasses", "PriorityClass", False),
 )
 VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 APPLY_PATCH = "application/apply-patch+yaml"

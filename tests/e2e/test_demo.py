@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,9 @@ def test_demo_runs_end_to_end_and_exits_zero(monkeypatch: pytest.MonkeyPatch, tm
     assert "cluster demo: not-active" in text and "cluster demo: bootstrapped" in text
     assert "ok   the CloudWatch agent, Fluent Bit and metrics-server are in the cluster" in text
     assert "ok   the reconcile changed nothing" in text
+    # Predictive node scaling: the group grew while demand still fit, and no pod ever waited for a node.
+    assert "create alarm eksops-local-scaling-demo-cpu-reserved" in text
+    assert re.search(r"ok   it grew at minute \d+, while [\d.]+ cores still fit on its \d+ ready nodes", text)
+    assert "ok   no pod waited for a node at any minute" in text
+    assert re.search(r"ok   demo-general grew from 3 to \d+ nodes ahead of demand", text)
+    assert "Node scaling: changed demo-general nodes 3 -> 4" in text  # the report, as email and Slack show it

@@ -86,8 +86,11 @@ def test_every_function_has_an_error_alarm(template: Template) -> None:
         assert all(a["AlarmActions"] == [{"Ref": "AlertsTopic"}] for a in mine)
 
 
-# Mutating actions for which IAM has no resource type: any narrower Resource would deny them.
-NO_RESOURCE_SCOPE = {"logs:PutQueryDefinition", "logs:DeleteQueryDefinition"}
+# Mutating actions for which IAM has no resource type: any narrower Resource would deny them. PutMetricData is
+# scoped by its namespace condition instead (test_put_metric_data_only_into_eksops_namespace).
+NO_RESOURCE_SCOPE = {"logs:PutQueryDefinition", "logs:DeleteQueryDefinition", "cloudwatch:PutMetricData"}
+# Functions that keep Powertools idempotency records (SNS deliveries: at least once).
+IDEMPOTENT_FUNCTIONS = {"notifier", "node_scaler"}
 # What a function's role may do with logs for its own logging; anything else on logs is the function's job.
 LOGGING_ACTIONS = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
 STACK = "eksops-test"
@@ -218,39 +221,101 @@ def test_idempotency_policy_is_what_the_powertools_store_calls(template: Templat
         granted = [
             st for st in role_statements(template, fn) if any(a.startswith("dynamodb:") for a in as_list(st["Action"]))
         ]
-        if "IDEMPOTENCY_TABLE" in fn.environment and fn.name == "notifier":
+        if "IDEMPOTENCY_TABLE" in fn.environment and fn.name in IDEMPOTENT_FUNCTIONS:
             assert [set(as_list(st["Action"])) for st in granted] == [needed]
             assert [as_list(st["Resource"]) for st in granted] == [[table]]
         else:
             assert not granted, f"{fn.name} does not use the idempotency table"
 
 
-def test_describe_alarms_is_scoped_to_the_alarms_error_alarms_keeps(template: Template) -> None:
+def scaling_alarm_name(template: Template, cluster: str) -> str:
+    """The name node_scaler gives a cluster's reserved-CPU alarm under the template's prefix (stack STACK)."""
+    from eksops.scaling.alarms import AlarmSettings
+
+    prefix = resolver(template).resolve(template.functions["node_scaler"].environment["SCALER_ALARM_PREFIX"])
+    return AlarmSettings(topic_arn=None, prefix=prefix).name(cluster)
+
+
+def alarm_names_kept_by(template: Template, function: str) -> list[str]:
+    """Names of alarms ``function`` creates and keeps at run time."""
     from eksops.logs.error_alarms import alarm_name
 
+    return {
+        "error_alarms": [alarm_name("prod-eu")],
+        "node_scaler": [scaling_alarm_name(template, "prod-eu")],
+    }.get(function, [])
+
+
+def test_describe_alarms_is_scoped_to_the_alarms_each_function_keeps(template: Template) -> None:
     arn = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:{}".format
-    scoped = 0
+    scoped = set()
     for fn in functions(template):
         for statement in all_modes(template, fn):
             if "cloudwatch:DescribeAlarms" in as_list(statement["Action"]):
-                assert fn.name == "error_alarms"
+                assert fn.name in {"error_alarms", "node_scaler"}
                 (resource,) = as_list(statement["Resource"])
-                assert fnmatch.fnmatchcase(arn(alarm_name("prod-eu")), resource)
+                for name in alarm_names_kept_by(template, fn.name):
+                    assert fnmatch.fnmatchcase(arn(name), resource)
+                others = {"error_alarms", "node_scaler"} - {fn.name}
+                for name in [n for other in others for n in alarm_names_kept_by(template, other)]:
+                    assert not fnmatch.fnmatchcase(arn(name), resource), f"{fn.name} reads {name}"
                 assert not fnmatch.fnmatchcase(arn("someone-elses-alarm"), resource), resource
-                scoped += 1
-    assert scoped  # error_alarms lists its alarms
+                scoped.add(fn.name)
+    assert scoped == {"error_alarms", "node_scaler"}  # both list their alarms
 
 
-def test_error_alarms_may_create_alarms_whose_only_action_is_the_alerts_topic(template: Template) -> None:
-    # An alarm action can also stop, terminate or reboot instances: PutMetricAlarm is tied to the alerts topic.
+# The one topic each function's alarms may notify, and the variable that tells the function.
+ALARM_TOPICS = {
+    "error_alarms": ("AlertsTopic", "ALERTS_TOPIC_ARN"),
+    "node_scaler": ("ScalingTopic", "SCALER_ALARM_TOPIC_ARN"),
+}
+
+
+def test_functions_may_create_alarms_whose_only_action_is_their_topic(template: Template) -> None:
+    # An alarm action can also stop, terminate or reboot instances: PutMetricAlarm is tied to one topic.
+    creators = set()
     for fn in functions(template):
         for statement in all_modes(template, fn):
             if "cloudwatch:PutMetricAlarm" in as_list(statement["Action"]):
-                assert fn.name == "error_alarms"
+                topic, variable = ALARM_TOPICS[fn.name]
                 assert statement["Condition"] == {
-                    "ForAllValues:StringEquals": {"cloudwatch:AlarmActions": [{"Ref": "AlertsTopic"}]}
+                    "ForAllValues:StringEquals": {"cloudwatch:AlarmActions": [{"Ref": topic}]}
                 }
-                assert fn.environment["ALERTS_TOPIC_ARN"] == {"Ref": "AlertsTopic"}  # what its alarms notify
+                assert fn.environment[variable] == {"Ref": topic}  # what its alarms notify
+                creators.add(fn.name)
+    assert creators == set(ALARM_TOPICS)
+
+
+def test_put_metric_data_only_into_eksops_namespace(template: Template) -> None:
+    writers = set()
+    for fn in functions(template):
+        for statement in all_modes(template, fn):
+            if "cloudwatch:PutMetricData" in as_list(statement["Action"]):
+                assert as_list(statement["Action"]) == ["cloudwatch:PutMetricData"]
+                assert statement["Condition"] == {"StringEquals": {"cloudwatch:namespace": "eksops"}}
+                writers.add(fn.name)
+    assert writers == {"node_scaler"}
+
+
+def test_node_scaler_changes_only_tagged_groups_and_writes_only_its_own_tags(template: Template) -> None:
+    from eksops.scaling.groups import BOOKKEEPING_TAGS, ENROLL_TAG
+
+    statements = role_statements(template, template.functions["node_scaler"])
+    autoscaling = [st for st in statements if any(a.startswith("autoscaling:") for a in as_list(st["Action"]))]
+    mutating = {a for st in autoscaling for a in as_list(st["Action"]) if not READ_ONLY.match(a)}
+    assert mutating == {"autoscaling:SetDesiredCapacity", "autoscaling:CreateOrUpdateTags", "autoscaling:DeleteTags"}
+    for statement in autoscaling:
+        actions = set(as_list(statement["Action"]))
+        if "autoscaling:SetDesiredCapacity" in actions:
+            assert actions == {"autoscaling:SetDesiredCapacity"}
+            assert statement["Condition"] == {"StringEquals": {f"aws:ResourceTag/{ENROLL_TAG}": "enabled"}}
+        elif actions & {"autoscaling:CreateOrUpdateTags", "autoscaling:DeleteTags"}:
+            keys = statement["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"]
+            assert set(keys) == set(BOOKKEEPING_TAGS) and ENROLL_TAG not in keys  # it cannot enroll a group
+            assert statement["Condition"]["Null"] == {"aws:TagKeys": "false"}
+    (kill,) = [st for st in statements if "ssm:GetParameter" in as_list(st["Action"])]
+    default = template.parameters["ScalerKillSwitchParameter"]["Default"]
+    assert as_list(kill["Resource"]) == [f"arn:aws:ssm:us-east-1:123456789012:parameter{default}"]
 
 
 # -- encryption and resource policies ---------------------------------------------------------------------------
@@ -319,34 +384,40 @@ def topic_targets(rule: dict[str, Any], topics: dict[str, Any]) -> set[str]:
 
 
 def test_topic_policy_admits_only_eksops_rules_and_alarms(template: Template) -> None:
-    from eksops.logs.error_alarms import alarm_name
-
     topics = template.of_type("AWS::SNS::Topic")
-    for policy in template.of_type("AWS::SNS::TopicPolicy").values():
+    policies = template.of_type("AWS::SNS::TopicPolicy").values()
+    assert {t["Ref"] for p in policies for t in p["Properties"]["Topics"]} >= {"AlertsTopic", "ScalingTopic"}
+    key_patterns = alarm_source_patterns(key_statements(template)["CloudWatchAlarmsPublishToTheTopics"]["Condition"])
+    alarm_arn = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:{}".format
+    for policy in policies:
         (topic,) = [t["Ref"] for t in policy["Properties"]["Topics"]]
         statements = resolver(template).resolve(policy["Properties"]["PolicyDocument"])["Statement"]
         by_service = {st["Principal"]["Service"]: st for st in statements}
-        assert set(by_service) == {"events.amazonaws.com", "cloudwatch.amazonaws.com"}
-        events = by_service["events.amazonaws.com"]["Condition"]
-        assert events["StringEquals"] == {"aws:SourceAccount": "123456789012"}
-        named = {arn["Fn::GetAtt"][0] for arn in events["ArnEquals"]["aws:SourceArn"]}
         targeting = {k for k, r in template.of_type("AWS::Events::Rule").items() if topic in topic_targets(r, topics)}
-        assert named == targeting, "the EventBridge statement must name exactly the rules that target the topic"
+        # EventBridge may publish only when a rule targets the topic, and then only those rules.
+        assert set(by_service) == {"cloudwatch.amazonaws.com"} | ({"events.amazonaws.com"} if targeting else set())
+        if targeting:
+            events = by_service["events.amazonaws.com"]["Condition"]
+            assert events["StringEquals"] == {"aws:SourceAccount": "123456789012"}
+            named = {arn["Fn::GetAtt"][0] for arn in events["ArnEquals"]["aws:SourceArn"]}
+            assert named == targeting, "the EventBridge statement must name exactly the rules that target the topic"
 
         patterns = alarm_source_patterns(by_service["cloudwatch.amazonaws.com"]["Condition"])
-        key_patterns = alarm_source_patterns(
-            key_statements(template)["CloudWatchAlarmsPublishToTheTopics"]["Condition"]
-        )
-        assert patterns == key_patterns
-        alarm_arn = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:{}".format
-        names = [alarm_name("prod-eu")]
+        # The key lets CloudWatch encrypt for every alarm a topic admits.
+        assert all(any(fnmatch.fnmatchcase(p, k) for k in key_patterns) for p in patterns), (patterns, key_patterns)
+        # The alarms that must reach the topic: those functions keep with it as their action, and the template's.
+        names = [n for fn, (t, _) in ALARM_TOPICS.items() if t == topic for n in alarm_names_kept_by(template, fn)]
         for alarm in template.of_type("AWS::CloudWatch::Alarm").values():
             props = resolver(template).resolve(alarm["Properties"])
             if {"Ref": topic} in props["AlarmActions"]:
                 names.append(props["AlarmName"])
+        assert names, f"no alarm notifies {topic}"
         for name in names:
             assert any(fnmatch.fnmatchcase(alarm_arn(name), p) for p in patterns), f"alarm {name} cannot publish"
-        assert not any(fnmatch.fnmatchcase(alarm_arn("someone-elses-alarm"), p) for p in patterns)
+        # ...and no other: not someone else's, nor eksops' alarms meant for another topic.
+        others = [n for fn, (t, _) in ALARM_TOPICS.items() if t != topic for n in alarm_names_kept_by(template, fn)]
+        for name in ["someone-elses-alarm", *[n for n in others if topic == "ScalingTopic"]]:
+            assert not any(fnmatch.fnmatchcase(alarm_arn(name), p) for p in patterns), f"{name} may publish to {topic}"
 
 
 def rules_dead_lettering_to(template: Template, queue: str) -> set[str]:

@@ -40,7 +40,7 @@ EVENT_NAMES = (
     "UpdateClusterVersion",
     "RunInstances",
 )
-FUNCTIONS = ("log_retention", "error_alarms", "cluster_bootstrap", "notifier")
+FUNCTIONS = ("log_retention", "error_alarms", "cluster_bootstrap", "node_scaler", "notifier")
 NAMES = (
     "prod-eu",
     "/aws/containerinsights/prod-eu/application",

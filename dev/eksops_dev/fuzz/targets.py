@@ -228,6 +228,73 @@ def _delivered_once(h: Harness, result: Any, before: Snapshot, after: Snapshot) 
     return None
 
 
+# -- node_scaler -----------------------------------------------------------------------------------------------------
+# An enrolled node group of prod-eu (no other autoscaler). The cluster's Kubernetes API is not reachable from the
+# sandbox (no kubeconfig context) and Container Insights has no data, so a scheduled run measures no demand and
+# changes no capacity; what it does change is the cluster's reserved-CPU alarm (created) and the report. The sample
+# alarm names the stack "eksops", not the sandbox's: a refusal, reported. tests/integration/scaling covers scaling.
+SCALING_GROUP = f"{CLUSTER}-general"
+
+
+def _arm_node_group(h: Harness) -> None:
+    h.sandbox.client("ec2").create_launch_template(
+        LaunchTemplateName="fuzz-nodes", LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "m7g.xlarge"}
+    )
+    tags = {"eks:cluster-name": CLUSTER, "eksops:scaling": "enabled", "eksops:scaling-autoscaler": "none"}
+    h.sandbox.client("autoscaling").create_auto_scaling_group(
+        AutoScalingGroupName=SCALING_GROUP,
+        LaunchTemplate={"LaunchTemplateName": "fuzz-nodes", "Version": "$Latest"},
+        MinSize=1,
+        MaxSize=10,
+        DesiredCapacity=2,
+        AvailabilityZones=["us-east-1a"],
+        Tags=[{"Key": k, "Value": v, "PropagateAtLaunch": False} for k, v in tags.items()],
+    )
+
+
+def _scaling_alarms(h: Harness) -> list[str]:
+    from eksops_dev.sandbox import STACK
+
+    alarms = h.sandbox.client("cloudwatch").describe_alarms(AlarmNamePrefix=f"{STACK}-scaling-")["MetricAlarms"]
+    return sorted(a["AlarmName"] for a in alarms)
+
+
+def _scaler_records(h: Harness) -> list[dict[str, Any]]:
+    return [item for item in _idempotency_items(h) if "node-scaler" in item["id"]["S"]]
+
+
+def _scaler_snapshot(h: Harness) -> Snapshot:
+    (group,) = h.sandbox.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[SCALING_GROUP])[
+        "AutoScalingGroups"
+    ]
+    return {
+        "desired": group["DesiredCapacity"],
+        "tags": sorted((t["Key"], t["Value"]) for t in group["Tags"]),
+        "alarms": _scaling_alarms(h),
+        "idempotency_records": len(_scaler_records(h)),
+        "published": h.published(),
+    }
+
+
+def _scaler_rearm(h: Harness, now: Snapshot) -> None:
+    armed = h.armed["node_scaler"]
+    autoscaling = h.sandbox.client("autoscaling")
+    if now["desired"] != armed["desired"]:
+        autoscaling.set_desired_capacity(AutoScalingGroupName=SCALING_GROUP, DesiredCapacity=armed["desired"])
+    added = [key for key, _ in now["tags"] if key not in dict(armed["tags"])]
+    if added:
+        autoscaling.delete_tags(
+            Tags=[{"ResourceId": SCALING_GROUP, "ResourceType": "auto-scaling-group", "Key": key} for key in added]
+        )
+    if now["alarms"]:
+        h.sandbox.client("cloudwatch").delete_alarms(AlarmNames=now["alarms"])
+    ddb, table = h.sandbox.client("dynamodb"), h.sandbox.refs["IdempotencyTable"]
+    for item in _scaler_records(h):
+        ddb.delete_item(TableName=table, Key={"id": item["id"]})
+    if now["published"]:
+        h.purge_deliveries()
+
+
 TARGETS: tuple[Target, ...] = (
     Target(
         "log_retention",
@@ -253,6 +320,14 @@ TARGETS: tuple[Target, ...] = (
         _arm_cluster,
         _bootstrap_snapshot,
         _bootstrap_rearm,
+    ),
+    Target(
+        "node_scaler",
+        lambda: st.one_of(strategies.eventbridge_shapes(), strategies.sns_shapes()),  # its schedule and its topic
+        _arm_node_group,
+        _scaler_snapshot,
+        _scaler_rearm,
+        inert_samples=frozenset({"reserved_cpu_ok"}),  # an alarm going back to OK is no reason to scale
     ),
     Target(
         "notifier",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import hashlib
 import json
 import logging
 import re
@@ -13,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from eksops import config
-from eksops.errors import ConfigError, InvalidEvent
-from eksops.notify.blocks import clip
+from eksops.errors import ConfigError
 from eksops.notify.formats import SlackMessage, format_sns
+from eksops.notify.sns import MESSAGE_ID_LIMIT, SUBJECT_LIMIT, SnsRecord, content_key  # noqa: F401 - re-exported
 from eksops.notify.webhook import SlackRejected, SlackWebhook, check_url
 
 SLACK_WEBHOOK_SECRET_ARN = "SLACK_WEBHOOK_SECRET_ARN"  # noqa: S105 - a variable name, not a secret
@@ -23,8 +22,6 @@ SLACK_ROUTES = "SLACK_ROUTES"
 DEAD_LETTER_QUEUE_URL = "DEAD_LETTER_QUEUE_URL"
 SECRET_MAX_AGE_S = 300  # warm invocations reuse the webhook URL for five minutes
 SEVERITIES = ("info", "ok", "unknown", "warning", "critical")
-MESSAGE_ID_LIMIT = 256  # SNS message ids are UUIDs: a longer one did not come from SNS
-SUBJECT_LIMIT = 1_000  # SNS allows 100 characters; more is shown, cut, whatever published it
 _SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$")
 # The notifier's role may read only secrets named so (template.yaml): a name prefix, not a secret.
 SECRET_PREFIX = "eksops/slack/"  # noqa: S105
@@ -103,63 +100,6 @@ def _parse_routes(raw: Any) -> tuple[Route, ...]:
             raise ConfigError(f"{where}.cluster", "must be a non-empty glob")
         routes.append(Route(secret_arn=arn, severities=tuple(severities), cluster=cluster))
     return tuple(routes)
-
-
-@dataclass(frozen=True)
-class SnsRecord:
-    message_id: str
-    topic_arn: str
-    subject: str | None
-    message: str
-    timestamp: str = ""
-    # What a repeated delivery is recognised by: the MessageId, or a hash of the content when it is empty
-    # (without a key, Powertools' idempotency would let every delivery through).
-    idempotency_key: str = ""
-
-    @classmethod
-    def parse(cls, event: Any) -> SnsRecord:
-        """The one SNS record of a Lambda SNS event (SNS invokes with exactly one).
-
-        Malformed when it is not an SNS record (InvalidEvent); its Subject and Message may hold anything.
-        """
-        if not isinstance(event, Mapping) or not isinstance(event.get("Records"), list) or not event["Records"]:
-            raise InvalidEvent("not an SNS event: no Records", field="Records")
-        if len(event["Records"]) != 1:
-            raise InvalidEvent(f"SNS delivers one record per invocation, got {len(event['Records'])}", field="Records")
-        sns = event["Records"][0].get("Sns") if isinstance(event["Records"][0], Mapping) else None
-        if not isinstance(sns, Mapping):
-            raise InvalidEvent("not an SNS record", field="Records[0].Sns")
-        for key in ("MessageId", "TopicArn", "Message"):
-            if not isinstance(sns.get(key), str):
-                raise InvalidEvent("missing or not a string", field=f"Records[0].Sns.{key}")
-        if len(sns["MessageId"]) > MESSAGE_ID_LIMIT:
-            raise InvalidEvent(f"longer than {MESSAGE_ID_LIMIT} characters", field="Records[0].Sns.MessageId")
-        subject = _subject(sns.get("Subject"))
-        message_id: str = sns["MessageId"]
-        topic_arn: str = sns["TopicArn"]
-        message: str = sns["Message"]
-        timestamp = sns.get("Timestamp")
-        timestamp = timestamp if isinstance(timestamp, str) else ""
-        key = message_id or content_key(topic_arn, subject, message, timestamp)
-        return cls(message_id, topic_arn, subject, message, timestamp, key)
-
-
-def content_key(topic_arn: str, subject: str | None, message: str, timestamp: str) -> str:
-    """A key for a message without a MessageId: the same content published at the same time is the same."""
-    content = json.dumps([topic_arn, subject, message, timestamp])  # ASCII: a lone surrogate hashes too
-    return "sha256:" + hashlib.sha256(content.encode()).hexdigest()
-
-
-def _subject(value: Any) -> str | None:
-    """The Subject as text: SNS sends a string or null; any other value is shown as its JSON."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        try:
-            value = json.dumps(value, ensure_ascii=False)
-        except (TypeError, ValueError, RecursionError):
-            value = type(value).__name__
-    return clip(value, SUBJECT_LIMIT)
 
 
 class NotifierService:

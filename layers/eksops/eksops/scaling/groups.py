@@ -1,0 +1,174 @@
+"""The node groups the scaler looks after: Auto Scaling groups of EKS clusters, found by their tags.
+
+A group belongs to the cluster named by its ``eks:cluster-name`` tag (EKS managed node groups) or its
+``kubernetes.io/cluster/<name>`` tag (self-managed groups, eksctl, Karpenter's docs). It is enrolled when tagged
+``eksops:scaling=enabled``, or when its cluster matches SCALER_CLUSTERS and it is not tagged
+``eksops:scaling=disabled``. What the scaler remembers between runs (last scale-out and scale-in, a node's CPU,
+whether the group is at its maximum) it keeps in ``eksops:scaling-*`` tags on the group, where operators see it.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from eksops.scaling.config import ScalerConfig
+from eksops.scaling.decision import Autoscaler, autoscaler_from_tags
+
+__all__ = [
+    "AT_MAX_TAG",
+    "BOOKKEEPING_TAGS",
+    "ENROLL_TAG",
+    "LAST_SCALE_IN_TAG",
+    "LAST_SCALE_OUT_TAG",
+    "NODE_MILLICORES_TAG",
+    "NodeGroup",
+    "cluster_of",
+    "discover",
+    "format_time",
+]
+
+ENROLL_TAG = "eksops:scaling"
+ENABLED = "enabled"
+DISABLED = "disabled"
+CLUSTER_NAME_TAG = "eks:cluster-name"
+CLUSTER_TAG_PREFIX = "kubernetes.io/cluster/"
+NODEGROUP_TAG = "eks:nodegroup-name"
+NODEGROUP_LABEL = "eks.amazonaws.com/nodegroup"
+KARPENTER_NODEPOOL = "karpenter.sh/nodepool"
+LAST_SCALE_OUT_TAG = "eksops:scaling-last-scale-out"
+LAST_SCALE_IN_TAG = "eksops:scaling-last-scale-in"
+NODE_MILLICORES_TAG = "eksops:scaling-node-millicores"
+AT_MAX_TAG = "eksops:scaling-at-max"
+# The only tag keys the function writes (its IAM policy allows these and no other).
+BOOKKEEPING_TAGS = (LAST_SCALE_OUT_TAG, LAST_SCALE_IN_TAG, NODE_MILLICORES_TAG, AT_MAX_TAG)
+_BOOTING = frozenset({"Pending", "Pending:Wait", "Pending:Proceed"})
+_SERVING = frozenset({"InService"}) | _BOOTING
+
+
+def cluster_of(tags: Mapping[str, str]) -> str | None:
+    """The EKS cluster an Auto Scaling group's tags name, None for a group of no cluster."""
+    if tags.get(CLUSTER_NAME_TAG):
+        return tags[CLUSTER_NAME_TAG]
+    for key in sorted(tags):
+        if key.startswith(CLUSTER_TAG_PREFIX) and len(key) > len(CLUSTER_TAG_PREFIX):
+            return key[len(CLUSTER_TAG_PREFIX) :]
+    return None
+
+
+def format_time(epoch: float) -> str:
+    """A tag value for a time: ISO 8601 in UTC, seconds."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None  # an edited or foreign value: as if never scaled (the cooldown errs towards acting)
+
+
+@dataclass(frozen=True)
+class NodeGroup:
+    """One Auto Scaling group of an EKS cluster, as DescribeAutoScalingGroups showed it."""
+
+    name: str
+    arn: str
+    cluster: str
+    min_size: int
+    max_size: int
+    desired: int
+    instances: tuple[str, ...]  # in service or booting
+    tags: Mapping[str, str] = field(default_factory=dict)
+    enrolled: bool = False
+    instance_types: tuple[str, ...] = ()
+
+    @property
+    def tagged(self) -> bool:
+        """Enrolled by its own tag: the asg actuator changes only such groups (IAM allows no other)."""
+        return self.tags.get(ENROLL_TAG, "").strip().lower() == ENABLED
+
+    @property
+    def autoscaler(self) -> Autoscaler:
+        return autoscaler_from_tags(self.tags)
+
+    @property
+    def last_scale_out(self) -> float | None:
+        return _parse_time(self.tags.get(LAST_SCALE_OUT_TAG))
+
+    @property
+    def last_scale_in(self) -> float | None:
+        return _parse_time(self.tags.get(LAST_SCALE_IN_TAG))
+
+    @property
+    def at_max_since(self) -> float | None:
+        return _parse_time(self.tags.get(AT_MAX_TAG))
+
+    @property
+    def remembered_node_millicores(self) -> int | None:
+        """A node's allocatable CPU as last measured (a group at zero nodes still knows its node size)."""
+        value = self.tags.get(NODE_MILLICORES_TAG, "")
+        return int(value) if value.isdigit() and int(value) > 0 else None
+
+    def node_labels(self) -> dict[str, str]:
+        """Labels every node of the group carries, known from the group's tags (a nodeSelector for headroom)."""
+        if self.tags.get(NODEGROUP_TAG):
+            return {NODEGROUP_LABEL: self.tags[NODEGROUP_TAG]}
+        if self.tags.get(KARPENTER_NODEPOOL):
+            return {KARPENTER_NODEPOOL: self.tags[KARPENTER_NODEPOOL]}
+        return {}
+
+
+def _tags(group: Mapping[str, Any]) -> dict[str, str]:
+    return {str(t["Key"]): str(t.get("Value", "")) for t in group.get("Tags", [])}
+
+
+def _enrolled(tags: Mapping[str, str], cluster: str, cfg: ScalerConfig) -> bool:
+    stated = tags.get(ENROLL_TAG, "").strip().lower()
+    if stated == ENABLED:
+        return True
+    return stated != DISABLED and cfg.enrolled(cluster)
+
+
+def _groups(autoscaling: Any) -> Iterator[Mapping[str, Any]]:
+    for page in autoscaling.get_paginator("describe_auto_scaling_groups").paginate(PaginationConfig={"PageSize": 100}):
+        yield from page.get("AutoScalingGroups", [])
+
+
+def discover(autoscaling: Any, cfg: ScalerConfig) -> list[NodeGroup]:
+    """Every Auto Scaling group of an EKS cluster in the region, enrolled or not, sorted by cluster and name.
+
+    Groups of other clusters count too: in the Container Insights fallback a cluster's demand is shared over all
+    of its groups' nodes. One DescribeAutoScalingGroups call per 100 groups.
+    """
+    found = []
+    for group in _groups(autoscaling):
+        tags = _tags(group)
+        cluster = cluster_of(tags)
+        if cluster is None:
+            continue
+        instances = [i for i in group.get("Instances", []) if i.get("LifecycleState") in _SERVING]
+        found.append(
+            NodeGroup(
+                name=group["AutoScalingGroupName"],
+                arn=group.get("AutoScalingGroupARN", ""),
+                cluster=cluster,
+                min_size=int(group["MinSize"]),
+                max_size=int(group["MaxSize"]),
+                desired=int(group["DesiredCapacity"]),
+                instances=tuple(sorted(i["InstanceId"] for i in instances)),
+                tags=tags,
+                enrolled=_enrolled(tags, cluster, cfg),
+                instance_types=tuple(sorted({i["InstanceType"] for i in instances if i.get("InstanceType")})),
+            )
+        )
+    return sorted(found, key=lambda g: (g.cluster, g.name))
+
+
+def median_millicores(values: list[int]) -> int | None:
+    return int(statistics.median(values)) if values else None

@@ -1,0 +1,209 @@
+"""The node scaler's adapters that need no server: quantities, demand attribution, groups, triggers, manifests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from kubernetes_validate.utils import latest_version
+
+from eksops.errors import InvalidEvent, UnsupportedEvent
+from eksops.scaling.alarms import AlarmSettings, ScalingAlarms, same_alarm
+from eksops.scaling.config import ScalerConfig
+from eksops.scaling.decision import Autoscaler
+from eksops.scaling.demand import (
+    ClusterView,
+    InsightsReading,
+    Node,
+    Pod,
+    cpu_millicores,
+    insights_demand,
+    kube_demand,
+    pod_millicores,
+)
+from eksops.scaling.groups import NodeGroup, _enrolled, cluster_of
+from eksops.scaling.headroom import NAME_LIMIT, base_objects, deployment, deployment_name
+from eksops.scaling.triggers import AlarmTrigger, parse_trigger
+
+ROOT = Path(__file__).resolve().parents[3]
+SAMPLE = json.loads((ROOT / "events/node_scaler/reserved_cpu_alarm.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("quantity", "millicores"),
+    [
+        ("250m", 250),
+        ("1", 1000),
+        ("0.5", 500),
+        (2, 2000),
+        (1.5, 1500),
+        ("1e3m", 1000),
+        ("100000u", 100),
+        ("2k", 2_000_000),
+        ("1Ki", 1_024_000),
+        (None, 0),
+        ("nonsense", 0),
+        ("-1", 0),
+        ("NaN", 0),
+    ],
+)
+def test_cpu_quantities(quantity: Any, millicores: float) -> None:
+    assert cpu_millicores(quantity) == pytest.approx(millicores)
+
+
+def test_a_pods_request_counts_sidecars_init_containers_and_overhead_as_the_scheduler_does() -> None:
+    def c(cpu: str, **extra: Any) -> dict[str, Any]:
+        return {"name": "x", "resources": {"requests": {"cpu": cpu}}, **extra}
+
+    assert pod_millicores({"containers": [c("500m"), c("250m")]}) == 750
+    # An init container larger than the app containers sets the request; a sidecar (restartPolicy Always) adds.
+    assert pod_millicores({"containers": [c("500m")], "initContainers": [c("2")]}) == 2000
+    assert pod_millicores({"containers": [c("500m")], "initContainers": [c("100m", restartPolicy="Always")]}) == 600
+    assert pod_millicores({"containers": [c("500m")], "overhead": {"cpu": "250m"}}) == 750
+    assert pod_millicores({"containers": [{"name": "no-requests"}]}) == 0
+
+
+def group(name: str, instances: tuple[str, ...], **tags: str) -> NodeGroup:
+    return NodeGroup(
+        name=name,
+        arn="",
+        cluster="shop",
+        min_size=0,
+        max_size=10,
+        desired=len(instances),
+        instances=instances,
+        tags={"eks:cluster-name": "shop", **tags},
+        enrolled=True,
+    )
+
+
+def node(name: str, instance: str | None, *, ready: bool = True, **labels: str) -> Node:
+    return Node(name=name, instance_id=instance, millicores=3920, ready=ready, labels=labels)
+
+
+def test_demand_is_attributed_to_the_group_holding_the_node_and_pending_pods_split_by_selector() -> None:
+    arm = group("arm", ("i-1", "i-2"))
+    amd = group("amd", ("i-3",))
+    view = ClusterView(
+        nodes=(
+            node("n1", "i-1", **{"kubernetes.io/arch": "arm64"}),
+            node("n2", "i-2", ready=False, **{"kubernetes.io/arch": "arm64"}),
+            node("n3", "i-3", **{"kubernetes.io/arch": "amd64"}),
+            node("fargate", None),
+        ),
+        pods=(
+            Pod(node="n1", millicores=1000),
+            Pod(node="n3", millicores=500),
+            Pod(node="fargate", millicores=250),  # on no group's node: nobody's demand
+            Pod(node=None, millicores=2000),  # either group: half each
+            Pod(node=None, millicores=800, node_selector={"kubernetes.io/arch": "arm64"}),  # arm only
+            Pod(node=None, millicores=8000),  # larger than any node: more nodes would not place it
+        ),
+    )
+    demand = kube_demand(view, [arm, amd])
+    assert demand["arm"].millicores == 1000 + 1000 + 800 and demand["arm"].pending == 1800
+    assert demand["amd"].millicores == 500 + 1000 and demand["amd"].pending == 1000
+    assert demand["arm"].nodes == 1 and demand["amd"].nodes == 1  # ready ones
+    assert demand["arm"].node_millicores == 3920 and demand["arm"].source == "kubernetes"
+
+
+def test_container_insights_demand_is_shared_by_the_instances_of_the_clusters_groups() -> None:
+    reading = InsightsReading(reserved_percent=50.0, node_cpu=4000.0, node_count=4.0)  # 8 cores requested
+    enrolled, other = group("a", ("i-1", "i-2", "i-3")), group("b", ("i-4",))
+    demand = insights_demand(reading, [enrolled], [enrolled, other])
+    assert demand["a"].millicores == 6000 and demand["a"].pending == 0 and demand["a"].nodes == 3
+
+
+def test_groups_cluster_enrollment_and_autoscaler_from_tags() -> None:
+    assert cluster_of({"eks:cluster-name": "prod"}) == "prod"
+    assert cluster_of({"kubernetes.io/cluster/dev-1": "owned"}) == "dev-1"
+    assert cluster_of({"Name": "web"}) is None
+    cfg = ScalerConfig(clusters=("prod-*",))
+    assert _enrolled({"eksops:scaling": "enabled"}, "other", cfg)
+    assert _enrolled({}, "prod-eu", cfg) and not _enrolled({}, "dev", cfg)
+    assert not _enrolled({"eksops:scaling": "disabled"}, "prod-eu", cfg)  # opted out of a listed cluster
+    assert group("g", (), **{"k8s.io/cluster-autoscaler/enabled": "true"}).autoscaler is Autoscaler.CLUSTER_AUTOSCALER
+    managed = group("g", (), **{"eks:nodegroup-name": "general"})
+    assert managed.node_labels() == {"eks.amazonaws.com/nodegroup": "general"}
+    assert not managed.tagged and group("g", (), **{"eksops:scaling": "enabled"}).tagged
+
+
+def test_the_headroom_manifests_are_valid_for_kubernetes_and_run_as_restricted_pods() -> None:
+    g = group("eks-general-20261127-4ac9e2f1/With Odd_Chars", ("i-1",), **{"eks:nodegroup-name": "general"})
+    docs = [*base_objects(), deployment(g, replicas=3, pod_millicores=1500)]
+    for doc in docs:
+        kubernetes_validate.validate(doc, latest_version(), strict=True)
+    pause = docs[-1]
+    assert pause["spec"]["replicas"] == 3
+    spec = pause["spec"]["template"]["spec"]
+    assert spec["nodeSelector"] == {"eks.amazonaws.com/nodegroup": "general"}
+    assert spec["containers"][0]["resources"]["requests"]["cpu"] == "1500m"
+    assert spec["securityContext"]["runAsNonRoot"] and spec["containers"][0]["securityContext"]["capabilities"] == {
+        "drop": ["ALL"]
+    }
+    priority = docs[1]
+    assert priority["value"] == -1 and priority["preemptionPolicy"] == "Never"
+
+
+def test_deployment_names_are_dns_labels_and_unique_per_group() -> None:
+    names = {deployment_name(n) for n in ("a" * 255, "a" * 254, "ng/1", "ng_1", "NG 1", "---")}
+    assert len(names) == 6
+    for name in names:
+        assert len(name) <= NAME_LIMIT and name[0].isalpha() and name[-1].isalnum() and name == name.lower()
+
+
+def test_the_alarm_trigger_parses_cloudwatchs_notification() -> None:
+    trigger = parse_trigger(SAMPLE)
+    assert isinstance(trigger, AlarmTrigger)
+    assert (trigger.cluster, trigger.state, trigger.alarm_name) == (
+        "prod-eu",
+        "ALARM",
+        "eksops-scaling-prod-eu-cpu-reserved",
+    )
+    assert trigger.idempotency_key == SAMPLE["Records"][0]["Sns"]["MessageId"]
+    assert (trigger.namespace, trigger.metric) == ("ContainerInsights", "node_cpu_reserved_capacity")
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda b: b.update(Trigger="x"), "Records[0].Sns.Message.Trigger"),
+        (lambda b: b["Trigger"].update(Dimensions=[1]), "Records[0].Sns.Message.Trigger.Dimensions[0]"),
+        (lambda b: b.update(AlarmName=""), "Records[0].Sns.Message.AlarmName"),
+        (lambda b: b.update(AlarmName="a" * 256), "Records[0].Sns.Message.AlarmName"),
+        (lambda b: b.update(OldStateValue=7), "Records[0].Sns.Message.OldStateValue"),
+        (lambda b: b["Trigger"].update(Namespace=[]), "Records[0].Sns.Message.Trigger.Namespace"),
+    ],
+)
+def test_a_malformed_alarm_names_its_field(change: Any, field: str) -> None:
+    event = json.loads(json.dumps(SAMPLE))
+    body = json.loads(event["Records"][0]["Sns"]["Message"])
+    change(body)
+    event["Records"][0]["Sns"]["Message"] = json.dumps(body)
+    with pytest.raises(InvalidEvent) as caught:
+        parse_trigger(event)
+    assert caught.value.field == field
+
+
+def test_only_the_schedule_comes_through_eventbridge() -> None:
+    schedule = json.loads((ROOT / "events/node_scaler/scheduled_forecast.json").read_text())
+    assert parse_trigger(schedule).rule.startswith("eksops-NodeScalerFunctionForecast")  # type: ignore[union-attr]
+    with pytest.raises(UnsupportedEvent):
+        parse_trigger(json.loads((ROOT / "events/node_scaler/unmatched/set_desired_capacity.json").read_text()))
+
+
+def test_alarm_names_and_comparison() -> None:
+    settings = AlarmSettings(topic_arn="arn:aws:sns:us-east-1:123456789012:s", prefix="stack-scaling-")
+    assert settings.name("prod") == "stack-scaling-prod-cpu-reserved"
+    assert settings.cluster_of("stack-scaling-prod-cpu-reserved") == "prod"
+    assert settings.cluster_of("stack-scaling--cpu-reserved") is None
+    assert settings.cluster_of("other-prod-cpu-reserved") is None
+    desired = ScalingAlarms(settings, cloudwatch=None, threshold=90, dry_run=False).desired("prod")
+    current = {**desired, "AlarmArn": "arn", "StateValue": "OK"}
+    assert same_alarm(current, desired)
+    assert not same_alarm({**current, "Threshold": 80.0}, desired)
+    assert not same_alarm({**current, "AlarmActions": ["arn:aws:sns:us-east-1:123456789012:other"]}, desired)
+    assert not same_alarm({**current, "DatapointsToAlarm": 3}, desired)
