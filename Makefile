@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml layers/eksops/requirements.txt
 demo: $(STAMP)
 	$(BIN)/eksops demo
 
+# The tests run on every core (pytest-xdist); a module's tests stay on one worker, which shares its servers.
 test: lint build $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit

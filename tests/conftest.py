@@ -22,6 +22,17 @@ ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Captured output may hold lone surrogates (the tests feed them on purpose); pytest-xdist sends each report
+    to the controller as strict UTF-8, so they are escaped here or the whole run stops on an internal error."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    report.sections = [
+        (title, text.encode("utf-8", "backslashreplace").decode("utf-8")) for title, text in report.sections
+    ]
+
+
 @pytest.fixture(scope="session")
 def template() -> Template:
     return Template(ROOT / "template.yaml")
