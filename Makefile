@@ -51,7 +51,7 @@ lint: $(STAMP) $(LINT_STAMP)
 # after a bare `sam build`, which would ship no bytecode.
 build: $(STAMP)
 	$(BIN)/sam validate --lint --region $(REGION)
-	$(BIN)/sam build --region $(REGION)
+	$(BIN)/sam build --parallel --region $(REGION)
 	$(BIN)/python -m eksops_dev.buildcheck --compile .aws-sam/build
 
 # First deploy asks its questions and writes samconfig.toml; later ones reuse it.
