@@ -144,13 +144,26 @@ def _function_problems(code_dir: Path, handler: str, layers: list[Path]) -> list
     return found
 
 
+# Libraries only development code imports: an eksops or handler module that imports one is development code,
+# whatever its name (a sandbox module copied into the runtime package under another name, say).
+DEV_LIBRARIES = frozenset({"eksops_dev", "moto", "kmock", "pytest", "hypothesis", "matplotlib", "yaml", "werkzeug"})
+
+
 def dev_code(directory: Path) -> list[str]:
-    """Development-only code that was built into a Lambda artifact."""
-    return [
+    """Development-only code that was built into a Lambda artifact: the known paths, and any eksops or handler
+    module (the artifact's own top-level .py files and the eksops package; third-party libraries are not read)
+    that imports a development-only library."""
+    found = [
         f"{relative} is development code (eksops_dev); it must not be built into Lambda"
         for relative in DEV_PATHS
         if (directory / relative).exists()
     ]
+    own = [*directory.glob("*.py"), *(directory / "eksops").rglob("*.py")]
+    for module in sorted(own):
+        dev = sorted({name.split(".")[0] for name in _imports(module)} & DEV_LIBRARIES)
+        if dev:
+            found.append(f"{module.relative_to(directory)} imports {', '.join(dev)}: development code in Lambda")
+    return found
 
 
 def _x86_libraries(directory: Path) -> list[str]:

@@ -116,6 +116,14 @@ def test_a_part_whose_every_call_fails_ends_before_the_lambda_timeout(aws: str, 
     assert continuer.calls == []
 
 
+def test_every_function_with_a_schedule_is_a_fault_sweep(template: Template) -> None:
+    """A scheduled function sweeps, so it must join SWEEPS (one entry in dev/eksops_dev/faultruns.py)."""
+    scheduled = sorted(fn.name for fn in template.functions.values() if any(e.kind == "schedule" for e in fn.events))
+    assert scheduled, "template.yaml has no scheduled function: the check below would prove nothing"
+    missing = sorted(set(scheduled) - {t.function for t in SWEEPS})
+    assert not missing, f"add a SweepTarget for {missing} to SWEEPS in dev/eksops_dev/faultruns.py"
+
+
 @pytest.mark.parametrize("target_type", SWEEPS, ids=lambda t: t.function)
 def test_each_sweep_converges_within_two_runs_under_faults_with_nothing_half_applied(
     aws: str, template: Template, tmp_path: Path, clock: VirtualClock, target_type: type[SweepTarget]

@@ -58,6 +58,7 @@ def test_nothing_is_missing_once_the_function_ships_the_libraries(tmp_path: Path
 @pytest.mark.parametrize("relative", ["eksops_dev/sandbox.py", "eksops/local/__init__.py", "eksops/cli.py"])
 def test_development_code_in_a_built_artifact_is_rejected(tmp_path: Path, relative: str) -> None:
     _, _, layer = _layout(tmp_path)
+    (layer / "eksops" / "helpers.py").write_text("def shape(): import dulwich\n")  # the layout's eksops_dev import
     assert dev_code(layer) == []
     _write(layer / relative, "")
     assert [relative.split("/", maxsplit=1)[0] in message for message in dev_code(layer)] == [True]
@@ -159,3 +160,15 @@ def test_the_build_check_reports_missing_bytecode_and_passes_once_compiled(tmp_p
     build = _build(tmp_path)
     assert main([str(build)]) == 1  # sam build's output as it is
     assert main(["--compile", str(build)]) == 0
+
+
+def test_development_code_under_another_name_is_rejected(tmp_path: Path) -> None:
+    """The sandbox copied into the runtime package as eksops/sandbox.py (or the filter-pattern evaluator into a
+    function) is found by what it imports, not by its path."""
+    _, function, layer = _layout(tmp_path)
+    (layer / "eksops" / "helpers.py").write_text("def shape(): import dulwich\n")  # the layout's eksops_dev import
+    assert dev_code(layer) == [] and dev_code(function) == []
+    _write(layer / "eksops" / "sandbox.py", "import boto3\nfrom eksops_dev.template import Template\n")
+    _write(function / "patterns.py", "import re\nimport yaml\n")
+    assert dev_code(layer) == ["eksops/sandbox.py imports eksops_dev: development code in Lambda"]
+    assert dev_code(function) == ["patterns.py imports yaml: development code in Lambda"]
