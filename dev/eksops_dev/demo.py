@@ -26,6 +26,11 @@ NEVER = None
 SCALING_GROUP = "demo-general"
 NODE_MILLICORES = 3920  # allocatable CPU of a 4-core node on the EKS AMIs
 NODE_CORES = 4
+# What the default scheduler writes on a pod no node has room for (the scaler counts only such pending pods).
+UNSCHEDULABLE = {
+    "phase": "Pending",
+    "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}],
+}
 READY_MINUTES = 2
 STEADY_CORES, STEADY_MINUTES = 6.0, 20  # what the scaler recorded before the act (its history metric, backdated)
 DEMAND_CORES = [STEADY_CORES + 1.5 * m for m in range(13)]  # then +1.5 cores a minute
@@ -536,7 +541,7 @@ def _pod(core: Any, millicores: int, node: str | None) -> str:
             "kind": "Pod",
             "metadata": {"name": name, "namespace": "web"},
             "spec": spec,
-            "status": {"phase": "Running" if node else "Pending"},
+            "status": {"phase": "Running"} if node else UNSCHEDULABLE,
         },
     )
     return name

@@ -30,6 +30,11 @@ from eksops_dev.template import Template
 
 EVENTS = Path(__file__).resolve().parents[3] / "events" / "node_scaler"
 ALLOCATABLE = 3920  # a 4-core node on the EKS AMIs
+# What the default scheduler writes on a pod no node has room for (the scaler counts only such pending pods).
+UNSCHEDULABLE = {
+    "phase": "Pending",
+    "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}],
+}
 PREFIX = f"{STACK}-scaling-"  # SCALER_ALARM_PREFIX in the sandbox (the template's ${AWS::StackName}-scaling-)
 
 
@@ -173,7 +178,7 @@ class Fleet:
                 "kind": "Pod",
                 "metadata": {"name": f"app-{uuid.uuid4().hex[:8]}", "namespace": namespace},
                 "spec": spec,
-                "status": {"phase": "Running" if node else "Pending"},
+                "status": {"phase": "Running"} if node else UNSCHEDULABLE,
             },
         )
 

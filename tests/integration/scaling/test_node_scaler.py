@@ -14,8 +14,9 @@ from typing import Any
 from eksops.scaling.alarms import MANAGED_TAG
 from eksops.scaling.groups import LAST_SCALE_OUT_TAG, NODE_MILLICORES_TAG
 from eksops.scaling.headroom import NAMESPACE, PAUSE_IMAGE, PRIORITY_CLASS, deployment_name
+from eksops.scaling.service import INSIGHTS_LAG_SECONDS
 from eksops_dev.alarms import AlarmShim
-from tests.integration.scaling.conftest import ALLOCATABLE, PREFIX, Fleet, alarm_event
+from tests.integration.scaling.conftest import ALLOCATABLE, PREFIX, UNSCHEDULABLE, Fleet, alarm_event
 
 OURS = {"eksops:scaling": "enabled", "eksops:scaling-autoscaler": "none"}  # no other autoscaler runs
 CA = {"eksops:scaling": "enabled", "k8s.io/cluster-autoscaler/enabled": "true"}
@@ -178,9 +179,12 @@ def test_a_cluster_autoscaler_group_never_gets_set_desired_capacity(shared: Flee
     for run in (f.schedule(), f.alarm(alarm_event(cluster))):
         assert run.ok, run.error
         assert f.mine(run.result["changed"], cluster) == []
-        (refusal,) = f.mine(run.result["refused"], cluster)
-        assert refusal["reason"].startswith("cluster-autoscaler manages this group")
+        (decision,) = f.mine(run.result["decisions"], cluster)
+        assert decision["action"] == "refused"
+        assert decision["reason"].startswith("cluster-autoscaler manages this group")
     assert calls == [] and f.desired(group) == 2
+    # Reported once: the same refusal a run later is not news (not 1,440 reports a day).
+    assert len(f.mine(run.result["refused"], cluster)) + run.result["refused_again"].count(group) == 1
 
 
 def test_the_headroom_actuator_applies_pause_pods_sized_to_the_gap(shared: Fleet) -> None:
@@ -220,7 +224,7 @@ def test_the_headroom_actuator_applies_pause_pods_sized_to_the_gap(shared: Fleet
                 "spec": {
                     "containers": [{"name": "pause", "image": PAUSE_IMAGE, "resources": {"requests": {"cpu": "1"}}}]
                 },
-                "status": {"phase": "Pending"},
+                "status": UNSCHEDULABLE,
             },
         )
     again = f.schedule()
@@ -355,6 +359,33 @@ def test_without_the_kubernetes_api_container_insights_is_the_signal(shared: Fle
     assert decision["pending_millicores"] == 0  # the metric cannot see pending pods
     assert f.desired(group) >= 4  # ceil(11.4 cores / 90 % / 4 cores), and the step's measured miss on top
     assert any(note.startswith(f"{cluster}: Kubernetes API") for note in run.result["notes"])
+
+
+def test_without_the_kubernetes_api_it_never_scales_in_and_looks_further_ahead(shared: Fleet) -> None:
+    # Container Insights shows 2 of 10 nodes' worth of requests, low for an hour: from the API that is a scale-in.
+    # From the metric it is not: pods may be pending, and the metric cannot show them.
+    f, cluster = shared, "c10-metrics-low"
+    group = f.group(f"{cluster}-ng", cluster, desired=10, min_size=1, tags=OURS)
+    f.history(group, cluster, [4000.0] * 60)
+    for metric, value in (
+        ("node_cpu_reserved_capacity", 10.0),
+        ("node_cpu_limit", 4000.0),
+        ("cluster_node_count", 10.0),
+    ):
+        f.cloudwatch.put_metric_data(
+            Namespace="ContainerInsights",
+            MetricData=[
+                {"MetricName": metric, "Dimensions": [{"Name": "ClusterName", "Value": cluster}], "Value": value}
+            ],
+        )
+    run = f.alarm(alarm_event(cluster))
+    assert run.ok, run.error
+    (decision,) = run.result["decisions"]
+    assert decision["source"] == "container-insights" and decision["action"] == "hold"
+    assert "cannot see pending pods" in decision["reason"]
+    assert decision["wanted_nodes"] < 10 and f.desired(group) == 10
+    # The forecast reaches the metric's lag further than the lead (210 s by default): 330 s ahead.
+    assert f" at +{210 + INSIGHTS_LAG_SECONDS} s" in decision["line"]
 
 
 def test_reaching_the_maximum_is_an_alert_once(shared: Fleet) -> None:

@@ -19,6 +19,7 @@ from eksops.scaling.demand import (
     InsightsReading,
     Node,
     Pod,
+    _pod,
     cpu_millicores,
     insights_demand,
     kube_demand,
@@ -117,6 +118,39 @@ def test_container_insights_demand_is_shared_by_the_instances_of_the_clusters_gr
     assert demand["a"].millicores == 6000 and demand["a"].pending == 0 and demand["a"].nodes == 3
 
 
+def _raw_pod(*, node: str | None = None, scheduler: str | None = None, **condition: str) -> dict[str, Any]:
+    spec: dict[str, Any] = {"containers": [{"name": "app", "resources": {"requests": {"cpu": "500m"}}}]}
+    if node:
+        spec["nodeName"] = node
+    if scheduler:
+        spec["schedulerName"] = scheduler
+    status: dict[str, Any] = {"phase": "Running" if node else "Pending"}
+    if condition:
+        status["conditions"] = [{"type": "PodScheduled", **condition}]
+    return {"metadata": {"name": "p", "namespace": "shop"}, "spec": spec, "status": status}
+
+
+@pytest.mark.parametrize(
+    ("raw", "counted"),
+    [
+        (_raw_pod(status="False", reason="Unschedulable"), True),  # no room: what nodes fix
+        (_raw_pod(scheduler="default-scheduler", status="False", reason="Unschedulable"), True),
+        (_raw_pod(node="n1", status="True"), True),  # running: demand on its node
+        (_raw_pod(), False),  # the scheduler has not looked at it yet
+        (_raw_pod(status="False", reason="SchedulingGated"), False),  # held by a scheduling gate
+        (_raw_pod(status="True"), False),  # bound, waiting for its volume or image: not a node's job
+        (_raw_pod(scheduler="volcano", status="False", reason="Unschedulable"), False),  # another scheduler's
+    ],
+)
+def test_only_pods_the_default_scheduler_found_no_room_for_count_as_pending_demand(
+    raw: dict[str, Any], counted: bool
+) -> None:
+    pod = _pod(raw, exclude_namespace="eksops-headroom")
+    assert (pod is not None) is counted
+    if pod is not None:
+        assert pod.millicores == 500
+
+
 def test_groups_cluster_enrollment_and_autoscaler_from_tags() -> None:
     assert cluster_of({"eks:cluster-name": "prod"}) == "prod"
     assert cluster_of({"kubernetes.io/cluster/dev-1": "owned"}) == "dev-1"
@@ -129,6 +163,17 @@ def test_groups_cluster_enrollment_and_autoscaler_from_tags() -> None:
     managed = group("g", (), **{"eks:nodegroup-name": "general"})
     assert managed.node_labels() == {"eks.amazonaws.com/nodegroup": "general"}
     assert not managed.tagged and group("g", (), **{"eksops:scaling": "enabled"}).tagged
+
+
+@pytest.mark.parametrize("value", ["Enabled", " enabled ", "ENABLED", "enabled\n", "true"])
+def test_only_the_exact_enabled_value_enrolls_or_tags_a_group_as_iam_compares_it(value: str) -> None:
+    # IAM's StringEquals on aws:ResourceTag/eksops:scaling matches "enabled" only: any other spelling would be
+    # enrolled here and refused SetDesiredCapacity every minute. It also keeps the group out of a listed cluster.
+    cfg = ScalerConfig(clusters=("prod-*",))
+    assert not _enrolled({"eksops:scaling": value}, "other", cfg)
+    assert not _enrolled({"eksops:scaling": value}, "prod-eu", cfg)
+    assert not group("g", (), **{"eksops:scaling": value}).tagged
+    assert not _enrolled({"eksops:scaling": "Disabled"}, "prod-eu", cfg)  # a typo never enrolls a group either
 
 
 def test_the_headroom_manifests_are_valid_for_kubernetes_and_run_as_restricted_pods() -> None:
@@ -207,3 +252,6 @@ def test_alarm_names_and_comparison() -> None:
     assert not same_alarm({**current, "Threshold": 80.0}, desired)
     assert not same_alarm({**current, "AlarmActions": ["arn:aws:sns:us-east-1:123456789012:other"]}, desired)
     assert not same_alarm({**current, "DatapointsToAlarm": 3}, desired)
+    # At a target of 100 % the alarm still can fire: the metric (requests / cores) never reaches 100 %.
+    capped = ScalingAlarms(settings, cloudwatch=None, threshold=100, dry_run=False).desired("prod")
+    assert capped["Threshold"] == 95.0

@@ -82,6 +82,28 @@ def test_scale_out_cooldown() -> None:
     assert decide(later, CFG, now=NOW).action is Action.SCALE_OUT
 
 
+def test_a_schedule_firing_a_few_seconds_early_does_not_hold_the_follow_up_scale_out() -> None:
+    # The schedule runs every 60 s, give or take a few seconds: with the default cooldown a scale-out 57 s ago
+    # (this run fired 3 s early) does not hold the next step for another minute; one 30 s ago (an alarm's run
+    # between two scheduled ones) still does.
+    cfg = dataclasses.replace(CFG, scale_out_cooldown=ScalerConfig().scale_out_cooldown)
+    early = _state(RISING, desired=15, nodes=15, last_scale_out=NOW - 57)
+    assert decide(early, cfg, now=NOW).action is Action.SCALE_OUT
+    between = dataclasses.replace(early, last_scale_out=NOW - 30)
+    assert decide(between, cfg, now=NOW).action is Action.HOLD
+
+
+def test_no_scale_in_when_pending_pods_cannot_be_seen() -> None:
+    # Container Insights (no Kubernetes API): low reserved CPU says nothing about pods waiting on no node.
+    state = _state(STEADY, desired=20, nodes=20, last_scale_out=NOW - 3600)
+    assert decide(state, CFG, now=NOW).action is Action.SCALE_IN
+    blind = decide(dataclasses.replace(state, pending_visible=False), CFG, now=NOW)
+    assert blind.action is Action.HOLD and "cannot see pending pods" in blind.reason and blind.desired == 20
+    # Scaling out still works from the metric.
+    rising = _state(RISING, desired=2, nodes=2, pending_visible=False)
+    assert decide(rising, CFG, now=NOW).action is Action.SCALE_OUT
+
+
 def test_scale_in_after_the_window_down_to_the_window_s_peak() -> None:
     values = [*STEADY[:30], 50_000.0, *STEADY[:9]]  # a 50-core blip 9 minutes ago, inside the history
     state = _state(values, desired=20, nodes=20, last_scale_out=NOW - 3600)

@@ -34,7 +34,7 @@ def test_defaults() -> None:
     cfg = ScalerConfig.from_env({})
     assert cfg == ScalerConfig()
     assert (cfg.target_percent, cfg.lead_seconds, cfg.max_step) == (90, 210, 10)
-    assert (cfg.scale_out_cooldown, cfg.scale_in_window) == (60, 300)
+    assert (cfg.scale_out_cooldown, cfg.scale_in_window) == (50, 300)
     assert cfg.kill_switch_parameter == "/eksops/scaling/kill-switch"
     assert cfg.clusters == () and not cfg.enrolled("prod")
     assert cfg.actuator_for("anything") is Actuator.ASG

@@ -35,6 +35,8 @@ NAMESPACE = "ContainerInsights"
 METRIC = "node_cpu_reserved_capacity"
 PERIOD = 60  # Container Insights publishes one-minute data
 PUT_ALARM_RATE = 3.0  # PutMetricAlarm quota, per second per account and region
+# The highest alarm threshold: node_cpu_reserved_capacity (requests / node cores) never reaches 100 %.
+MAX_THRESHOLD_PERCENT = 95.0
 _PREFIX = re.compile(r"^[A-Za-z0-9_.-]{1,120}$")
 
 log = logging.getLogger(__name__)
@@ -88,7 +90,9 @@ class ScalingAlarms:
     ) -> None:
         self.settings = settings
         self._cloudwatch = cloudwatch
-        self._threshold = float(threshold)
+        # The metric divides requests by cores, not allocatable: it stays below about 98 % on a 4-core node (and
+        # system pods take their share), so a threshold of 100 % could never fire. Capped where it still can.
+        self._threshold = min(float(threshold), MAX_THRESHOLD_PERCENT)
         self._dry_run = dry_run
         self._limiter = limiter or RateLimiter(PUT_ALARM_RATE)
 

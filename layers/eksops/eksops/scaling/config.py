@@ -32,8 +32,10 @@ DEFAULT_TARGET_PERCENT = 90
 # A node's ready time (EC2 boot + kubelet join, about 2.5 minutes) plus the 1-minute evaluation interval.
 DEFAULT_LEAD_SECONDS = 210
 DEFAULT_MAX_STEP = 10
-# One evaluation interval: at most one scale-out per scheduled run, also when an alarm adds a run in between.
-DEFAULT_SCALE_OUT_COOLDOWN = 60
+# Just under one evaluation interval: at most one scale-out per scheduled run, also when an alarm adds a run in
+# between. Not 60: a schedule that fires a few seconds early (EventBridge's timing is not to the second, and the
+# tag keeps whole seconds) would find 58 s since the last scale-out and hold a follow-up step for a whole minute.
+DEFAULT_SCALE_OUT_COOLDOWN = 50
 # The HPA's default scale-down stabilisation: demand must have stayed low this long before nodes go.
 DEFAULT_SCALE_IN_WINDOW = 300
 DEFAULT_KILL_SWITCH_PARAMETER = "/eksops/scaling/kill-switch"

@@ -76,6 +76,9 @@ class GroupState:
     last_scale_out: float | None = None  # epoch seconds of the last scale-out (either actuator), None: never
     last_scale_in: float | None = None
     headroom_replicas: int = 0  # pause pods the headroom Deployment holds now
+    # False when demand comes from Container Insights: pending pods sit on no node, the metric cannot show them,
+    # so "no pending pods" is unknown and scale-in is refused.
+    pending_visible: bool = True
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_size <= self.desired <= self.max_size:
@@ -265,6 +268,12 @@ def _plan(
     if target_keep < current and current > lowest:
         if state.pending_millicores > 0:
             return Action.HOLD, current, "pods are pending: no scale-in"
+        if not state.pending_visible:
+            return (
+                Action.HOLD,
+                current,
+                ("no scale-in from Container Insights: it cannot see pending pods (give the scaler API access)"),
+            )
         if state.last_scale_out is not None and now - state.last_scale_out < cfg.scale_in_window:
             return Action.HOLD, current, f"inside the stabilisation window ({cfg.scale_in_window} s) of a scale-out"
         if not need.covers_window:

@@ -50,6 +50,7 @@ NODE_COUNT_METRIC = "cluster_node_count"
 INSIGHTS_WINDOW_SECONDS = 600  # Container Insights' one-minute data arrives a minute or two late
 PERIOD = 60
 PAGE_LIMIT = 500  # pods or nodes per list request
+DEFAULT_SCHEDULER = "default-scheduler"
 QUERIES_PER_CALL = 500  # GetMetricData's limit
 DATA_PER_CALL = 1000  # PutMetricData's limit
 # A history point in the last half minute is the current minute's, which the sample taken now replaces.
@@ -162,12 +163,30 @@ def _node(item: Mapping[str, Any]) -> Node:
     )
 
 
+def _waits_for_a_node(spec: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+    """Whether an unscheduled pod is demand a node would serve: the default scheduler tried it and found no room.
+
+    The scheduler says so with the PodScheduled condition False, reason Unschedulable (what Cluster Autoscaler
+    acts on too). A pod it has not looked at yet, one gated (reason SchedulingGated), one that waits for a
+    volume or an image pull after binding, or one another scheduler handles is not counted: adding nodes would
+    not place it.
+    """
+    if spec.get("schedulerName") not in (None, "", DEFAULT_SCHEDULER):
+        return False
+    return any(
+        c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable"
+        for c in status.get("conditions") or []
+    )
+
+
 def _pod(item: Mapping[str, Any], exclude_namespace: str) -> Pod | None:
     meta, spec, status = item.get("metadata") or {}, item.get("spec") or {}, item.get("status") or {}
     if meta.get("namespace") == exclude_namespace:
         return None  # eksops' own pause pods: they hold the headroom, they are not demand
     if status.get("phase", "Pending") not in ("Pending", "Running"):
         return None  # Succeeded and Failed pods hold no CPU
+    if not spec.get("nodeName") and not _waits_for_a_node(spec, status):
+        return None  # pending for a reason more nodes would not fix, or for a scheduler that is not the default's
     return Pod(
         node=spec.get("nodeName") or None,
         millicores=pod_millicores(spec),

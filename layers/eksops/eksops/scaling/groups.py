@@ -2,9 +2,10 @@
 
 A group belongs to the cluster named by its ``eks:cluster-name`` tag (EKS managed node groups) or its
 ``kubernetes.io/cluster/<name>`` tag (self-managed groups, eksctl, Karpenter's docs). It is enrolled when tagged
-``eksops:scaling=enabled``, or when its cluster matches SCALER_CLUSTERS and it is not tagged
-``eksops:scaling=disabled``. What the scaler remembers between runs (last scale-out and scale-in, a node's CPU,
-whether the group is at its maximum) it keeps in ``eksops:scaling-*`` tags on the group, where operators see it.
+``eksops:scaling=enabled`` (exactly: IAM compares the value as it is), or when its cluster matches SCALER_CLUSTERS
+and it has no ``eksops:scaling`` tag (``disabled``, or any value but exactly ``enabled``, keeps it out). What the
+scaler remembers between runs (last scale-out and scale-in, a node's CPU, whether the group is at its maximum, the
+last refusal reported) it keeps in ``eksops:scaling-*`` tags on the group, where operators see it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "LAST_SCALE_IN_TAG",
     "LAST_SCALE_OUT_TAG",
     "NODE_MILLICORES_TAG",
+    "REFUSED_TAG",
     "NodeGroup",
     "cluster_of",
     "discover",
@@ -43,8 +45,10 @@ LAST_SCALE_OUT_TAG = "eksops:scaling-last-scale-out"
 LAST_SCALE_IN_TAG = "eksops:scaling-last-scale-in"
 NODE_MILLICORES_TAG = "eksops:scaling-node-millicores"
 AT_MAX_TAG = "eksops:scaling-at-max"
+# A fingerprint of the last refusal reported for the group: the same refusal is reported once, not every minute.
+REFUSED_TAG = "eksops:scaling-refused"
 # The only tag keys the function writes (its IAM policy allows these and no other).
-BOOKKEEPING_TAGS = (LAST_SCALE_OUT_TAG, LAST_SCALE_IN_TAG, NODE_MILLICORES_TAG, AT_MAX_TAG)
+BOOKKEEPING_TAGS = (LAST_SCALE_OUT_TAG, LAST_SCALE_IN_TAG, NODE_MILLICORES_TAG, AT_MAX_TAG, REFUSED_TAG)
 _BOOTING = frozenset({"Pending", "Pending:Wait", "Pending:Proceed"})
 _SERVING = frozenset({"InService"}) | _BOOTING
 
@@ -91,7 +95,12 @@ class NodeGroup:
     @property
     def tagged(self) -> bool:
         """Enrolled by its own tag: the asg actuator changes only such groups (IAM allows no other)."""
-        return self.tags.get(ENROLL_TAG, "").strip().lower() == ENABLED
+        return self.tags.get(ENROLL_TAG) == ENABLED
+
+    @property
+    def refusal_reported(self) -> str | None:
+        """The fingerprint of the last refusal reported for the group (REFUSED_TAG), None if none."""
+        return self.tags.get(REFUSED_TAG) or None
 
     @property
     def autoscaler(self) -> Autoscaler:
@@ -129,10 +138,13 @@ def _tags(group: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _enrolled(tags: Mapping[str, str], cluster: str, cfg: ScalerConfig) -> bool:
-    stated = tags.get(ENROLL_TAG, "").strip().lower()
+    # Exactly "enabled" or "disabled", the values IAM's StringEquals on aws:ResourceTag/eksops:scaling compares:
+    # a group tagged "Enabled" would be enrolled here and then refused SetDesiredCapacity by IAM every minute.
+    # Any other value ("Enabled", " enabled", "disabled ") keeps the group out: a typo never enrolls a group.
+    stated = tags.get(ENROLL_TAG)
     if stated == ENABLED:
         return True
-    return stated != DISABLED and cfg.enrolled(cluster)
+    return stated is None and cfg.enrolled(cluster)
 
 
 def _groups(autoscaling: Any) -> Iterator[Mapping[str, Any]]:

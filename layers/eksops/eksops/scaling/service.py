@@ -18,12 +18,15 @@ Guarantees the service keeps on top of the decision's own guardrails:
 * SetDesiredCapacity is called with HonorCooldown false: the decision applies its own scale-out cooldown and
   stabilisation window; the group's default cooldown (300 s, meant for simple scaling policies) would make a
   predictive step wait or fail with ScalingActivityInProgress after any activity, which defeats the lead time.
-* Under dry run and with the kill switch on, nothing is changed (no capacity, no pause pods, no alarm, no tag);
-  the demand is still recorded, so that the forecast has a history when the scaler is let act.
+* Under dry run and with the kill switch on, nothing is changed (no capacity, no pause pods, no alarm); the demand
+  is still recorded, so that the forecast has a history when the scaler is let act, and so is the fingerprint of
+  the last refusal reported (tag ``eksops:scaling-refused``), so that the same refusal is reported once, not every
+  minute: a refusal is reported again when its reason or proposed size changes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -57,6 +60,7 @@ from eksops.scaling.groups import (
     LAST_SCALE_IN_TAG,
     LAST_SCALE_OUT_TAG,
     NODE_MILLICORES_TAG,
+    REFUSED_TAG,
     NodeGroup,
     discover,
     format_time,
@@ -72,6 +76,9 @@ FUNCTION = "node_scaler"
 # unreachable endpoint costs its timeouts once, not every minute.
 KUBE_RETRY_SECONDS = 600.0
 APPLY_BUDGET_SECONDS = 60.0
+# How late Container Insights' reserved-CPU metric is: the agent's 60 s collection interval plus its delivery to
+# CloudWatch (about a minute more). Demand read from it is this old, so the forecast looks this much further ahead.
+INSIGHTS_LAG_SECONDS = 120
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +93,8 @@ class Summary:
     decisions: list[dict[str, Any]] = field(default_factory=list)
     changed: list[dict[str, Any]] = field(default_factory=list)
     refused: list[dict[str, Any]] = field(default_factory=list)
+    # Groups whose refusal is the one already reported (same reason and size): in the summary, not re-sent.
+    refused_again: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     at_max: list[str] = field(default_factory=list)
     alarms: list[dict[str, str]] = field(default_factory=list)
@@ -102,6 +111,7 @@ class Summary:
             "decided": len(self.decisions),
             "changed": len(self.changed),
             "refused": len(self.refused),
+            "refused_again": len(self.refused_again),
             "skipped": len(self.skipped),
             "at_max": len(self.at_max),
             "errors": len(self.errors),
@@ -346,8 +356,14 @@ class NodeScalerService:
             last_scale_in=group.last_scale_in,
             headroom_replicas=replicas,
         )
+        cfg = self.cfg
+        if demand.source != "kubernetes":
+            # Container Insights: blind to pending pods (no scale-in: it cannot know there are none) and a couple
+            # of minutes late (the forecast reaches that much further). docs/node-scaling.md, the fallback.
+            state = replace(state, pending_visible=False)
+            cfg = replace(cfg, lead_seconds=cfg.lead_seconds + INSIGHTS_LAG_SECONDS)
         decision = _only_tagged_groups(
-            group, decide(state, self.cfg, now=now, kill_switch=engaged, dry_run=self.common.dry_run)
+            group, decide(state, cfg, now=now, kill_switch=engaged, dry_run=self.common.dry_run)
         )
         summary.decisions.append(_decision_entry(group, decision, demand))
         tags: dict[str, str | None] = {}
@@ -357,8 +373,30 @@ class NodeScalerService:
                 _change_entry(group, decision, before=group.desired if actuator is Actuator.ASG else replicas)
             )
             tags[LAST_SCALE_OUT_TAG if decision.action is Action.SCALE_OUT else LAST_SCALE_IN_TAG] = format_time(now)
+            if group.refusal_reported is not None:
+                tags[REFUSED_TAG] = None  # acted: the same refusal later is news again
         elif decision.action is Action.REFUSED:
-            summary.refused.append({"group": group.name, "cluster": group.cluster, "reason": decision.reason})
+            # Reported when it is news: a dry run, a kill switch or a group not ours refuses the same change every
+            # minute, and 1,440 identical reports a day drown the ones that matter. Remembered on the group.
+            fingerprint = _refusal_fingerprint(decision)
+            if group.refusal_reported == fingerprint:
+                summary.refused_again.append(group.name)
+            else:
+                summary.refused.append({"group": group.name, "cluster": group.cluster, "reason": decision.reason})
+                tags[REFUSED_TAG] = fingerprint
+        tags.update(self._at_max_and_node_size(group, decision, demand, now=now, engaged=engaged, summary=summary))
+        if self.common.dry_run or engaged:
+            # Under dry run and the kill switch only the refusal bookkeeping is written (never capacity, pause pods
+            # or the other tags): without it every minute would report the same refusal again.
+            tags = {key: value for key, value in tags.items() if key == REFUSED_TAG}
+        if tags:
+            self._write_tags(group, tags)
+
+    def _at_max_and_node_size(
+        self, group: NodeGroup, decision: Decision, demand: GroupDemand, *, now: float, engaged: bool, summary: Summary
+    ) -> dict[str, str | None]:
+        """The at-max alert (once, when it starts) and the tags remembering it and a node's CPU."""
+        tags: dict[str, str | None] = {}
         writes = not self.common.dry_run and not engaged  # tags too: nothing changes under either
         if decision.at_max:
             summary.at_max.append(group.name)
@@ -370,8 +408,7 @@ class NodeScalerService:
             tags[AT_MAX_TAG] = None
         if demand.node_millicores and demand.node_millicores != group.remembered_node_millicores:
             tags[NODE_MILLICORES_TAG] = str(demand.node_millicores)
-        if tags and writes:
-            self._write_tags(group, tags)
+        return tags
 
     # -- actuators --------------------------------------------------------------------------------------------
 
@@ -451,7 +488,10 @@ class NodeScalerService:
         )
 
     def _report(self, summary: Summary) -> None:
-        if not (summary.changed or summary.refused or summary.errors or summary.alarms or summary.not_owned):
+        # Alarm changes a dry run would make are the same every minute: listed when a report goes out, never one
+        # on their own (the refusals' rule: news only).
+        alarms = summary.alarms and not summary.dry_run
+        if not (summary.changed or summary.refused or summary.errors or alarms or summary.not_owned):
             return
         verb = "would change" if summary.dry_run else "changed"
         decided = {d["group"]: d for d in summary.decisions}
@@ -528,6 +568,12 @@ def _only_tagged_groups(group: NodeGroup, decision: Decision) -> Decision:
             f"SCALER_CLUSTERS); would set nodes {group.desired} -> {decision.proposed}"
         ),
     )
+
+
+def _refusal_fingerprint(decision: Decision) -> str:
+    """A short digest of what was refused and why: the reason names the actuator's unit, from and proposed size."""
+    text = f"{decision.actuator.value}|{decision.proposed}|{decision.reason}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _history_summary(history: Iterable[Sample]) -> dict[str, Any]:
