@@ -10,8 +10,9 @@ import kubernetes_validate
 import pytest
 from kubernetes_validate.utils import latest_version
 
+from eksops.aws.alarms import same_alarm
 from eksops.errors import InvalidEvent, UnsupportedEvent
-from eksops.scaling.alarms import AlarmSettings, ScalingAlarms, same_alarm
+from eksops.scaling.alarms import AlarmSettings, ScalingAlarms
 from eksops.scaling.config import ScalerConfig
 from eksops.scaling.decision import Autoscaler
 from eksops.scaling.demand import (

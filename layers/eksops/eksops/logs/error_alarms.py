@@ -38,6 +38,7 @@ from typing import Any, Protocol
 from botocore.exceptions import ClientError
 
 from eksops.aws import RateLimiter, error_code
+from eksops.aws.alarms import same_alarm
 from eksops.config import CommonConfig
 from eksops.errors import InvalidEvent, PartialFailure, UnsupportedEvent
 from eksops.events import CLUSTER_NAME_PATTERN, AnyEvent, CloudTrailCall, ScheduledRun
@@ -661,10 +662,10 @@ class ErrorAlarmsService:
                 )
                 summary.not_owned.append(name)
                 return
-            if tagged and _same_alarm(current, desired):
+            if tagged and same_alarm(current, desired):
                 summary.unchanged += 1
                 return
-        same = current is not None and _same_alarm(current, desired)
+        same = current is not None and same_alarm(current, desired)
         action = "create" if current is None else ("tag" if same else "update")
         calls: list[Callable[[], object]] = []
         if not same:
@@ -834,28 +835,3 @@ def _alarm_is_ours(current: Mapping[str, Any], *, tagged: bool) -> bool:
     eksops' alarm that lost its tag: the reconcile tags it again, and removal deletes it.
     """
     return tagged or current.get("Namespace") == METRIC_NAMESPACE
-
-
-def _same_alarm(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
-    for key, want in desired.items():
-        have = current.get(key)
-        if key in {"AlarmActions", "OKActions", "InsufficientDataActions"}:
-            if sorted(have or []) != sorted(want):
-                return False
-        elif key == "Threshold":
-            if have is None or float(have) != want:
-                return False
-        elif key == "Dimensions":
-            if list(have or []) != want:
-                return False
-        elif have != want:
-            return False
-    # PutMetricAlarm replaces the whole configuration: settings eksops never sets must be absent too.
-    return not (
-        current.get("Unit")
-        or current.get("ExtendedStatistic")
-        or current.get("Metrics")
-        or current.get("ThresholdMetricId")
-        or current.get("EvaluateLowSampleCountPercentile")
-        or current.get("DatapointsToAlarm") not in (None, 1)
-    )

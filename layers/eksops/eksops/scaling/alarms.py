@@ -22,6 +22,7 @@ from typing import Any
 
 from eksops import config
 from eksops.aws import RateLimiter
+from eksops.aws.alarms import same_alarm
 from eksops.errors import ConfigError
 
 __all__ = ["SCALER_ALARM_PREFIX", "SCALER_ALARM_TOPIC_ARN", "AlarmChanges", "AlarmSettings", "ScalingAlarms"]
@@ -182,28 +183,3 @@ class ScalingAlarms:
         if not self._dry_run:
             self._limiter.acquire()
             self._cloudwatch.delete_alarms(AlarmNames=[alarm["AlarmName"]])
-
-
-def same_alarm(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
-    """Whether DescribeAlarms' ``current`` is what PutMetricAlarm with ``desired`` would make."""
-    for key, want in desired.items():
-        have = current.get(key)
-        if key in {"AlarmActions", "OKActions", "InsufficientDataActions"}:
-            if sorted(have or []) != sorted(want):
-                return False
-        elif key == "Threshold":
-            if have is None or float(have) != want:
-                return False
-        elif key == "Dimensions":
-            if sorted((d["Name"], d["Value"]) for d in have or []) != sorted((d["Name"], d["Value"]) for d in want):
-                return False
-        elif have != want:
-            return False
-    # PutMetricAlarm replaces the whole configuration: settings eksops never sets must be absent too.
-    return not (
-        current.get("Unit")
-        or current.get("ExtendedStatistic")
-        or current.get("Metrics")
-        or current.get("ThresholdMetricId")
-        or current.get("DatapointsToAlarm") not in (None, 1)
-    )
