@@ -125,6 +125,20 @@ class Fleet:
         ]
         self.cloudwatch.put_metric_data(Namespace=HISTORY_NAMESPACE, MetricData=data)
 
+    def insights(self, cluster: str, *, reserved_percent: float, node_millicores: float, nodes: float) -> None:
+        """Container Insights' cluster metrics as the agent publishes them (the fallback without the API)."""
+        for metric, value in (
+            ("node_cpu_reserved_capacity", reserved_percent),
+            ("node_cpu_limit", node_millicores),
+            ("cluster_node_count", nodes),
+        ):
+            self.cloudwatch.put_metric_data(
+                Namespace="ContainerInsights",
+                MetricData=[
+                    {"MetricName": metric, "Dimensions": [{"Name": "ClusterName", "Value": cluster}], "Value": value}
+                ],
+            )
+
     def kill_switch(self, value: str) -> None:
         self.sandbox.client("ssm").put_parameter(
             Name="/eksops/scaling/kill-switch", Type="String", Value=value, Overwrite=True

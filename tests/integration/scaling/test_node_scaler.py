@@ -340,17 +340,7 @@ def test_without_the_kubernetes_api_container_insights_is_the_signal(shared: Fle
     f, cluster = shared, "c10-metrics"
     group = f.group(f"{cluster}-ng", cluster, desired=3, tags=OURS)
     f.history(group, cluster, [8000.0] * 20)
-    for metric, value in (
-        ("node_cpu_reserved_capacity", 95.0),
-        ("node_cpu_limit", 4000.0),
-        ("cluster_node_count", 3.0),
-    ):
-        f.cloudwatch.put_metric_data(
-            Namespace="ContainerInsights",
-            MetricData=[
-                {"MetricName": metric, "Dimensions": [{"Name": "ClusterName", "Value": cluster}], "Value": value}
-            ],
-        )
+    f.insights(cluster, reserved_percent=95.0, node_millicores=4000.0, nodes=3.0)
     run = f.alarm(alarm_event(cluster))
     assert run.ok, run.error
     (decision,) = run.result["decisions"]
@@ -367,17 +357,7 @@ def test_without_the_kubernetes_api_it_never_scales_in_and_looks_further_ahead(s
     f, cluster = shared, "c10-metrics-low"
     group = f.group(f"{cluster}-ng", cluster, desired=10, min_size=1, tags=OURS)
     f.history(group, cluster, [4000.0] * 60)
-    for metric, value in (
-        ("node_cpu_reserved_capacity", 10.0),
-        ("node_cpu_limit", 4000.0),
-        ("cluster_node_count", 10.0),
-    ):
-        f.cloudwatch.put_metric_data(
-            Namespace="ContainerInsights",
-            MetricData=[
-                {"MetricName": metric, "Dimensions": [{"Name": "ClusterName", "Value": cluster}], "Value": value}
-            ],
-        )
+    f.insights(cluster, reserved_percent=10.0, node_millicores=4000.0, nodes=10.0)
     run = f.alarm(alarm_event(cluster))
     assert run.ok, run.error
     (decision,) = run.result["decisions"]
