@@ -162,3 +162,76 @@ class EksLifecycleShim(AwsJsonProxy):
         data = json.loads(body)
         data["cluster"]["status"] = "CREATING"
         return json.dumps(data).encode()
+
+
+CODEPIPELINE_PREFIX = "CodePipeline_20150709."
+
+
+class CodePipelineShim(AwsJsonProxy):
+    """moto 5.2 has no ListActionExecutions, and its executions have no artifact revisions. ``record`` a stage's
+    action executions (their output variables) and the execution's source revision; this shim answers
+    ListActionExecutions and GetPipelineExecution for recorded executions, with the API's shapes, and forwards
+    everything else to moto."""
+
+    def __init__(self, upstream: str) -> None:
+        self.actions: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.revisions: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.lock = threading.Lock()
+        super().__init__(upstream, self._answer)
+
+    def record(
+        self,
+        pipeline: str,
+        execution_id: str,
+        *,
+        stage: str,
+        action: str,
+        variables: dict[str, str],
+        revision: str = "",
+        revision_summary: str = "",
+    ) -> None:
+        with self.lock:
+            self.actions.setdefault((pipeline, execution_id), []).append(
+                {
+                    "pipelineExecutionId": execution_id,
+                    "actionExecutionId": str(uuid.uuid4()),
+                    "pipelineVersion": 1,
+                    "stageName": stage,
+                    "actionName": action,
+                    "startTime": time.time(),
+                    "lastUpdateTime": time.time(),
+                    "status": "Succeeded",
+                    "input": {
+                        "actionTypeId": {"category": "Build", "owner": "AWS", "provider": "CodeBuild", "version": "1"}
+                    },
+                    "output": {"outputVariables": dict(variables)},
+                }
+            )
+            if revision:
+                self.revisions[(pipeline, execution_id)] = [
+                    {"name": "SourceArtifact", "revisionId": revision, "revisionSummary": revision_summary}
+                ]
+
+    def _answer(self, target: str, raw: bytes, headers: dict[str, str]) -> tuple[int, bytes] | None:
+        if not target.startswith(CODEPIPELINE_PREFIX):
+            return None
+        operation, body = target[len(CODEPIPELINE_PREFIX) :], json.loads(raw or b"{}")
+        pipeline = body.get("pipelineName", "")
+        with self.lock:
+            if operation == "ListActionExecutions":
+                execution = (body.get("filter") or {}).get("pipelineExecutionId", "")
+                found = [
+                    a for (p, e), items in self.actions.items() if p == pipeline and execution in ("", e) for a in items
+                ]
+                return 200, json.dumps({"actionExecutionDetails": found}).encode()
+            key = (pipeline, body.get("pipelineExecutionId", ""))
+            if operation == "GetPipelineExecution" and (key in self.actions or key in self.revisions):
+                execution = {
+                    "pipelineName": pipeline,
+                    "pipelineVersion": 1,
+                    "pipelineExecutionId": key[1],
+                    "status": "Succeeded",
+                    "artifactRevisions": self.revisions.get(key, []),
+                }
+                return 200, json.dumps({"pipelineExecution": execution}).encode()
+        return None
