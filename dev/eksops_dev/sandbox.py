@@ -49,6 +49,7 @@ class Sandbox:
         self._server: Any = None
         self._logs_shim: Any = None
         self.eks_shim: Any = None
+        self.codepipeline_shim: Any = None
         self._kube = contextlib.ExitStack()
         self.kube_clusters: dict[str, tuple[str, Any]] = {}  # cluster name -> (emulator URL, emulator)
         self.kubeconfig_path = self.workdir / "kubeconfig"
@@ -86,18 +87,22 @@ class Sandbox:
             # moto keeps its state per process, not per server: start from an empty account.
             reset = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")  # noqa: S310 - loopback
             urllib.request.urlopen(reset, timeout=10).close()  # noqa: S310 - the loopback server just started
-        from eksops_dev.shims import EksLifecycleShim, LogsShim
+        from eksops_dev.shims import CodePipelineShim, EksLifecycleShim, LogsShim
 
         self._logs_shim = LogsShim(self.endpoint)
         self._logs_shim.start()
         self.eks_shim = EksLifecycleShim(self.endpoint)
         self.eks_shim.start()
+        self.codepipeline_shim = CodePipelineShim(self.endpoint)
+        self.codepipeline_shim.start()
         env = {
             "AWS_ENDPOINT_URL": self.endpoint,
             # CloudWatch Logs goes through a shim that adds the saved-query API moto lacks (shims.py)
             "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": self._logs_shim.url,
             # EKS goes through a shim that reports new clusters as CREATING until the sandbox activates them
             "AWS_ENDPOINT_URL_EKS": self.eks_shim.url,
+            # CodePipeline through a shim that answers ListActionExecutions, which moto lacks (shims.py)
+            "AWS_ENDPOINT_URL_CODEPIPELINE": self.codepipeline_shim.url,
             "AWS_DEFAULT_REGION": REGION,
             "AWS_REGION": REGION,
             **CREDENTIALS,
@@ -126,6 +131,9 @@ class Sandbox:
         if self.eks_shim is not None:
             self.eks_shim.stop()
             self.eks_shim = None
+        if self.codepipeline_shim is not None:
+            self.codepipeline_shim.stop()
+            self.codepipeline_shim = None
         self._kube.close()
         if self._server is not None:
             self._server.stop()
@@ -140,7 +148,7 @@ class Sandbox:
                     aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
                     aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
                 )
-            shims = {"logs": self._logs_shim, "eks": self.eks_shim}
+            shims = {"logs": self._logs_shim, "eks": self.eks_shim, "codepipeline": self.codepipeline_shim}
             endpoint = shims[service].url if shims.get(service) else self.endpoint
             self._clients[service] = self._session.client(service, endpoint_url=endpoint)  # type: ignore[call-overload]
         return self._clients[service]

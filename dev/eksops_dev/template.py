@@ -166,6 +166,11 @@ class Resolver:
             "Fn::Join": lambda arg: str(arg[0]).join(str(x) for x in self.resolve(arg[1])),
             "Fn::Equals": lambda arg: str(self.resolve(arg[0])) == str(self.resolve(arg[1])),
             "Fn::Not": lambda arg: not self.resolve(arg[0]),
+            "Fn::And": lambda arg: all(self.resolve(x) for x in arg),
+            "Fn::Or": lambda arg: any(self.resolve(x) for x in arg),
+            "Fn::Condition": self.condition,
+            "Fn::Select": lambda arg: self.resolve(arg[1])[int(self.resolve(arg[0]))],
+            "Fn::Split": lambda arg: str(self.resolve(arg[1])).split(str(arg[0])),
             "Fn::If": lambda arg: self.resolve(arg[1] if self.condition(arg[0]) else arg[2]),
             "Fn::FindInMap": lambda arg: self.template.doc["Mappings"][self.resolve(arg[0])][self.resolve(arg[1])][
                 self.resolve(arg[2])

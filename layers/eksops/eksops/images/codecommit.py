@@ -113,7 +113,7 @@ class CodeCommitRepo:
         files: Sequence[str],
         edit: Edit,
         *,
-        message: str,
+        message: str | Callable[[], str],
         author: Author,
         time_left: Callable[[], float],
         dry_run: bool = False,
@@ -127,7 +127,7 @@ class CodeCommitRepo:
             if not changed or dry_run:
                 return CommitOutcome(None, tip, tuple(changed), attempt, dry_run=dry_run)
             try:
-                commit_id = self._commit(tip, changed, message, author)
+                commit_id = self._commit(tip, changed, message() if callable(message) else message, author)
             except _Moved as moved:
                 self._wait_before_retry(attempt, moved.code, tip, time_left)
                 attempt += 1

@@ -137,7 +137,7 @@ class GitRemoteRepo:
         files: Sequence[str],
         edit: Edit,
         *,
-        message: str,
+        message: str | Callable[[], str],
         author: Author,
         time_left: Callable[[], float],
         dry_run: bool = False,
@@ -157,7 +157,7 @@ class GitRemoteRepo:
                 changed = self._edit(round_, tip, paths, edit)
                 if not changed or dry_run:
                     return CommitOutcome(None, tip, tuple(changed), attempt, dry_run=dry_run)
-                commit_id = self._commit(round_, tip, changed, message, author)
+                commit_id = self._commit(round_, tip, changed, message() if callable(message) else message, author)
                 moved, error = self._push(round_, tip, commit_id)
                 if moved is None and error is None:
                     log.info("pushed %s to branch %s of %s (attempt %d)", commit_id, self.branch, self.where, attempt)

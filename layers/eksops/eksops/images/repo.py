@@ -12,6 +12,8 @@ remote over HTTPS through dulwich (eksops.images.gitremote). Both follow the sam
 - ``edit`` may raise (for example the image has no entry in a file): the exception propagates unchanged and
   nothing is committed.
 - ``dry_run=True`` reads and edits but never writes; the outcome lists what would change.
+- ``message`` may be a callable: it is called after the edits of the round that commits, so that it can say what
+  those edits found (the tag replaced on the tip actually committed on).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ class ConfigRepo(Protocol):
         files: Sequence[str],
         edit: Edit,
         *,
-        message: str,
+        message: str | Callable[[], str],
         author: Author,
         time_left: Callable[[], float],
         dry_run: bool = False,

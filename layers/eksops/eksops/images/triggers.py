@@ -58,14 +58,11 @@ class ImagePushed:
     time: str
     account: str
     region: str
+    idempotency_key: str  # Powertools idempotency keys on it (see _key)
 
     @property
     def acts(self) -> bool:
         return self.action == "PUSH" and self.result == "SUCCESS" and self.tag is not None
-
-    @property
-    def idempotency_key(self) -> str:
-        return _key("push", self.id, self.repository, self.tag or "", self.digest)
 
 
 @dataclass(frozen=True)
@@ -81,14 +78,11 @@ class ScanCompleted:
     time: str
     account: str
     region: str
+    idempotency_key: str  # Powertools idempotency keys on it (see _key)
 
     @property
     def acts(self) -> bool:
         return self.status == "COMPLETE"
-
-    @property
-    def idempotency_key(self) -> str:
-        return _key("scan", self.id, self.repository, self.digest)
 
 
 @dataclass(frozen=True)
@@ -103,14 +97,11 @@ class StageSucceeded:
     time: str
     account: str
     region: str
+    idempotency_key: str  # Powertools idempotency keys on it (see _key)
 
     @property
     def acts(self) -> bool:
         return self.state == "SUCCEEDED"
-
-    @property
-    def idempotency_key(self) -> str:
-        return _key("stage", self.id, self.pipeline, self.stage, self.execution_id)
 
 
 Trigger = ImagePushed | ScanCompleted | StageSucceeded | ScheduledRun
@@ -143,16 +134,21 @@ def parse_trigger(event: Any) -> Trigger:
 def _pushed(event: Mapping[str, Any], detail: Mapping[str, Any]) -> ImagePushed:
     action = _text(detail, "action-type")
     tag = _optional(detail, "image-tag")
+    event_id, repository = _envelope(event, "id"), _repository(detail)
+    tag = _check(tag, _TAG, "detail.image-tag", "an ECR image tag") if tag else None
+    digest = _check(_text(detail, "image-digest"), _DIGEST, "detail.image-digest", "a sha256 digest")
+    result = _text(detail, "result")
     return ImagePushed(
-        id=_envelope(event, "id"),
-        repository=_repository(detail),
-        tag=_check(tag, _TAG, "detail.image-tag", "an ECR image tag") if tag else None,
-        digest=_check(_text(detail, "image-digest"), _DIGEST, "detail.image-digest", "a sha256 digest"),
+        id=event_id,
+        repository=repository,
+        tag=tag,
+        digest=digest,
         action=action,
-        result=_text(detail, "result"),
+        result=result,
         time=_envelope(event, "time"),
         account=_envelope(event, "account"),
         region=_envelope(event, "region"),
+        idempotency_key=_key("push", event_id, repository, tag or "", digest, action, result),
     )
 
 
@@ -173,31 +169,39 @@ def _scanned(event: Mapping[str, Any], detail: Mapping[str, Any]) -> ScanComplet
         if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count < 10**9:
             raise InvalidEvent("must be a count (a whole number from 0)", field=field)
         parsed_counts[severity] = count
+    event_id, repository = _envelope(event, "id"), _repository(detail)
+    digest = _check(_text(detail, "image-digest"), _DIGEST, "detail.image-digest", "a sha256 digest")
+    status = _text(detail, "scan-status")
     return ScanCompleted(
-        id=_envelope(event, "id"),
-        repository=_repository(detail),
-        digest=_check(_text(detail, "image-digest"), _DIGEST, "detail.image-digest", "a sha256 digest"),
+        id=event_id,
+        repository=repository,
+        digest=digest,
         tags=tuple(_check(tag, _TAG, f"detail.image-tags[{i}]", "an ECR image tag") for i, tag in enumerate(tags)),
-        status=_text(detail, "scan-status"),
+        status=status,
         severity_counts=parsed_counts,
         time=_envelope(event, "time"),
         account=_envelope(event, "account"),
         region=_envelope(event, "region"),
+        idempotency_key=_key("scan", event_id, repository, digest, status),
     )
 
 
 def _stage(event: Mapping[str, Any], detail: Mapping[str, Any]) -> StageSucceeded:
+    event_id = _envelope(event, "id")
+    pipeline = _check(_text(detail, "pipeline"), _PIPELINE_NAME, "detail.pipeline", "a CodePipeline name")
+    stage = _check(_text(detail, "stage"), _PIPELINE_NAME, "detail.stage", "a CodePipeline stage name")
+    execution = _check(_text(detail, "execution-id"), _EXECUTION_ID, "detail.execution-id", "a pipeline execution id")
+    state = _text(detail, "state")
     return StageSucceeded(
-        id=_envelope(event, "id"),
-        pipeline=_check(_text(detail, "pipeline"), _PIPELINE_NAME, "detail.pipeline", "a CodePipeline name"),
-        stage=_check(_text(detail, "stage"), _PIPELINE_NAME, "detail.stage", "a CodePipeline stage name"),
-        execution_id=_check(
-            _text(detail, "execution-id"), _EXECUTION_ID, "detail.execution-id", "a pipeline execution id"
-        ),
-        state=_text(detail, "state"),
+        id=event_id,
+        pipeline=pipeline,
+        stage=stage,
+        execution_id=execution,
+        state=state,
         time=_envelope(event, "time"),
         account=_envelope(event, "account"),
         region=_envelope(event, "region"),
+        idempotency_key=_key("stage", event_id, pipeline, stage, execution, state),
     )
 
 
