@@ -90,7 +90,7 @@ def test_every_function_has_an_error_alarm(template: Template) -> None:
 # scoped by its namespace condition instead (test_put_metric_data_only_into_eksops_namespace).
 NO_RESOURCE_SCOPE = {"logs:PutQueryDefinition", "logs:DeleteQueryDefinition", "cloudwatch:PutMetricData"}
 # Functions that keep Powertools idempotency records (SNS deliveries: at least once).
-IDEMPOTENT_FUNCTIONS = {"notifier", "node_scaler"}
+IDEMPOTENT_FUNCTIONS = {"notifier", "node_scaler", "image_updater"}
 # What a function's role may do with logs for its own logging; anything else on logs is the function's job.
 LOGGING_ACTIONS = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
 STACK = "eksops-test"
@@ -420,14 +420,19 @@ def test_topic_policy_admits_only_eksops_rules_and_alarms(template: Template) ->
             assert not any(fnmatch.fnmatchcase(alarm_arn(name), p) for p in patterns), f"{name} may publish to {topic}"
 
 
-def rules_dead_lettering_to(template: Template, queue: str) -> set[str]:
-    """Logical ids of the rules whose targets dead-letter to ``queue``, SAM's (<function><event>) included."""
+def rules_dead_lettering_to(template: Template, queue: str, deployed: Resolver) -> set[str]:
+    """Logical ids of the rules whose targets dead-letter to ``queue``, SAM's (<function><event>) included, of the
+    resources the parameters deploy (a function under a false condition has no rules)."""
     found = set()
     for logical_id, rule in template.of_type("AWS::Events::Rule").items():
+        if not deployed.condition_holds(rule):
+            continue
         for target in rule["Properties"]["Targets"]:
             if target.get("DeadLetterConfig", {}).get("Arn") == {"Fn::GetAtt": [queue, "Arn"]}:
                 found.add(logical_id)
     for fn in functions(template):
+        if not deployed.condition_holds(template.resources[fn.logical_id]):
+            continue
         for name, source in fn.properties.get("Events", {}).items():
             config = source.get("Properties", {}).get("DeadLetterConfig", {})
             if source["Type"] in {"EventBridgeRule", "Schedule"} and config.get("Arn") == {
@@ -437,15 +442,17 @@ def rules_dead_lettering_to(template: Template, queue: str) -> set[str]:
     return found
 
 
-def test_dead_letter_queue_policy_admits_only_eksops_rules(template: Template) -> None:
+@pytest.mark.parametrize("parameters", [{}, {"ImageConfigRepoUrl": "codecommit://config"}])
+def test_dead_letter_queue_policy_admits_only_eksops_rules(template: Template, parameters: dict[str, str]) -> None:
+    deployed = resolver(template, **parameters)
     for policy in template.of_type("AWS::SQS::QueuePolicy").values():
         (queue,) = [q["Ref"] for q in policy["Properties"]["Queues"]]
-        (statement,) = resolver(template).resolve(policy["Properties"]["PolicyDocument"])["Statement"]
+        (statement,) = deployed.resolve(policy["Properties"]["PolicyDocument"])["Statement"]
         assert statement["Principal"] == {"Service": "events.amazonaws.com"}
         assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": "123456789012"}
         named = [arn["Fn::GetAtt"][0] for arn in statement["Condition"]["ArnEquals"]["aws:SourceArn"]]
         assert len(named) == len(set(named))
-        assert set(named) == rules_dead_lettering_to(template, queue)
+        assert set(named) == rules_dead_lettering_to(template, queue, deployed)
 
 
 def test_access_entry_grants_cluster_admin_or_only_the_least_privilege_group(template: Template) -> None:
