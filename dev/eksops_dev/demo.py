@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import shutil
 import sys
 import time
 import uuid
@@ -14,6 +16,7 @@ from typing import Any, TextIO
 from eksops_dev.alarms import AlarmShim
 from eksops_dev.cloudtrail import CloudTrailShim, cloudtrail_event
 from eksops_dev.dispatch import Dispatcher, Invocation
+from eksops_dev.gitserver import GitServer
 from eksops_dev.metrics import MetricFilterEmulator
 from eksops_dev.sandbox import STACK, Sandbox
 from eksops_dev.slack import SlackReceiver, render
@@ -34,6 +37,30 @@ UNSCHEDULABLE = {
 READY_MINUTES = 2
 STEADY_CORES, STEADY_MINUTES = 6.0, 20  # what the scaler recorded before the act (its history metric, backdated)
 DEMAND_CORES = [STEADY_CORES + 1.5 * m for m in range(13)]  # then +1.5 cores a minute
+# The GitOps act: a config repository served over smart HTTP on 127.0.0.1, one kustomization, one IMAGE_MAP entry.
+CONFIG_REPO = "gitops-config"
+PAYMENTS_FILE = "apps/payments/overlays/prod/kustomization.yaml"
+PAYMENTS_KUSTOMIZATION = (
+    b"apiVersion: kustomize.config.k8s.io/v1beta1\n"
+    b"kind: Kustomization\n"
+    b"resources:\n  - ../../base\n"
+    b"images:\n"
+    b"  # the API; CI pushes it to ECR and eksops moves this tag\n"
+    b"  - name: payments-api\n"
+    b"    newName: 123456789012.dkr.ecr.us-east-1.amazonaws.com/payments-api\n"
+    b'    newTag: "1.42.0"\n'
+    b"  - name: envoy  # a sidecar, not eksops' to change\n"
+    b"    newTag: v1.31.2\n"
+)
+IMAGE_MAP = [
+    {
+        "repository": "payments-api",
+        "image": "payments-api",
+        "files": [PAYMENTS_FILE],
+        "policy": "semver",
+        "constraint": ">=1.4,<2",
+    }
+]
 
 
 @dataclass
@@ -74,15 +101,9 @@ class Timeline:
 def describe_result(result: Any) -> list[str]:
     if not isinstance(result, dict):
         return [repr(result)]
-    if isinstance(result.get("clusters"), dict):  # cluster_bootstrap
-        return _describe_bootstrap(result)
-    if "decisions" in result:  # node_scaler
-        return [str(d.get("line")) for d in result["decisions"] if d.get("action") != "hold"] + [
-            f"{a['action']} alarm {a['name']}" for a in result.get("alarms", [])
-        ]
-    if "posted" in result:  # notifier
-        where = f"posted to Slack ({result.get('webhook')})" if result["posted"] else f"not posted: {result['reason']}"
-        return [f"{result['kind']} ({result['severity']}): {where}"]
+    special = _describe_special(result)
+    if special is not None:
+        return special
     verb = "would" if result.get("dry_run") else ""
     lines = []
     for change in result.get("changed", []):
@@ -102,6 +123,34 @@ def describe_result(result: Any) -> list[str]:
     if result.get("continued"):
         counts += ", checkpointed and continued"
     return [*lines, counts]
+
+
+def _describe_special(result: dict[str, Any]) -> list[str] | None:
+    """The functions whose summaries are not lists of changes; None for the others."""
+    if isinstance(result.get("clusters"), dict):  # cluster_bootstrap
+        return _describe_bootstrap(result)
+    if "decisions" in result:  # node_scaler
+        return [str(d.get("line")) for d in result["decisions"] if d.get("action") != "hold"] + [
+            f"{a['action']} alarm {a['name']}" for a in result.get("alarms", [])
+        ]
+    if "committed" in result:  # image_updater
+        return _describe_images(result)
+    if "posted" in result:  # notifier
+        where = f"posted to Slack ({result.get('webhook')})" if result["posted"] else f"not posted: {result['reason']}"
+        return [f"{result['kind']} ({result['severity']}): {where}"]
+    return None
+
+
+def _describe_images(result: dict[str, Any]) -> list[str]:
+    if result.get("ignored"):
+        return [f"ignored: {result['ignored']}"]
+    lines = []
+    for c in result["committed"]:
+        where = f"commit {c['commit'][:12]}" if c.get("commit") else "dry run: no commit"
+        lines.append(f"{'; '.join(c['changes'])} in {', '.join(c['files'])} ({where}, attempt {c['attempts']})")
+    for kind in ("unchanged", "held", "blocked", "refused"):
+        lines += [f"{kind} {i['image']}:{i.get('tag', '')}: {i['reason']}" for i in result.get(kind, [])]
+    return lines
 
 
 def _describe_bootstrap(result: dict[str, Any]) -> list[str]:
@@ -125,12 +174,21 @@ def run(out: TextIO = sys.stdout, root: Path | None = None) -> int:
     """Run the demo; returns the process exit code (0 when every step did what it should)."""
     template = Template.find(root)
     timeline = Timeline(out)
-    with Sandbox(template) as sandbox, SlackReceiver() as slack:
+    served = template.root / ".sandbox" / "git"
+    shutil.rmtree(served, ignore_errors=True)  # a fresh config repository every run
+    with GitServer(served) as git:
+        config_url = git.create(CONFIG_REPO, {PAYMENTS_FILE: PAYMENTS_KUSTOMIZATION})
+        parameters = {"ImageConfigRepoUrl": config_url, "ImageMap": json.dumps(IMAGE_MAP)}
+        return _run(template, timeline, out, parameters, git)
+
+
+def _run(template: Template, timeline: Timeline, out: TextIO, parameters: dict[str, str], git: GitServer) -> int:
+    with Sandbox(template, parameters=parameters) as sandbox, SlackReceiver() as slack:
         secret = sandbox.client("secretsmanager").create_secret(Name="eksops/slack/demo", SecretString=slack.url)
         sandbox.set_parameters(SlackWebhookSecretArn=secret["ARN"])
         dispatcher = Dispatcher(sandbox)
         try:
-            _scenario(sandbox, dispatcher, timeline)
+            _scenario(sandbox, dispatcher, timeline, git)
             _show_slack(slack, timeline)
         finally:
             dispatcher.close()
@@ -146,7 +204,7 @@ def run(out: TextIO = sys.stdout, root: Path | None = None) -> int:
     return 1 if timeline.failures else 0
 
 
-def _scenario(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline) -> None:
+def _scenario(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline, git: GitServer) -> None:
     logs = sandbox.client("logs")
     shim = CloudTrailShim(sandbox.client)
     t.out.write(f"eksops demo: log retention on the local sandbox (moto server at {sandbox.endpoint})\n")
@@ -196,6 +254,7 @@ def _scenario(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline) -> None:
 
     _error_burst(sandbox, dispatcher, t)
     _node_scaling(sandbox, dispatcher, t)
+    _image_updates(sandbox, dispatcher, t, shim, git)
     _failure_path(sandbox, dispatcher, t, shim)
 
     t.step("The daily sweep fires (schedule from template.yaml)")
@@ -559,6 +618,78 @@ def _scheduled_event(at: float) -> dict[str, Any]:
         "region": REGION,
         "resources": [f"arn:{PARTITION}:events:{REGION}:{ACCOUNT}:rule/{rule}"],
         "detail": {},
+    }
+
+
+def _image_updates(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline, shim: CloudTrailShim, git: GitServer) -> None:
+    """CI pushes images to ECR; image_updater commits the tags the policy allows into the config repository."""
+    t.show(dispatcher.drain())  # the node scaler's reports, under the act that made them
+    ecr = sandbox.client("ecr")
+    ecr.create_repository(repositoryName="payments-api", imageScanningConfiguration={"scanOnPush": True})
+    t.step(
+        f"GitOps: CI pushes payments-api:1.43.0 to ECR (scan on push); image_updater commits it to {CONFIG_REPO} "
+        f"({git.url}, policy semver >=1.4,<2)"
+    )
+    t.line(f'{PAYMENTS_FILE} holds newTag "1.42.0"')
+    before = len(git.log(CONFIG_REPO))
+    shim.put(_image_pushed(ecr, "1.43.0", 1))
+    runs = dispatcher.drain()
+    t.show(runs)
+    log = git.log(CONFIG_REPO)
+    t.check(len(log) == before + 1, "one commit in the config repository")
+    t.line("git log -p -1:")
+    patch = io.StringIO()
+    from dulwich import porcelain
+
+    porcelain.show(str(git.root / CONFIG_REPO), objects=[log[0].id], outstream=patch)
+    for line in patch.getvalue().splitlines():
+        t.line(f"    {line}")
+    text = git.read(CONFIG_REPO, PAYMENTS_FILE)
+    t.check(text == PAYMENTS_KUSTOMIZATION.replace(b'"1.42.0"', b'"1.43.0"'), "only the tag changed, byte for byte")
+
+    t.step("The same push event delivered again, then pushes the policy refuses: no commit")
+    (first,) = [r for r in runs if r.function == "image_updater"]
+    again = dispatcher.invoke("image_updater", first.event, "EventBridge redelivery (same event id)")
+    t.show([again])
+    t.line("(the first delivery's result, answered from the idempotency record: nothing ran again)")
+    shim.put(_image_pushed(ecr, "2.0.0", 2))  # outside >=1.4,<2
+    shim.put(_image_pushed(ecr, "1.41.0", 3))  # below the current 1.43.0: never moves down
+    t.show(dispatcher.drain())
+    t.check(len(git.log(CONFIG_REPO)) == before + 1, "still one commit: duplicates and refusals change nothing")
+
+
+def _image_pushed(ecr: Any, tag: str, n: int) -> dict[str, Any]:
+    """Push an image to the sandbox's ECR (its scan starts, as scan on push does) and return the ECR Image Action
+    event EventBridge would deliver for it."""
+    layer = {
+        "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        "size": 1 << 20,
+        "digest": f"sha256:{n:064x}",
+    }  # moto derives the image digest from the layers
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": 7,
+            "digest": f"sha256:{n + 100:064x}",
+        },
+        "layers": [layer],
+    }
+    image = ecr.put_image(repositoryName="payments-api", imageManifest=json.dumps(manifest), imageTag=tag)["image"]
+    digest = image["imageId"]["imageDigest"]
+    ecr.start_image_scan(repositoryName="payments-api", imageId={"imageDigest": digest})
+    return {
+        "source": "aws.ecr",
+        "detail-type": "ECR Image Action",
+        "resources": [],
+        "detail": {
+            "result": "SUCCESS",
+            "repository-name": "payments-api",
+            "image-digest": digest,
+            "action-type": "PUSH",
+            "image-tag": tag,
+        },
     }
 
 

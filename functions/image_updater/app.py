@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
@@ -89,4 +90,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if isinstance(trigger, ScheduledRun) or not trigger.acts:  # the schedule decides on fresh state anyway
         return _run(trigger)
     idempotency.register_lambda_context(context)
+    metrics.add_metric(name="EventTriggers", unit=MetricUnit.Count, value=1)  # a repeat runs nothing else
     return on_event(trigger=trigger)

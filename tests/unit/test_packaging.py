@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ["kubernetes", "dulwich", "moto", "yaml", "eksops_dev", "werkzeug", "flask"]
+HEAVY = ["kubernetes", "dulwich", "ruamel", "semver", "moto", "yaml", "eksops_dev", "werkzeug", "flask"]
 
 
 def _requirements() -> set[str]:
@@ -33,7 +33,7 @@ def test_handlers_import_no_heavy_library_at_cold_start() -> None:
 import importlib.util, json, os, sys
 os.environ.update(AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x",
                   POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_SERVICE_NAME="t",
-                  IDEMPOTENCY_TABLE="eksops-idempotency")
+                  IDEMPOTENCY_TABLE="eksops-idempotency", CONFIG_REPO_URL="codecommit://eksops-config")
 loaded = {{}}
 for app in sorted((__import__("pathlib").Path({str(ROOT)!r}) / "functions").glob("*/app.py")):
     spec = importlib.util.spec_from_file_location("fn_" + app.parent.name, app)
@@ -70,5 +70,6 @@ def test_make_build_compiles_what_sam_build_left_and_deploy_ships_it() -> None:
     }
     build = recipes["build"]
     sam_build = next(i for i, line in enumerate(build) if "sam build" in line)
-    assert any("eksops_dev.buildcheck --compile" in line for line in build[sam_build + 1 :]), build
+    check = [line.split() for line in build[sam_build + 1 :] if "eksops_dev.buildcheck" in line]
+    assert check and {"--compile", "--trim-botocore"} <= set(check[0]), build  # trimmed, then compiled and checked
     assert re.search(r"^deploy:.*\bbuild\b", makefile, flags=re.MULTILINE)

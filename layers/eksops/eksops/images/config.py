@@ -81,11 +81,9 @@ PLACEHOLDERS = (
     "pipeline_execution",
     "source_revision",
     "event_id",
+    "provenance",  # "Pipeline execution: ...\nSource revision: ..." when a pipeline triggered it, else ""
 )
-DEFAULT_MESSAGE_TEMPLATE = (
-    "$image: $old -> $new\n\nPolicy $policy, triggered by $trigger.\n"
-    "Pipeline execution: $pipeline_execution\nSource revision: $source_revision\n"
-)
+DEFAULT_MESSAGE_TEMPLATE = "$image: $old -> $new\n\nPolicy $policy, triggered by $trigger.\n$provenance"
 MAX_MESSAGE_TEMPLATE = 4000
 
 ENTRY_KEYS = (

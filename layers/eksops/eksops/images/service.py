@@ -304,9 +304,11 @@ class ImageUpdaterService:
             time_left=lambda: (deadline.remaining_ms() - deadline.margin_ms) / 1000,
             dry_run=self.common.dry_run,
         )
-        self._record(entry, summary, rounds[-1] if rounds else _Round(), outcome)
+        self._record(entry, summary, rounds[-1] if rounds else _Round(), outcome, pushed)
 
-    def _record(self, entry: ImageEntry, summary: Summary, final: _Round, outcome: CommitOutcome) -> None:
+    def _record(
+        self, entry: ImageEntry, summary: Summary, final: _Round, outcome: CommitOutcome, pushed: Candidate | None
+    ) -> None:
         base = {"entry": entry.label, "image": entry.image, "repository": entry.repository}
         if outcome.files:
             edits = [final.edits[path] for path in outcome.files if path in final.edits]
@@ -324,8 +326,9 @@ class ImageUpdaterService:
             )
         for path, (kind, decision) in final.outcomes.items():
             item = {**base, "file": path, "reason": decision.reason}
-            if decision.target is not None:
-                item.update(tag=decision.target.tag, digest=decision.target.digest)
+            shown = decision.target or pushed  # a refused push names the pushed image
+            if shown is not None:
+                item.update(tag=shown.tag, digest=shown.digest)
             if kind == "unchanged" or (kind == "update" and path not in outcome.files):
                 summary.unchanged.append(item)
             elif kind == "refused":
@@ -426,6 +429,12 @@ def _message_values(entry: ImageEntry, first: Any, edits: Mapping[str, Any], con
         "pipeline_execution": context.pipeline_execution or "-",
         "source_revision": context.source_revision or "-",
         "event_id": context.event_id,
+        "provenance": (
+            f"Pipeline execution: {context.pipeline} {context.pipeline_execution}\n"
+            f"Source revision: {context.source_revision or 'unknown'}\n"
+            if context.pipeline_execution
+            else ""
+        ),
     }
 
 
