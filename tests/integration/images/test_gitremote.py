@@ -21,8 +21,8 @@ from dulwich.diff_tree import tree_changes
 from dulwich.repo import Repo
 
 from eksops.errors import ConfigError
-from eksops.images.gitremote import BACKOFF_BASE_S, GitRemoteRepo
-from eksops.images.repo import Author, ConcurrentUpdate, FileMissing, RepoError, RepoUnavailable
+from eksops.images.gitremote import GitRemoteRepo
+from eksops.images.repo import BACKOFF_BASE_S, Author, ConcurrentUpdate, FileMissing, RepoError, RepoUnavailable
 from eksops_dev.gitserver import GitServer
 
 NAME = "config.git"

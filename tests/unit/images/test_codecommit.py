@@ -19,8 +19,16 @@ from hypothesis import strategies as st
 
 from eksops.errors import PermanentError, TemporaryError
 from eksops.images import codecommit
-from eksops.images.codecommit import BACKOFF_BASE_S, BACKOFF_CAP_S, ROUND_RESERVE_S, CodeCommitRepo
-from eksops.images.repo import Author, ConcurrentUpdate, FileMissing, RepoError, RepoUnavailable
+from eksops.images.codecommit import ROUND_RESERVE_S, CodeCommitRepo
+from eksops.images.repo import (
+    BACKOFF_BASE_S,
+    BACKOFF_CAP_S,
+    Author,
+    ConcurrentUpdate,
+    FileMissing,
+    RepoError,
+    RepoUnavailable,
+)
 
 REPO = "gitops-config"
 BRANCH = "main"

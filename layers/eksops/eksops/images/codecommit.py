@@ -32,10 +32,9 @@ from eksops.images.repo import (
     FileMissing,
     RepoError,
     RepoUnavailable,
+    retry_wait,
 )
 
-BACKOFF_BASE_S = 0.2  # the first retry waits up to this; each further one up to twice the previous bound
-BACKOFF_CAP_S = 5.0  # the longest wait between two rounds
 ROUND_RESERVE_S = 5.0  # time a round needs (GetBranch, GetFile per file, CreateCommit): no retry with less left
 
 # CreateCommit's answers that mean "the branch is no longer where you read it": re-read and redo the round.
@@ -181,14 +180,12 @@ class CodeCommitRepo:
     def _wait_before_retry(self, attempt: int, code: str, tip: str, time_left: Callable[[], float]) -> None:
         """Sleep a jittered, exponentially growing share of BACKOFF_CAP_S before round ``attempt + 1``, or raise
         ConcurrentUpdate when the time left cannot hold the wait and one more round."""
-        room = time_left() - ROUND_RESERVE_S
-        if room <= 0:
+        wait = retry_wait(attempt, time_left=time_left, reserve_s=ROUND_RESERVE_S, rng=self._rng)
+        if wait is None:
             raise ConcurrentUpdate(
                 f"branch {self.branch} of CodeCommit repository {self.repository} kept moving: not committed after "
                 f"{attempt} attempt(s) (last: {code} on parent {tip}) and too little time left; retry later"
             )
-        # "full jitter": uniform in [0, bound), so writers that collided spread out instead of colliding again
-        wait = min(self._rng() * min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1)), room)
         log.info(
             "%s on %s of %s (parent %s): re-reading at the new tip in %.2f s (attempt %d)",
             code,

@@ -50,6 +50,7 @@ from eksops.images.repo import (
     FileMissing,
     RepoError,
     RepoUnavailable,
+    retry_wait,
 )
 
 if TYPE_CHECKING:
@@ -57,8 +58,6 @@ if TYPE_CHECKING:
     from dulwich.objects import ObjectID
     from dulwich.repo import Repo
 
-BACKOFF_BASE_S = 0.2  # the first retry waits up to this; each further one up to twice the previous bound
-BACKOFF_CAP_S = 5.0  # the longest wait between two rounds
 ROUND_RESERVE_S = 10.0  # time a round needs (a shallow fetch and a push over HTTPS): no retry with less left
 TIMEOUT_S = 30.0  # connect and read timeout of each HTTP request
 URL_VARIABLE = "CONFIG_REPO_URL"
@@ -296,14 +295,12 @@ class GitRemoteRepo:
     def _wait_before_retry(self, attempt: int, reason: str, tip: str, time_left: Callable[[], float]) -> None:
         """Sleep a jittered, exponentially growing share of BACKOFF_CAP_S before round ``attempt + 1``, or raise
         ConcurrentUpdate when the time left cannot hold the wait and one more round."""
-        room = time_left() - ROUND_RESERVE_S
-        if room <= 0:
+        wait = retry_wait(attempt, time_left=time_left, reserve_s=ROUND_RESERVE_S, rng=self._rng)
+        if wait is None:
             raise ConcurrentUpdate(
                 f"branch {self.branch} of {self.where} kept moving: not pushed after {attempt} attempt(s) "
                 f"(last: {reason} on parent {tip}) and too little time left; retry later"
             )
-        # "full jitter": uniform in [0, bound), so writers that collided spread out instead of colliding again
-        wait = min(self._rng() * min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1)), room)
         log.info(
             "push to branch %s of %s not accepted (%s; parent %s): fetching the new tip in %.2f s (attempt %d)",
             self.branch,

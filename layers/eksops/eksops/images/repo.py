@@ -24,6 +24,9 @@ from typing import Protocol
 
 from eksops.errors import PermanentError, TemporaryError
 
+BACKOFF_BASE_S = 0.2  # the first retry waits up to this; each further one up to twice the previous bound
+BACKOFF_CAP_S = 5.0  # the longest wait between two rounds
+
 Edit = Callable[[str, bytes], bytes | None]
 """(path, content at the tip) -> the new content, or None when this file needs no change."""
 
@@ -79,3 +82,16 @@ class RepoUnavailable(TemporaryError):
 
 class ConcurrentUpdate(TemporaryError):
     """The branch kept moving and the change could not be committed within the time left; retry later."""
+
+
+def retry_wait(
+    attempt: int, *, time_left: Callable[[], float], reserve_s: float, rng: Callable[[], float]
+) -> float | None:
+    """The wait before round ``attempt + 1`` after a concurrent change: "full jitter", uniform in [0, bound) with a
+    bound doubling from BACKOFF_BASE_S up to BACKOFF_CAP_S, so writers that collided spread out instead of colliding
+    again. None when the time left cannot hold the wait and one more round (``reserve_s``)."""
+    room = time_left() - reserve_s
+    if room <= 0:
+        return None
+    bound: float = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2.0 ** (attempt - 1))
+    return min(rng() * bound, room)
