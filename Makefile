@@ -52,7 +52,7 @@ lint: $(STAMP) $(LINT_STAMP)
 build: $(STAMP)
 	$(BIN)/sam validate --lint --region $(REGION)
 	$(BIN)/sam build --parallel --region $(REGION)
-	$(BIN)/python -m eksops_dev.buildcheck --compile .aws-sam/build
+	$(BIN)/python -m eksops_dev.buildcheck --trim-botocore --compile .aws-sam/build
 
 # First deploy asks its questions and writes samconfig.toml; later ones reuse it.
 deploy: build

@@ -185,7 +185,9 @@ def sandbox_environment() -> Iterator[tuple[dict[str, tuple[str, dict[str, str]]
     from eksops_dev.template import Template
 
     template = Template(ROOT / "template.yaml")
-    with Sandbox(template, workdir=Path(os.environ["MOTO_RECORDER_FILEPATH"]).parent / "sandbox") as sandbox:
+    workdir = Path(os.environ["MOTO_RECORDER_FILEPATH"]).parent / "sandbox"
+    # image_updater exists only with a config repository; a CodeCommit one needs nothing at its start-up
+    with Sandbox(template, workdir=workdir, parameters={"ImageConfigRepoUrl": "codecommit://eksops-config"}) as sandbox:
         aws = {k: v for k, v in os.environ.items() if k.startswith(("AWS_ENDPOINT_URL", "AWS_ACCESS", "AWS_SECRET"))}
         environments = {}
         for name, fn in template.functions.items():

@@ -1,17 +1,31 @@
 """The build check finds libraries a function imports (lazily too) that `sam build` did not put beside it, development
-code built into an artifact, and modules without bytecode the runtime's Python loads as it is."""
+code built into an artifact, and modules without bytecode the runtime's Python loads as it is; it trims the layer's
+AWS SDK data to the services eksops declares and fails when that changes an endpoint or leaves other services."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import marshal
 import py_compile
+import shutil
 import textwrap
 from pathlib import Path
+from typing import Any
 
+import botocore
 import pytest
 
-from eksops_dev.buildcheck import bytecode_problems, compile_artifacts, dev_code, main, missing_imports
+from eksops_dev import buildcheck
+from eksops_dev.buildcheck import (
+    bytecode_problems,
+    compile_artifacts,
+    dev_code,
+    main,
+    missing_imports,
+    sdk_data_problems,
+    trim_sdk_data,
+)
 
 
 def _write(path: Path, text: str) -> Path:
@@ -172,3 +186,123 @@ def test_development_code_under_another_name_is_rejected(tmp_path: Path) -> None
     _write(function / "patterns.py", "import re\nimport yaml\n")
     assert dev_code(layer) == ["eksops/sandbox.py imports eksops_dev: development code in Lambda"]
     assert dev_code(function) == ["patterns.py imports yaml: development code in Lambda"]
+
+
+# -- the AWS SDK's data: only the services eksops has clients for, with endpoints unchanged -----------------------
+
+_SITE = Path(botocore.__file__).resolve().parents[1]  # the venv's untrimmed botocore and boto3
+_FIXTURE_SERVICES = ("iam", "lambda", "sns", "sqs", "sts")
+_KEPT = frozenset({"iam", "sns", "sts"})
+
+
+def _link_package(source: Path, target: Path, data: Path | None = None, services: tuple[str, ...] = ()) -> None:
+    """``target``: the package at ``source`` by symbolic links, except its data folder: the top-level files and
+    the folders of ``services`` copied (so trimming deletes and rewrites copies, never the venv)."""
+    target.mkdir(parents=True)
+    for entry in source.iterdir():
+        if entry.name != "data":
+            (target / entry.name).symlink_to(entry)
+    if data is not None:
+        (target / "data").mkdir()
+        for entry in data.iterdir():
+            if entry.is_file():
+                shutil.copy(entry, target / "data" / entry.name)
+            elif entry.name in services:
+                shutil.copytree(entry, target / "data" / entry.name)
+
+
+@pytest.fixture
+def sdk_layer(tmp_path: Path) -> Path:
+    """A layer's python/ as `sam build` leaves it, small: the venv's botocore and boto3 with the data of five
+    services only (and every partition's endpoints), and the libraries botocore imports."""
+    python = tmp_path / "layer" / "python"
+    for package in ("botocore", "boto3"):
+        source = _SITE / package
+        _link_package(source, python / package, source / "data", _FIXTURE_SERVICES)
+    python.mkdir(exist_ok=True)
+    for library in ("dateutil", "jmespath", "urllib3", "s3transfer", "six.py"):
+        (python / library).symlink_to(_SITE / library)
+    return python
+
+
+def _endpoints(python: Path) -> dict[str, Any]:
+    return dict(json.loads((python / "botocore" / "data" / "endpoints.json").read_bytes()))
+
+
+def test_trimming_keeps_exactly_the_declared_services_and_their_endpoints(sdk_layer: Path) -> None:
+    before = _endpoints(sdk_layer)
+    assert trim_sdk_data(sdk_layer, _KEPT) == []
+    data = sdk_layer / "botocore" / "data"
+    assert sorted(p.name for p in data.iterdir() if p.is_dir()) == ["iam", "sns", "sts"]
+    files = {"_retry.json", "endpoints.json", "partitions.json", "sdk-default-configuration.json"}
+    assert files <= {p.name for p in data.iterdir() if p.is_file()}
+    assert sorted(p.name for p in (sdk_layer / "boto3" / "data").iterdir()) == ["iam", "sns"]
+    after = _endpoints(sdk_layer)
+    # every partition stays, with all it says besides services; each keeps exactly the kept services' entries
+    assert [p["partition"] for p in after["partitions"]] == [p["partition"] for p in before["partitions"]]
+    for old, new in zip(before["partitions"], after["partitions"], strict=True):
+        assert {k: v for k, v in new.items() if k != "services"} == {k: v for k, v in old.items() if k != "services"}
+        assert new["services"] == {name: v for name, v in old["services"].items() if name in _KEPT}
+    assert set(after["partitions"][0]["services"]) == _KEPT and len(before["partitions"][0]["services"]) > 300
+    # and the trimmed botocore resolves what the untrimmed one does
+    assert sdk_data_problems(sdk_layer, _KEPT) == []
+
+
+def test_an_untrimmed_layer_fails_the_check(sdk_layer: Path) -> None:
+    found = sdk_data_problems(sdk_layer, _KEPT)
+    assert "botocore data for 2 service(s) not in SERVICES, e.g. lambda, sqs (not trimmed)" in found
+    assert "boto3 resource data for 1 service(s) not in SERVICES, e.g. sqs (not trimmed)" in found
+    assert "lambda (not in SERVICES) still loads" in found
+
+
+def test_a_declared_service_missing_from_the_layer_fails_the_check(sdk_layer: Path) -> None:
+    assert trim_sdk_data(sdk_layer, _KEPT) == []
+    shutil.rmtree(sdk_layer / "botocore" / "data" / "sns")
+    found = sdk_data_problems(sdk_layer, _KEPT)
+    assert found[0] == "botocore data missing for sns (in SERVICES)"
+    assert any(message.startswith("sns: UnknownServiceError") for message in found)
+    # a service botocore does not know at all is not trimmed for: the layer is left whole
+    assert trim_sdk_data(sdk_layer, frozenset({"sts", "no-such-service"})) == [
+        "botocore has no data for no-such-service (in SERVICES): nothing trimmed"
+    ]
+    assert (sdk_layer / "botocore" / "data" / "iam").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("removed", "expected"),
+    [
+        # IAM is global: without its entry the client would call and sign for a regional endpoint that does not exist
+        (
+            "iam",
+            "iam client in us-east-1: endpoint_url 'https://iam.us-east-1.amazonaws.com', untrimmed 'https://iam.amazonaws.com'",
+        ),
+        # STS's entry changes no client in the probe regions, but the endpoint data differs (its FIPS endpoints)
+        ("sts", "sts in "),
+    ],
+)
+def test_a_broken_endpoints_json_fails_the_check(sdk_layer: Path, removed: str, expected: str) -> None:
+    assert trim_sdk_data(sdk_layer, _KEPT) == []
+    endpoints = _endpoints(sdk_layer)
+    for partition in endpoints["partitions"]:
+        partition["services"].pop(removed, None)
+    (sdk_layer / "botocore" / "data" / "endpoints.json").write_text(json.dumps(endpoints))
+    found = sdk_data_problems(sdk_layer, _KEPT)
+    assert any(message.startswith(expected) for message in found), found
+    assert all(message.startswith((f"{removed} ", f"{removed}-")) or "more endpoint" in message for message in found)
+
+
+def test_the_build_check_trims_the_layer_then_passes(
+    tmp_path: Path, sdk_layer: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make build`'s step on a build whose layer holds botocore: untrimmed it fails; --trim-botocore trims it to
+    the declared services before compiling, and the check passes."""
+    build = _build(tmp_path)
+    layer = build / "Layer" / "python"
+    (layer / "eksops").rename(sdk_layer / "eksops")
+    layer.rmdir()
+    sdk_layer.rename(layer)
+    monkeypatch.setattr(buildcheck, "_declared_services", lambda: _KEPT)
+    assert main(["--compile", str(build)]) == 1
+    assert "build check: Layer: lambda (not in SERVICES) still loads\n" in capsys.readouterr().err
+    assert main(["--trim-botocore", "--compile", str(build)]) == 0
+    assert sorted(p.name for p in (layer / "botocore" / "data").iterdir() if p.is_dir()) == ["iam", "sns", "sts"]

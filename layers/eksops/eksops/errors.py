@@ -16,6 +16,18 @@ class ConfigError(EksopsError):
         super().__init__(f"{variable}: {problem}")
 
 
+class UndeclaredService(EksopsError, ValueError):
+    """A client was asked for an AWS service missing from eksops.aws.clients.SERVICES: a programming error. The
+    built layer ships botocore's data for the declared services only, so the client would fail in Lambda."""
+
+    def __init__(self, service: str, declared: frozenset[str]) -> None:
+        self.service = service
+        super().__init__(
+            f"no client for AWS service {service!r}: add it to eksops.aws.clients.SERVICES (the layer ships "
+            f"botocore data only for {', '.join(sorted(declared))})"
+        )
+
+
 class InvalidEvent(EksopsError):
     """A malformed event, or one this function does not handle. Nothing was changed."""
 

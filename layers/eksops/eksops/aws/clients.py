@@ -5,6 +5,10 @@ Endpoints are never configured here: botocore itself honours ``AWS_ENDPOINT_URL`
 The clients come from a botocore session, not boto3's: they are the same clients, and a cold start skips
 importing boto3 and building its session (about 35 ms of CPU each cold start, measured in
 benchmarks/cold_start.py).
+
+Only the services in :data:`SERVICES` have clients: `make build` ships botocore's data for those alone (the build
+check trims the layer and proves their endpoints unchanged), so a client for any other service would fail in Lambda
+while working in the venv. :func:`client` refuses it everywhere, so the tests catch it before a deploy.
 """
 
 from __future__ import annotations
@@ -18,6 +22,30 @@ from botocore.exceptions import ClientError
 
 from eksops import __version__
 from eksops.aws.budget import CallBudget
+from eksops.errors import UndeclaredService
+
+# Every AWS service eksops creates a client for, with who uses it. Adding a client("...") in code means adding its
+# service here (tests/unit/test_clients.py finds the literal ones); the Powertools stores get clients from here.
+SERVICES = frozenset(
+    {
+        "autoscaling",  # node_scaler
+        "cloudwatch",  # error_alarms, node_scaler
+        "codecommit",  # image_updater (a CodeCommit config repository)
+        "codepipeline",  # image_updater
+        "dynamodb",  # the idempotency store (notifier, node_scaler), image_updater
+        "ecr",  # image_updater
+        "eks",  # cluster_bootstrap, node_scaler (DescribeCluster, add-ons)
+        "events",  # sweep continuations (log_retention), image_updater
+        "iam",  # cluster_bootstrap
+        "logs",  # log_retention, error_alarms
+        "resourcegroupstaggingapi",  # log_retention
+        "secretsmanager",  # notifier (Slack webhook secrets), image_updater
+        "sns",  # every function's reports and alerts
+        "sqs",  # notifier
+        "ssm",  # node_scaler
+        "sts",  # the Kubernetes token (presigned GetCallerIdentity), image_updater
+    }
+)
 
 # Adaptive mode adds a client-side rate limiter that backs off on throttling errors; together with
 # exponential backoff and jitter it turns "Rate exceeded" into waiting instead of failing. Ten attempts
@@ -44,7 +72,10 @@ def _session() -> botocore.session.Session:
 
 @functools.cache
 def client(service: str) -> Any:
-    """A client for ``service`` with eksops' retry settings and call budget, created once per process."""
+    """A client for ``service`` (one of :data:`SERVICES`) with eksops' retry settings and call budget, created once
+    per process."""
+    if service not in SERVICES:
+        raise UndeclaredService(service, SERVICES)
     made = _session().create_client(service, config=RETRY_CONFIG)
     BUDGET.register(made)
     return made
