@@ -38,7 +38,7 @@ from moto.server import ThreadedMotoServer
 from eksops.aws.budget import call_bound_s
 from eksops.aws.clients import BUDGET, RETRY_CONFIG
 from eksops.sweeps import MARGIN_MS
-from eksops_dev.faultruns import SWEEPS, LogRetentionSweep, Outcome, converge, seeded
+from eksops_dev.faultruns import SWEEPS, ImageUpdaterSweep, LogRetentionSweep, Outcome, converge, seeded
 from eksops_dev.faults import FaultPlan, VirtualClock, virtual_time
 from eksops_dev.template import Template
 
@@ -101,10 +101,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--real-time", action="store_true", help="sleep for real (minutes) instead of virtual time")
     parser.add_argument("--groups", type=int, default=LogRetentionSweep.groups, help="log groups for log_retention")
+    parser.add_argument(
+        "--images", type=int, default=ImageUpdaterSweep.entries, help="IMAGE_MAP entries for image_updater"
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the fault draws and botocore's jitter")
     parser.add_argument("--only", help="one sweep (function name)")
     args = parser.parse_args()
     LogRetentionSweep.groups = args.groups
+    ImageUpdaterSweep.entries = args.images
     template = Template(ROOT / "template.yaml")
     margin_s = MARGIN_MS / 1000
     print(

@@ -733,7 +733,157 @@ class NodeScalerSweep(SweepTarget):
         return wrong
 
 
-SWEEPS: tuple[type[SweepTarget], ...] = (LogRetentionSweep, ErrorAlarmsSweep, ClusterBootstrapSweep, NodeScalerSweep)
+# -- image_updater ------------------------------------------------------------------------------------------------
+
+
+class ImageUpdaterSweep(SweepTarget):
+    """IMAGE_MAP entries of several ECR repositories, each with images newer than its kustomization names (an
+    allowed newer one, the newest allowed one, one outside the semver range), all scanned; the reconcile commits
+    each entry's newest allowed tag to the config repository, a real Git repository served over smart HTTP on
+    127.0.0.1 (eksops_dev.gitserver). Faults hit the AWS calls (ECR, SNS): the Git server is not behind the proxies.
+
+    Converged: every file names its newest allowed tag. Half-applied: a commit reported that is not on the branch;
+    a commit that changes anything but one entry's tag lines; two commits for one entry (a duplicate); a merge."""
+
+    function = "image_updater"
+    unit = "images"
+    persistent_fault = "DescribeImageScanFindings"  # no image can pass the gate: each entry fails, nothing commits
+    entries = 20
+    repo = "config"
+    old, newer, newest, outside = "1.0.0", "1.1.0", "1.2.0", "2.0.0"
+
+    def seed(self) -> None:
+        from eksops_dev.gitserver import GitServer
+
+        self.git = self._stack.enter_context(GitServer(self.workdir / "git"))
+        self.names = [f"svc-{i}" for i in range(self.entries)]
+        url = self.git.create(self.repo, {self._path(n): self._file(n, self.old).encode() for n in self.names})
+        self.seed_head = self.git.head(self.repo)
+        ecr = self.plain("ecr")
+        layer = 0
+        for name in self.names:
+            ecr.create_repository(repositoryName=name)
+            for tag in (self.old, self.newer, self.newest, self.outside):
+                layer += 1  # moto derives an image's digest from its layers' digests: one layer of its own each
+                digest = ecr.put_image(repositoryName=name, imageManifest=_manifest(layer), imageTag=tag)["image"][
+                    "imageId"
+                ]["imageDigest"]
+                if tag in (self.newer, self.newest):  # moto reports one HIGH finding: under the CRITICAL gate
+                    ecr.start_image_scan(repositoryName=name, imageId={"imageDigest": digest})
+        image_map = [
+            {"repository": n, "image": n, "files": [self._path(n)], "policy": "semver", "constraint": ">=1,<2"}
+            for n in self.names
+        ]
+        self.topic = self.plain("sns").create_topic(Name=REPORTS)["TopicArn"]
+        self.env = {"CONFIG_REPO_URL": url, "IMAGE_MAP": json.dumps(image_map)}
+        self.objects = self.entries
+        self.committed: list[dict[str, Any]] = []
+
+    @staticmethod
+    def _path(name: str) -> str:
+        return f"apps/{name}/kustomization.yaml"
+
+    @staticmethod
+    def _file(name: str, tag: str) -> str:
+        return f"# {name}: production overlay\nresources:\n  - ../base\nimages:\n  - name: {name}\n    newTag: {tag}\n"
+
+    def invoke(self, event: ScheduledRun | Continuation, remaining_ms: Callable[[], int]) -> dict[str, Any]:
+        from eksops.images.config import UpdaterConfig
+        from eksops.images.registry import EcrRegistry
+        from eksops.images.service import ImageUpdaterService, open_repository
+        from eksops.notify import Publisher
+
+        if not isinstance(event, ScheduledRun):
+            raise TypeError("image_updater does not continue")
+        cfg = UpdaterConfig.from_env(self.env)
+
+        def no_secret(arn: str) -> str:
+            raise AssertionError(f"no secret here: {arn}")
+
+        service = ImageUpdaterService(
+            cfg,
+            CommonConfig.from_env({"DRY_RUN": "false", "REPORTS_TOPIC_ARN": self.topic}),
+            registry=EcrRegistry(client("ecr")),
+            codepipeline=client("codepipeline"),
+            repository=lambda: open_repository(cfg, codecommit=lambda: client("codecommit"), get_secret=no_secret),
+            publisher=Publisher(client("sns"), alerts_topic_arn=None, reports_topic_arn=self.topic),
+        )
+        summary = service.handle(event, Deadline(remaining_ms), account=ACCOUNT, region=REGION)
+        self.committed += summary.committed
+        result: dict[str, Any] = summary.as_dict()
+        summary.raise_for_errors()
+        return result
+
+    def not_converged(self) -> list[str]:
+        return [
+            f"{self._path(n)}: not at {self.newest}"
+            for n in self.names
+            if self.git.read(self.repo, self._path(n)).decode() != self._file(n, self.newest)
+        ]
+
+    def half_applied(self) -> list[str]:
+        from dulwich.repo import Repo
+
+        log = self.git.log(self.repo)
+        ids = [c.id.decode() for c in log]
+        wrong = [
+            f"reported commit {c['commit']} is not on the branch" for c in self.committed if c["commit"] not in ids
+        ]
+        if self.seed_head not in ids:
+            return [*wrong, "the branch no longer descends from the seeded commit"]
+        per_entry: dict[str, int] = {}
+        with Repo(str(self.git.root / self.repo)) as repo:
+            for commit in log[: ids.index(self.seed_head)]:
+                if len(commit.parents) != 1:
+                    wrong.append(f"{commit.id.decode()} has {len(commit.parents)} parents: history not linear")
+                    continue
+                parent = repo[commit.parents[0]]
+                changes = list(repo.object_store.tree_changes(parent.tree, commit.tree))  # type: ignore[attr-defined]
+                paths = sorted((new or old or b"").decode() for (old, new), _, _ in changes)
+                names = [n for n in self.names if paths == [self._path(n)]]
+                if not names:
+                    wrong.append(f"{commit.id.decode()} changes {paths}, not one entry's file")
+                    continue
+                (name,) = names
+                per_entry[name] = per_entry.get(name, 0) + 1
+                before = self.git.read(self.repo, self._path(name), commit=commit.parents[0].decode()).decode()
+                after = self.git.read(self.repo, self._path(name), commit=commit.id.decode()).decode()
+                retagged = {self._file(name, tag) for tag in (self.newer, self.newest)}
+                if before not in {self._file(name, self.old), *retagged} or after not in retagged:
+                    wrong.append(f"{commit.id.decode()} changes more than {name}'s tag: {after!r}")
+        wrong += [f"{n}: {k} commits (one expected)" for n, k in sorted(per_entry.items()) if k > 1]
+        return wrong
+
+
+def _manifest(layer: int) -> str:
+    """An image manifest with one layer of its own."""
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "size": 7,
+                "digest": f"sha256:{layer:064x}",
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "size": 1024,
+                    "digest": f"sha256:{layer + 10_000:064x}",
+                }
+            ],
+        }
+    )
+
+
+SWEEPS: tuple[type[SweepTarget], ...] = (
+    LogRetentionSweep,
+    ErrorAlarmsSweep,
+    ClusterBootstrapSweep,
+    NodeScalerSweep,
+    ImageUpdaterSweep,
+)
 
 
 # -- driving ------------------------------------------------------------------------------------------------------

@@ -167,6 +167,20 @@ class GitServer:
                 raise RuntimeError(f"{branch} of {name} moved outside the server's lock")
             return commit.id.decode()
 
+    def reset(self, name: str, commit: str, *, branch: str = "main") -> None:
+        """Point ``branch`` at ``commit`` (an existing commit), under the lock pushes take: a test rewinds the
+        world between cases. What a client can never do here (no force push); development only."""
+        ref = Ref(b"refs/heads/" + branch.encode())
+        with self._lock(self.root / name), Repo(str(self.root / name)) as repo:
+            if not isinstance(_object(repo, ObjectID(commit.encode())), Commit):
+                raise KeyError(f"{commit} is not a commit of {name}")
+            repo.refs[ref] = ObjectID(commit.encode())
+
+    def refs(self, name: str) -> dict[str, str]:
+        """Every ref of the repository (branches and tags) and the commit it points at (HEAD left out)."""
+        with Repo(str(self.root / name)) as repo:
+            return {ref.decode(): sha.decode() for ref, sha in repo.get_refs().items() if ref != b"HEAD"}
+
     def head(self, name: str, branch: str = "main") -> str:
         """The commit id at the tip of ``branch``."""
         with Repo(str(self.root / name)) as repo:

@@ -9,11 +9,13 @@ then reads the target's world back and classifies the outcome. The contract it c
 - anything else is a violation, unless the target lists it among its allowed errors.
 
 The world is "armed": every valid sample would change it (a log group without retention, a cluster whose status
-must be read, a Slack webhook), so a rejected event that acted anyway shows up in the snapshot.
+must be read, a Slack webhook, a config repository naming an older image), so a rejected event that acted anyway
+shows up in the snapshot. A world that lives outside moto (image_updater's Git server) is started by its target's
+``prepare`` before the sandbox, and the template parameters it returns (the repository's URL) join the others.
 
-Reading the world back costs several requests to moto; a rejected event that sent no request at all (AWS or
-Kubernetes, counted at urllib3 while the handler runs) and posted nothing to Slack cannot have changed it, so
-its snapshot is skipped. Any request made, and the snapshot decides.
+Reading the world back costs several requests to moto; a rejected event that sent no request at all (AWS,
+Kubernetes or Git, counted at urllib3 while the handler runs) and posted nothing to Slack cannot have changed it,
+so its snapshot is skipped. Any request made, and the snapshot decides.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from __future__ import annotations
 import json
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from eksops_dev.dispatch import Dispatcher
 from eksops_dev.sandbox import STACK, Sandbox
@@ -34,6 +36,7 @@ from eksops_dev.template import ACCOUNT, FunctionSpec, Template
 if TYPE_CHECKING:
     from eksops_dev.fuzz.targets import Target
 
+T = TypeVar("T")
 REJECTED = frozenset({"InvalidEvent", "UnsupportedEvent"})
 # Invocations between emptying the dead-letter queue (the platform's copy of each failure) and the functions' inboxes
 # (where their reports and continuations also land); nothing reads them during a fuzz run.
@@ -125,6 +128,8 @@ class Harness:
                 urllib.request.urlopen(reset, timeout=10).close()  # noqa: S310 - the loopback moto server
             self.slack = self._stack.enter_context(SlackReceiver())
             parameters = {k: v for target in TARGETS for k, v in target.parameters.items()}
+            for target in TARGETS:  # worlds outside moto (a Git server) that the template's parameters must name
+                parameters.update(target.prepare(self))
             self.sandbox = Sandbox(self.template, parameters=parameters, workdir=self.workdir, endpoint=self.endpoint)
             self._stack.callback(self.sandbox.stop)
             self.sandbox.start()
@@ -148,6 +153,10 @@ class Harness:
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
+
+    def enter(self, resource: AbstractContextManager[T]) -> T:
+        """Enter ``resource`` (a server a target's world needs) until the harness closes, after the sandbox."""
+        return self._stack.enter_context(resource)
 
     # -- one event ----------------------------------------------------------------------------------------------
 

@@ -4,7 +4,8 @@ Mutations pick a node of a sample (most often one a parser reads: the envelope, 
 request parameters, a continuation's checkpoint, the SNS record, or a field inside an SNS message's JSON) and
 drop it, swap its type, replace it with a huge or hostile string, nest it deeply, turn numbers into strings and
 back, put lists where objects were, or add a key such as ``errorCode``. Generated shapes are EventBridge- or
-SNS-like objects whose fields come from the values the functions look for and from arbitrary JSON.
+SNS-like objects (CloudTrail calls, schedules, continuations, ECR pushes and scans, CodePipeline stage changes,
+SNS records) whose fields come from the values the functions look for and from arbitrary JSON.
 
 Every value is JSON (what Lambda can deliver): no NaN or infinities, strings may hold lone surrogates (JSON
 escapes them), nesting stays under the recursion limit of ``json.dumps``.
@@ -21,13 +22,19 @@ from hypothesis import strategies as st
 
 Path = tuple[str | int, ...]
 
-SOURCES = ("aws.events", "aws.logs", "aws.eks", "eksops", "aws.ec2", "aws.health", "aws.guardduty", "")
+SOURCES = (
+    *("aws.events", "aws.logs", "aws.eks", "eksops", "aws.ec2", "aws.health", "aws.guardduty"),
+    *("aws.ecr", "aws.codepipeline", ""),
+)
 DETAIL_TYPES = (
     "Scheduled Event",
     "AWS API Call via CloudTrail",
     "eksops sweep continuation",
     "AWS Health Event",
     "GuardDuty Finding",
+    "ECR Image Action",
+    "ECR Image Scan",
+    "CodePipeline Stage Execution State Change",
 )
 EVENT_NAMES = (
     "CreateLogGroup",
@@ -40,7 +47,7 @@ EVENT_NAMES = (
     "UpdateClusterVersion",
     "RunInstances",
 )
-FUNCTIONS = ("log_retention", "error_alarms", "cluster_bootstrap", "node_scaler", "notifier")
+FUNCTIONS = ("log_retention", "error_alarms", "cluster_bootstrap", "node_scaler", "notifier", "image_updater")
 NAMES = (
     "prod-eu",
     "/aws/containerinsights/prod-eu/application",
@@ -50,6 +57,23 @@ NAMES = (
     "/aws/eks/prod-eu/cluster",
     "arn:aws:events:us-east-1:123456789012:rule/eksops-Sweep",
 )
+# ECR and CodePipeline values (image_updater): the samples' (events/image_updater) and near misses of each rule
+# its parser checks (ECR's repository name, tag and digest formats, CodePipeline's names and execution ids).
+SAMPLE_DIGEST = "sha256:7f5b2640fe6fb4f46592dfd3410c4a79dac4f89e4782432e0378abcd1234abcd"
+SAMPLE_EXECUTION = "4d3f5a1b-9c2e-4f7a-8b6d-1e0c2a3b4c5d"
+REPOSITORIES = ("payments-api", "team/payments-api", "ledger", "Payments-API", "payments--api", "payments-api/", "a")
+IMAGE_TAGS = ("1.43.0", "1.42.0", "1.44.0", "2.0.0", "1.44.0-rc.1", "latest", "main-1a2b3c4", "v1.43.0", "-1", ".x")
+DIGESTS = (
+    SAMPLE_DIGEST,
+    "sha256:" + "0" * 64,
+    "sha256:" + "F" * 64,
+    "sha256:7f5b2640",
+    "sha512:" + "a" * 128,
+    SAMPLE_DIGEST + "\n",
+)
+PIPELINES = ("payments-api", "checkout", "payments api", "payments-api/Build")
+STAGES = ("Build", "Deploy", "build", "Build*")
+SEVERITY_NAMES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED", "critical", "SEVERE")
 # Keys added to objects: the ones the functions read, so that an added key can change what they decide.
 ADDED_KEYS = (
     "errorCode",
@@ -187,6 +211,9 @@ READ_KEYS = frozenset(
         # inside SNS messages: eksops' envelope, CloudWatch alarms, GuardDuty findings, Health events
         *("kind", "severity", "title", "summary", "details", "lines", "links", "cluster"),
         *("AlarmName", "NewStateValue", "NewStateReason", "Trigger", "eventTypeCode", "findings"),
+        # ECR and CodePipeline details (image_updater)
+        *("repository-name", "image-tag", "image-tags", "image-digest", "action-type", "result", "scan-status"),
+        *("finding-severity-counts", "pipeline", "stage", "execution-id", "state"),
     }
 )
 # ...and containers whose every child is read.
@@ -196,6 +223,8 @@ READ_UNDER: tuple[Path, ...] = (
     ("detail", "checkpoint"),
     ("Records",),
     ("Records", 0, "Sns"),
+    ("detail", "image-tags"),
+    ("detail", "finding-severity-counts"),
 )
 
 
@@ -419,6 +448,127 @@ def _eventbridge_shapes() -> st.SearchStrategy[Any]:
     )
 
 
+def _ecr_push_details() -> st.SearchStrategy[Any]:
+    """ECR Image Action details: mostly a successful push to the samples' repository, of any tag and digest (a
+    digest the registry does not hold, a tag the image does not carry), sometimes a deletion or anything else."""
+    repositories = _maybe(st.one_of(st.sampled_from(REPOSITORIES), hostile_strings()))
+    return _optional(
+        {
+            "result": _mostly("SUCCESS", _maybe(st.sampled_from(["FAILURE", "success", ""]))),
+            "repository-name": _mostly(REPOSITORIES[0], repositories),
+            "image-digest": _maybe(st.sampled_from(DIGESTS)),
+            "action-type": _mostly("PUSH", _maybe(st.sampled_from(["DELETE", "push", ""]))),
+            "image-tag": _maybe(st.one_of(st.none(), st.sampled_from(IMAGE_TAGS), hostile_strings())),
+        },
+        {},
+    )
+
+
+def _ecr_scan_details() -> st.SearchStrategy[Any]:
+    """ECR Image Scan details: a basic scan's status, its severity counts and the image's tags."""
+    counts = st.dictionaries(
+        st.one_of(st.sampled_from(SEVERITY_NAMES), st.text(max_size=8)), _maybe(st.integers(-1, 50)), max_size=3
+    )
+    repositories = _maybe(st.one_of(st.sampled_from(REPOSITORIES), hostile_strings()))
+    return _optional(
+        {
+            "scan-status": _mostly("COMPLETE", _maybe(st.sampled_from(["FAILED", "IN_PROGRESS", "complete"]))),
+            "repository-name": _mostly(REPOSITORIES[0], repositories),
+            "image-digest": _maybe(st.sampled_from(DIGESTS)),
+        },
+        {
+            "image-tags": _maybe(st.lists(st.one_of(st.sampled_from(IMAGE_TAGS), hostile_strings()), max_size=3)),
+            "finding-severity-counts": _maybe(st.one_of(st.none(), counts)),
+        },
+    )
+
+
+def _pipeline_details() -> st.SearchStrategy[Any]:
+    """CodePipeline Stage Execution State Change details: mostly the samples' stage succeeding, in any execution
+    (one the pipeline never ran, too), sometimes another stage or state."""
+    executions = st.one_of(st.just(SAMPLE_EXECUTION), st.uuids().map(str), hostile_strings())
+    return _optional(
+        {
+            "pipeline": _mostly(PIPELINES[0], _maybe(st.one_of(st.sampled_from(PIPELINES), hostile_strings()))),
+            "stage": _mostly(STAGES[0], _maybe(st.one_of(st.sampled_from(STAGES), hostile_strings()))),
+            "execution-id": _maybe(executions),
+            "state": _mostly("SUCCEEDED", _maybe(st.sampled_from(["FAILED", "STARTED", "CANCELED", "succeeded"]))),
+        },
+        {
+            "version": _maybe(st.integers(min_value=-1, max_value=5)),
+            "pipeline-execution-attempt": _maybe(st.integers(min_value=-1, max_value=5)),
+        },
+    )
+
+
+def _well_formed_image_events() -> st.SearchStrategy[Any]:
+    """ECR and CodePipeline events that parse, whose values vary within their formats: a tag the pushed digest
+    does not carry, a digest the registry does not hold, an execution the pipeline never ran. They reach the
+    service, which must act or decline without failing (the other shapes mostly stop at the parser)."""
+    valid_tags = st.sampled_from([tag for tag in IMAGE_TAGS if tag[0].isalnum()])
+    digests = st.sampled_from(DIGESTS[:3])
+    push = st.fixed_dictionaries(
+        {
+            "result": st.just("SUCCESS"),
+            "repository-name": st.sampled_from(REPOSITORIES[:3]),
+            "image-digest": digests,
+            "action-type": st.just("PUSH"),
+            "image-tag": valid_tags,
+        }
+    )
+    scan = st.fixed_dictionaries(
+        {
+            "scan-status": st.just("COMPLETE"),
+            "repository-name": st.sampled_from(REPOSITORIES[:3]),
+            "image-digest": digests,
+            "image-tags": st.lists(valid_tags, max_size=2),
+            "finding-severity-counts": st.dictionaries(st.sampled_from(SEVERITY_NAMES[:6]), st.integers(0, 5)),
+        }
+    )
+    stage = st.fixed_dictionaries(
+        {
+            "pipeline": st.sampled_from(PIPELINES[:2]),
+            "stage": st.just(STAGES[0]),
+            "execution-id": st.one_of(st.just(SAMPLE_EXECUTION), st.uuids().map(str)),
+            "state": st.just("SUCCEEDED"),
+        }
+    )
+
+    def envelope(source: str, detail_type: str, detail: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+        return st.fixed_dictionaries(
+            {
+                "version": st.just("0"),
+                "id": st.uuids().map(str),
+                "source": st.just(source),
+                "detail-type": st.just(detail_type),
+                "account": st.just("123456789012"),
+                "time": st.just("2026-11-28T10:02:41Z"),
+                "region": st.just("us-east-1"),
+                "resources": st.just([]),
+                "detail": detail,
+            }
+        )
+
+    return st.one_of(
+        envelope("aws.ecr", "ECR Image Action", push),
+        envelope("aws.ecr", "ECR Image Scan", scan),
+        envelope("aws.codepipeline", "CodePipeline Stage Execution State Change", stage),
+    )
+
+
+def _image_shapes() -> st.SearchStrategy[Any]:
+    """What image_updater's rules deliver (ECR pushes and scans, pipeline stages, its schedule), with any field
+    possibly wrong or well-formed with unexpected values, and other EventBridge families, which it must refuse."""
+    return st.one_of(
+        _envelope("aws.ecr", "ECR Image Action", ecr_push_details()),
+        _envelope("aws.ecr", "ECR Image Scan", ecr_scan_details()),
+        _envelope("aws.codepipeline", "CodePipeline Stage Execution State Change", pipeline_details()),
+        well_formed_image_events(),
+        well_formed_image_events(),
+        eventbridge_shapes(),
+    )
+
+
 def _messages() -> st.SearchStrategy[str]:
     """SNS message bodies: eksops envelopes, alarm-like and finding-like JSON, plain or hostile text."""
     envelope = _optional(
@@ -513,6 +663,11 @@ replacements = _short(_replacements)
 cloudtrail_details = _short(_cloudtrail_details)
 continuation_details = _short(_continuation_details)
 eventbridge_shapes = _short(_eventbridge_shapes)
+ecr_push_details = _short(_ecr_push_details)
+ecr_scan_details = _short(_ecr_scan_details)
+pipeline_details = _short(_pipeline_details)
+well_formed_image_events = _short(_well_formed_image_events)
+image_shapes = _short(_image_shapes)
 messages = _short(_messages)
 sns_shapes = _short(_sns_shapes)
 sns_records = _short(_sns_records)

@@ -3,9 +3,10 @@
 A new function joins the fuzz test (tests/integration/test_fuzz.py) and benchmarks/fuzz.py by adding one
 ``Target`` to ``TARGETS``; a meta-test fails while a folder under functions/ has none.
 
-A target's world is what its valid events act on, armed in the shared sandbox (``arm``); ``snapshot`` reads it
-back over HTTP (moto, the logs shim), from the EKS shim's request count and from the Slack receiver; ``rearm``
-undoes what an accepted event did. Everything named here is what the samples in events/ name.
+A target's world is what its valid events act on, armed in the shared sandbox (``arm``), or served beside it
+(``prepare``: image_updater's Git server); ``snapshot`` reads it back over HTTP (moto, the logs shim), from the EKS
+shim's request count, the Slack receiver and the Git server's refs; ``rearm`` undoes what an accepted event did.
+Everything named here is what the samples in events/ name.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 
 from eksops_dev.fuzz import strategies
 from eksops_dev.fuzz.harness import Harness
+from eksops_dev.template import ACCOUNT, REGION
 
 ROOT = Path(__file__).resolve().parents[3]
 EVENTS = ROOT / "events"
@@ -47,6 +49,9 @@ class Target:
     inert_samples: frozenset[str] = frozenset()
     # Template parameters the world is deployed with (the one sandbox merges every target's).
     parameters: Mapping[str, str] = field(default_factory=dict)
+    # Before the sandbox starts: a world outside moto (a server, entered with ``Harness.enter``); returns more
+    # template parameters (where that server is).
+    prepare: Callable[[Harness], Mapping[str, str]] = lambda h: {}
 
     def samples(self, *, unmatched: bool | None = None) -> dict[str, Any]:
         """This function's samples by case name ("unmatched/x" for those its rules must not route to it)."""
@@ -295,6 +300,139 @@ def _scaler_rearm(h: Harness, now: Snapshot) -> None:
         h.purge_deliveries()
 
 
+# -- image_updater ---------------------------------------------------------------------------------------------------
+# The config repository is a real Git repository served over smart HTTP on 127.0.0.1 (eksops_dev.gitserver), started
+# before the sandbox so that ImageConfigRepoUrl names it. Its kustomization names payments-api at 1.42.0. ECR (moto)
+# holds payments-api 1.42.0 and 1.43.0, the latter under the samples' digest (PutImage's imageDigest) and scanned
+# (moto reports one HIGH finding: under the CRITICAL gate); the CodePipeline shim holds the samples' execution of
+# payments-api/Build, which exported that image. So each valid sample commits 1.43.0: a push judges the pushed tag,
+# a scan and a stage reconcile payments-api, the schedule every entry. ``rearm`` moves the branch back to the armed
+# commit (the Git server's reset: no client can) and drops the function's idempotency records.
+IMAGE_REPOSITORY = "payments-api"
+CONFIG_REPO = "config"
+CONFIG_BRANCH = "main"
+IMAGE_FILE = "apps/payments/kustomization.yaml"
+ARMED_TAG = "1.42.0"
+KUSTOMIZATION = (
+    "# payments: production overlay\n"
+    "resources:\n  - ../base\n"
+    "images:\n"
+    "  - name: payments-api  # the API\n"
+    f"    newTag: {ARMED_TAG}\n"
+    "  - name: sidecar\n    newTag: 0.3.0\n"
+)
+IMAGE_MAP = [
+    {
+        "repository": IMAGE_REPOSITORY,
+        "image": IMAGE_REPOSITORY,
+        "files": [IMAGE_FILE],
+        "policy": "semver",
+        "constraint": ">=1.4,<2",
+    }
+]
+
+
+def _image_sample(case: str) -> dict[str, Any]:
+    return json.loads((EVENTS / "image_updater" / f"{case}.json").read_text())  # type: ignore[no-any-return]
+
+
+def _serve_config_repo(h: Harness) -> Mapping[str, str]:
+    from eksops_dev.gitserver import GitServer
+
+    git = h.enter(GitServer(h.workdir / "git"))
+    h.state["git"] = git
+    return {"ImageConfigRepoUrl": git.create(CONFIG_REPO, {IMAGE_FILE: KUSTOMIZATION.encode()}, branch=CONFIG_BRANCH)}
+
+
+def _manifest(layer: int) -> str:
+    """An image manifest with a layer of its own (moto derives a digest from the layers' digests)."""
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "size": 7,
+                "digest": f"sha256:{layer:064x}",
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "size": 1024,
+                    "digest": f"sha256:{layer + 10_000:064x}",
+                }
+            ],
+        }
+    )
+
+
+def _arm_images(h: Harness) -> None:
+    push, stage = _image_sample("ecr_image_push")["detail"], _image_sample("pipeline_stage_succeeded")["detail"]
+    tag, digest = push["image-tag"], push["image-digest"]
+    ecr = h.sandbox.client("ecr")
+    ecr.create_repository(repositoryName=IMAGE_REPOSITORY)
+    ecr.put_image(repositoryName=IMAGE_REPOSITORY, imageManifest=_manifest(1), imageTag=ARMED_TAG)
+    ecr.put_image(repositoryName=IMAGE_REPOSITORY, imageManifest=_manifest(2), imageTag=tag, imageDigest=digest)
+    ecr.start_image_scan(repositoryName=IMAGE_REPOSITORY, imageId={"imageDigest": digest})
+    h.sandbox.codepipeline_shim.record(
+        stage["pipeline"],
+        stage["execution-id"],
+        stage=stage["stage"],
+        action="Image",
+        variables={"IMAGE_URI": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{IMAGE_REPOSITORY}:{tag}@{digest}"},
+        revision="8d2c1f0e9b7a6c5d4e3f2a1b0c9d8e7f6a5b4c3d",
+    )
+
+
+def _updater_records(h: Harness) -> list[dict[str, Any]]:
+    return [item for item in _idempotency_items(h) if "image-updater" in item["id"]["S"]]
+
+
+def _images_snapshot(h: Harness) -> Snapshot:
+    """What an event may change: the config repository's refs, the function's idempotency records, the messages
+    it published. (ECR is only read: the function's role may not write it.)"""
+    return {
+        "refs": h.state["git"].refs(CONFIG_REPO),
+        "idempotency_records": len(_updater_records(h)),
+        "published": h.published(),
+    }
+
+
+def _images_rearm(h: Harness, now: Snapshot) -> None:
+    branch = f"refs/heads/{CONFIG_BRANCH}"
+    armed = h.armed["image_updater"]["refs"][branch]
+    if now["refs"].get(branch) != armed:
+        h.state["git"].reset(CONFIG_REPO, armed, branch=CONFIG_BRANCH)
+    ddb, table = h.sandbox.client("dynamodb"), h.sandbox.refs["IdempotencyTable"]
+    for item in _updater_records(h):
+        ddb.delete_item(TableName=table, Key={"id": item["id"]})
+    if now["published"]:
+        h.purge_deliveries()
+
+
+def _committed_only_the_tag(h: Harness, result: Any, before: Snapshot, after: Snapshot) -> str | None:
+    """A commit is one commit on the armed tip that changes the image's tag, and not another byte, to the one tag
+    this world allows: the registry's scanned payments-api 1.43.0 (1.42.0 is older, and no other tag exists)."""
+    branch = f"refs/heads/{CONFIG_BRANCH}"
+    head, armed = after["refs"].get(branch), before["refs"][branch]
+    if head == armed:
+        return None
+    git = h.state["git"]
+    commit = git.log(CONFIG_REPO, CONFIG_BRANCH)[0]
+    if [p.decode() for p in commit.parents] != [armed]:
+        return f"accepted and committed {head} on {[p.decode() for p in commit.parents]}, not one commit on {armed}"
+    text = git.read(CONFIG_REPO, IMAGE_FILE, commit=head).decode()
+    old, new = KUSTOMIZATION.splitlines(keepends=True), text.splitlines(keepends=True)
+    changed = [(a, b) for a, b in zip(old, new, strict=False) if a != b]
+    tag_only = len(old) == len(new) and len(changed) == 1 and changed[0][0] == f"    newTag: {ARMED_TAG}\n"
+    if not tag_only or not changed[0][1].startswith("    newTag: "):
+        return f"accepted and committed more than the tag: {text!r:.500}"
+    allowed = _image_sample("ecr_image_push")["detail"]["image-tag"]
+    if changed[0][1] != f"    newTag: {allowed}\n":
+        return f"accepted and committed {changed[0][1].strip()!r}, not the registry's scanned {allowed}"
+    return None
+
+
 TARGETS: tuple[Target, ...] = (
     Target(
         "log_retention",
@@ -336,6 +474,19 @@ TARGETS: tuple[Target, ...] = (
         _notifier_snapshot,
         _notifier_rearm,
         accepted=_delivered_once,
+    ),
+    Target(
+        "image_updater",
+        strategies.image_shapes,
+        _arm_images,
+        _images_snapshot,
+        _images_rearm,
+        accepted=_committed_only_the_tag,
+        parameters={
+            "ImageMap": json.dumps(IMAGE_MAP),
+            "ImagePipelineStages": json.dumps(["payments-api/Build"]),
+        },
+        prepare=_serve_config_repo,
     ),
 )
 

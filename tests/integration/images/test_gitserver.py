@@ -195,3 +195,19 @@ def test_scripted_answers_come_first_then_the_repository_is_served(git_server: G
     with pytest.raises(GitProtocolError, match="503"):
         client.get_refs(path)
     assert client.get_refs(path).refs[REF] == git_server.head(NAME).encode()
+
+
+def test_reset_rewinds_the_branch_and_pushes_go_on_from_there(git_server: GitServer, pushers: Any) -> None:
+    """``reset`` (development only: the fuzz harness rewinds its world between events) moves the branch back; the
+    next push is a fast-forward of the armed commit, and a reset to anything but a commit is refused."""
+    armed = git_server.head(NAME)
+    git_server.commit(NAME, {"file.txt": b"later\n"})
+    git_server.reset(NAME, armed)
+    assert git_server.head(NAME) == armed and git_server.read(NAME, "file.txt") == b"initial\n"
+    assert git_server.refs(NAME) == {REF.decode(): armed}
+    pusher = pushers()
+    new = pusher.commit(armed.encode(), b"on the armed tip")
+    assert pusher.push(new) is None and git_server.head(NAME) == new.decode()
+    tree = git_server.log(NAME)[0].tree.decode()
+    with pytest.raises(KeyError):
+        git_server.reset(NAME, tree)

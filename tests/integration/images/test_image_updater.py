@@ -42,6 +42,7 @@ KUSTOMIZATION = {
     "apps/orders/prod/kustomization.yaml": "images:\n  - name: orders\n    newTag: 1.0.0\n",
     "apps/pipeline/kustomization.yaml": "images:\n  - {name: checkout, newTag: 3.1.0}\n",
     "apps/broken/kustomization.yaml": "images:\n  - name: broken\n    newTag: 1.0.0\n",
+    "apps/moved/kustomization.yaml": "images:\n  - name: moved\n    newTag: 1.0.0\n",
 }
 IMAGE_MAP = [
     {
@@ -68,6 +69,7 @@ IMAGE_MAP = [
     },
     {"repository": "checkout", "image": "checkout", "files": ["apps/pipeline/kustomization.yaml"], "policy": "semver"},
     {"repository": "broken", "image": "broken", "files": ["apps/broken/kustomization.yaml"], "policy": "latest"},
+    {"repository": "moved", "image": "moved", "files": ["apps/moved/kustomization.yaml"], "policy": "semver"},
 ]
 REPOSITORIES = sorted({entry["repository"] for entry in IMAGE_MAP})
 
@@ -345,3 +347,37 @@ def test_a_second_reconcile_changes_nothing(updater: Updater) -> None:
     assert second.ok, second.error
     assert second.result["committed"] == []
     assert updater.commits() == commits
+
+
+def test_a_push_whose_tag_now_names_another_image_commits_nothing(updater: Updater) -> None:
+    """The event names a tag and the digest pushed under it; a mutable tag may name another image by the time the
+    event is handled. The gate judges the event's digest, so committing the tag would release an image it never
+    judged (here unscanned): nothing is committed, and the reconcile decides from the registry. (Found by the fuzz
+    test: a push event whose tag the image does not carry committed that tag.)"""
+    commits = updater.commits()
+    judged = updater.push("moved", "1.1.0")  # scanned: passes the gate
+    manifest = updater.ecr.batch_get_image(repositoryName="moved", imageIds=[{"imageDigest": judged}])
+    updater.ecr.put_image(
+        repositoryName="moved", imageManifest=manifest["images"][0]["imageManifest"], imageTag="build-1"
+    )
+    updater.push("moved", "1.1.0", scan=False)  # the tag moves to a new, unscanned image
+    run = updater.pushed("moved", "1.1.0", judged)
+    assert run.ok, run.error
+    assert run.result["committed"] == [] and any("1.1.0" in note for note in run.result["notes"])
+    assert updater.file("apps/moved/kustomization.yaml") == "images:\n  - name: moved\n    newTag: 1.0.0\n"
+    assert updater.commits() == commits
+    held = updater.reconcile()  # the registry's 1.1.0 is the unscanned image: held, not committed
+    assert any(h["repository"] == "moved" and h["tag"] == "1.1.0" for h in held.result["held"]), held.result
+    assert updater.file("apps/moved/kustomization.yaml").endswith("newTag: 1.0.0\n")
+
+
+def test_a_stage_of_an_execution_codepipeline_does_not_know_falls_back_to_the_registry(updater: Updater) -> None:
+    """A stage event for an execution CodePipeline does not know (a deleted pipeline, or another account's routed
+    to this bus) is no reason to fail and be retried: like a stage that exported no image, every entry is reconciled
+    from the registry. (Found by the fuzz test: it raised PipelineNotFoundException.)"""
+    event = _event("pipeline_stage_succeeded")
+    event["detail"].update({"pipeline": "checkout", "stage": "Build", "execution-id": str(uuid.uuid4())})
+    run = updater.dispatcher.invoke("image_updater", event, "pipeline", retries=0)
+    assert run.ok, run.error
+    assert any("PipelineNotFoundException" in note for note in run.result["notes"]), run.result["notes"]
+    assert any("reconciled from the registry" in note for note in run.result["notes"])

@@ -9,7 +9,9 @@ build exported. An image is found in them two ways:
   (or ``REPOSITORY_NAME``, or ``REPOSITORY_URI`` holding the repository's URI).
 
 When the stage exported nothing recognisable, the caller falls back to the registry (the reconcile of the entries
-in IMAGE_MAP), so a pipeline without output variables still converges. The source revision (the commit the
+in IMAGE_MAP), so a pipeline without output variables still converges. So it does when CodePipeline does not know
+the pipeline or the execution (deleted since, or another account's pipeline whose events reach this bus):
+``StageOutput.missing`` says which, rather than a failure retried in vain. The source revision (the commit the
 pipeline built) comes from GetPipelineExecution's artifact revisions, for the commit message.
 """
 
@@ -19,6 +21,10 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from botocore.exceptions import ClientError
+
+from eksops.aws import error_code
 
 __all__ = ["BuiltImage", "StageOutput", "parse_image_reference", "stage_output"]
 
@@ -32,6 +38,7 @@ _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,299}")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _REPOSITORY = re.compile(r"[a-z0-9]+(?:[._/-][a-z0-9]+)*")
 MAX_ACTIONS = 500  # action executions read per stage execution: more is no build stage
+_NOT_FOUND = frozenset({"PipelineNotFoundException", "PipelineExecutionNotFoundException"})
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,7 @@ class StageOutput:
     images: tuple[BuiltImage, ...]
     source_revision: str  # the commit (or other revision) the pipeline built; "" when unknown
     revision_summary: str
+    missing: str = ""  # why nothing could be read: CodePipeline does not know the pipeline or execution
 
 
 def parse_image_reference(value: str) -> BuiltImage | None:
@@ -60,13 +68,18 @@ def parse_image_reference(value: str) -> BuiltImage | None:
 def stage_output(codepipeline: Any, *, pipeline: str, stage: str, execution_id: str) -> StageOutput:
     """Images the stage's succeeded actions exported, and the execution's source revision."""
     images: dict[tuple[str, str | None, str | None], BuiltImage] = {}
-    for action in _action_executions(codepipeline, pipeline, execution_id):
-        if action.get("stageName") != stage or action.get("status") != "Succeeded":
-            continue
-        variables = (action.get("output") or {}).get("outputVariables") or {}
-        for image in _images_in(variables, action.get("actionName", "")):
-            images.setdefault((image.repository, image.tag, image.digest), image)
-    revision, summary = _source_revision(codepipeline, pipeline, execution_id)
+    try:
+        for action in _action_executions(codepipeline, pipeline, execution_id):
+            if action.get("stageName") != stage or action.get("status") != "Succeeded":
+                continue
+            variables = (action.get("output") or {}).get("outputVariables") or {}
+            for image in _images_in(variables, action.get("actionName", "")):
+                images.setdefault((image.repository, image.tag, image.digest), image)
+        revision, summary = _source_revision(codepipeline, pipeline, execution_id)
+    except ClientError as exc:
+        if (code := error_code(exc)) not in _NOT_FOUND:
+            raise
+        return StageOutput((), "", "", missing=f"{code}: pipeline {pipeline}, execution {execution_id}")
     return StageOutput(tuple(images.values()), revision, summary)
 
 

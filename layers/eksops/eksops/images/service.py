@@ -8,7 +8,8 @@ the backend re-read and decide again on the new content).
 
 - **Push** (ECR Image Action): the pushed tag is judged for each entry of the repository (``policy.judge``): a tag
   outside the policy is refused with its reason, an acceptable one newer than the file is committed once its
-  scan passes.
+  scan passes. A tag that no longer names the pushed digest (pushed again since) is left to the reconcile: the
+  gate would have judged another image than the one the tag now names.
 - **Scan** (ECR Image Scan) and **pipeline** (a stage in PIPELINE_STAGES succeeded): the entries of the
   repositories concerned are reconciled: the policy picks from the whole registry (``policy.select``). A held
   image is released this way. A stage that exported no recognisable image reconciles every entry.
@@ -169,6 +170,12 @@ class ImageUpdaterService:
         if image is None:
             summary.notes.append(f"{push.repository}@{push.digest} is no longer in the registry: nothing to do")
             return summary
+        if push.tag not in image.tags:  # the tag moved to another image: the gate would judge the wrong one
+            summary.notes.append(
+                f"{push.repository}:{push.tag} no longer names {push.digest} (the tag moved or was removed): "
+                "nothing to do; the reconcile decides from the registry"
+            )
+            return summary
         pushed = Candidate(push.tag, push.digest, image.pushed_at)
         self._entries(entries, summary, context, deadline, pushed=pushed)
         return summary
@@ -196,6 +203,8 @@ class ImageUpdaterService:
         output = stage_output(
             self._codepipeline, pipeline=stage.pipeline, stage=stage.stage, execution_id=stage.execution_id
         )
+        if output.missing:
+            summary.notes.append(f"CodePipeline does not know the execution ({output.missing})")
         context = Context(
             "pipeline",
             event_id=stage.id,
