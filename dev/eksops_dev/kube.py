@@ -52,6 +52,8 @@ RESOURCES: tuple[tuple[str, str, bool], ...] = (
     ("v1/pods", "Pod", True),
     ("v1/nodes", "Node", False),
     ("scheduling.k8s.io/v1/priorityclasses", "PriorityClass", False),
+    # and lists Karpenter's NodePools (cluster-scoped) for the headroom actuator
+    ("karpenter.sh/v1/nodepools", "NodePool", False),
 )
 VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 APPLY_PATCH = "application/apply-patch+yaml"

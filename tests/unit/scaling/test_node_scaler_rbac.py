@@ -16,6 +16,7 @@ from eksops.kube.apply import apply_manifests
 from eksops.scaling.demand import read_cluster
 from eksops.scaling.groups import NodeGroup
 from eksops.scaling.headroom import NAMESPACE, HeadroomActuator
+from eksops.scaling.pools import read_nodepools
 from eksops_dev.kube import EksopsEmulator
 from tests.unit.kube.test_rbac import ANY, allows, granted, requested
 
@@ -53,15 +54,31 @@ def test_every_request_of_the_scaler_is_allowed_and_nothing_more_is_granted(
 ) -> None:
     _, emulator = kube
     group = NodeGroup(name="prod-general", arn="", cluster="prod", min_size=1, max_size=10, desired=2, instances=())
+    pool = NodeGroup(
+        name="karpenter:general",
+        arn="",
+        cluster="prod",
+        min_size=0,
+        max_size=10,
+        desired=1,
+        instances=(),
+        nodepool="general",
+    )
     headroom = HeadroomActuator()
     # The dynamic client's discovery, cached from here on (every authenticated user may discover).
     apply_manifests(api, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "web"}}])
     start = len(list(emulator))
     read_cluster(api, exclude_namespace=NAMESPACE)
+    assert read_nodepools(api) == []
     assert headroom.replicas(api, group) == 0
     headroom.apply(api, group, replicas=3, pod_millicores=1000)  # creates
     assert headroom.replicas(api, group) == 3
     headroom.apply(api, group, replicas=5, pod_millicores=1000)  # patches
+    # A NodePool's Deployment, and what the scaler remembers for the pool in its annotations.
+    assert not headroom.annotate(api, pool, {"eksops/scaling-at-max": "2025-01-01T00:00:00Z"})
+    headroom.apply(api, pool, replicas=0, pod_millicores=1000)
+    assert headroom.annotate(api, pool, {"eksops/scaling-at-max": "2025-01-01T00:00:00Z"})
+    assert headroom.read(api, pool).annotations["eksops/scaling-at-max"] == "2025-01-01T00:00:00Z"
     requests = list(emulator)[start:]
     needs = set(requested(requests))
     cluster_rules, namespace_rules = docs()["ClusterRole"]["rules"], docs()["Role"]["rules"]

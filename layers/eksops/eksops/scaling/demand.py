@@ -37,6 +37,7 @@ __all__ = [
     "cpu_millicores",
     "insights_demand",
     "kube_demand",
+    "list_items",
     "read_cluster",
     "read_insights",
 ]
@@ -111,6 +112,7 @@ class Node:
     millicores: int  # allocatable CPU
     ready: bool  # Ready and schedulable
     labels: Mapping[str, str] = field(default_factory=dict)
+    capacity: int = 0  # CPU capacity (cores, not allocatable): what a Karpenter NodePool's limits count
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,9 @@ class Pod:
     node: str | None  # None: not scheduled yet
     millicores: float
     node_selector: Mapping[str, str] = field(default_factory=dict)
+    # A pending pod's required node affinity: its nodeSelectorTerms (any one may match), each a tuple of
+    # matchExpressions (all must hold) as (key, operator, values). Empty: none. Not kept for placed pods.
+    required_terms: tuple[tuple[tuple[str, str, tuple[str, ...]], ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,6 +165,21 @@ def _node(item: Mapping[str, Any]) -> Node:
         millicores=int(cpu_millicores((status.get("allocatable") or {}).get("cpu"))),
         ready=ready and not spec.get("unschedulable"),
         labels={str(k): str(v) for k, v in (meta.get("labels") or {}).items()},
+        capacity=int(cpu_millicores((status.get("capacity") or {}).get("cpu"))),
+    )
+
+
+def _required_terms(spec: Mapping[str, Any]) -> tuple[tuple[tuple[str, str, tuple[str, ...]], ...], ...]:
+    required = (
+        ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution")
+        or {}
+    ).get("nodeSelectorTerms") or []
+    return tuple(
+        tuple(
+            (str(e.get("key", "")), str(e.get("operator", "")), tuple(str(v) for v in e.get("values") or []))
+            for e in (term or {}).get("matchExpressions") or []
+        )
+        for term in required
     )
 
 
@@ -191,10 +211,11 @@ def _pod(item: Mapping[str, Any], exclude_namespace: str) -> Pod | None:
         node=spec.get("nodeName") or None,
         millicores=pod_millicores(spec),
         node_selector={str(k): str(v) for k, v in (spec.get("nodeSelector") or {}).items()},
+        required_terms=() if spec.get("nodeName") else _required_terms(spec),
     )
 
 
-def _list(call: Any) -> Iterable[Mapping[str, Any]]:
+def list_items(call: Any) -> Iterable[Mapping[str, Any]]:
     """Every item of a list call, page by page; raw JSON (no model objects: a big cluster has many pods)."""
     token: str | None = None
     while True:
@@ -213,8 +234,8 @@ def read_cluster(api_client: Any, *, exclude_namespace: str) -> ClusterView:
     from kubernetes import client as k8s
 
     core = k8s.CoreV1Api(api_client)
-    nodes = tuple(_node(item) for item in _list(core.list_node))
-    pods = tuple(p for item in _list(core.list_pod_for_all_namespaces) if (p := _pod(item, exclude_namespace)))
+    nodes = tuple(_node(item) for item in list_items(core.list_node))
+    pods = tuple(p for item in list_items(core.list_pod_for_all_namespaces) if (p := _pod(item, exclude_namespace)))
     return ClusterView(nodes=nodes, pods=pods)
 
 

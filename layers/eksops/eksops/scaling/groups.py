@@ -79,7 +79,8 @@ def _parse_time(value: str | None) -> float | None:
 
 @dataclass(frozen=True)
 class NodeGroup:
-    """One Auto Scaling group of an EKS cluster, as DescribeAutoScalingGroups showed it."""
+    """One Auto Scaling group of an EKS cluster, as DescribeAutoScalingGroups showed it; or a Karpenter NodePool
+    in its place (``nodepool`` set, built by eksops.scaling.pools from what the cluster's API shows)."""
 
     name: str
     arn: str
@@ -91,6 +92,8 @@ class NodeGroup:
     tags: Mapping[str, str] = field(default_factory=dict)
     enrolled: bool = False
     instance_types: tuple[str, ...] = ()
+    # A Karpenter NodePool standing in for a group (eksops.scaling.pools): its name; None for an Auto Scaling group.
+    nodepool: str | None = None
 
     @property
     def tagged(self) -> bool:

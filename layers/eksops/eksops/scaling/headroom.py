@@ -1,4 +1,5 @@
-"""The headroom actuator: a Deployment of low-priority pause pods per node group, applied server-side.
+"""The headroom actuator: a Deployment of low-priority pause pods per node group or Karpenter NodePool, applied
+server-side.
 
 The pause pods request CPU and do nothing. Cluster Autoscaler or Karpenter adds nodes for those that do not fit,
 ahead of the real pods; a real pod preempts a pause pod at once (its priority is higher), and the evicted pause
@@ -15,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from eksops.kube.apply import MANAGED_BY, ApplySummary, apply_manifests
@@ -26,9 +29,11 @@ __all__ = [
     "PRIORITY",
     "PRIORITY_CLASS",
     "HeadroomActuator",
+    "Held",
     "base_objects",
     "deployment",
     "deployment_name",
+    "state_annotation",
 ]
 
 NAMESPACE = "eksops-headroom"
@@ -39,6 +44,7 @@ PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 APP_LABEL = "app.kubernetes.io/name"
 APP = "eksops-headroom"
 GROUP_ANNOTATION = "eksops/auto-scaling-group"
+NODEPOOL_ANNOTATION = "eksops/nodepool"  # instead of GROUP_ANNOTATION on a Karpenter NodePool's Deployment
 _UNSAFE = re.compile(r"[^a-z0-9-]+")
 NAME_LIMIT = 63  # the name is also a label value
 
@@ -48,6 +54,12 @@ def deployment_name(group: str) -> str:
     digest = hashlib.sha256(group.encode()).hexdigest()[:8]
     slug = _UNSAFE.sub("-", group.lower()).strip("-")[: NAME_LIMIT - len("headroom--") - len(digest)].strip("-")
     return f"headroom-{slug}-{digest}" if slug else f"headroom-{digest}"
+
+
+def state_annotation(tag: str) -> str:
+    """The annotation that keeps a NodePool's bookkeeping tag (``eksops:scaling-x`` -> ``eksops/scaling-x``): a pool
+    has no Auto Scaling group to tag, so what the scaler remembers for it lives on its headroom Deployment."""
+    return tag.replace(":", "/", 1)
 
 
 def _labels(**extra: str) -> dict[str, str]:
@@ -112,7 +124,10 @@ def deployment(group: NodeGroup, *, replicas: int, pod_millicores: int) -> dict[
             "name": name,
             "namespace": NAMESPACE,
             "labels": _labels(**{"eksops/headroom": name}),
-            "annotations": {GROUP_ANNOTATION: group.name, "eksops/cluster": group.cluster},
+            "annotations": {
+                **({GROUP_ANNOTATION: group.name} if group.nodepool is None else {NODEPOOL_ANNOTATION: group.nodepool}),
+                "eksops/cluster": group.cluster,
+            },
         },
         "spec": {
             "replicas": replicas,
@@ -122,14 +137,23 @@ def deployment(group: NodeGroup, *, replicas: int, pod_millicores: int) -> dict[
     }
 
 
+@dataclass(frozen=True)
+class Held:
+    """A group's Deployment as read: the replicas it asks for and its annotations (none when it does not exist)."""
+
+    exists: bool
+    replicas: int = 0
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
 class HeadroomActuator:
     """Reads and sets the pause pods of a group through a cluster's Kubernetes API client."""
 
     def __init__(self, *, field_manager: str = "eksops") -> None:
         self._field_manager = field_manager
 
-    def replicas(self, api_client: Any, group: NodeGroup) -> int:
-        """The replicas the group's Deployment asks for now (0 when there is none)."""
+    def read(self, api_client: Any, group: NodeGroup) -> Held:
+        """The group's Deployment now (``exists`` False when there is none)."""
         from kubernetes import client as k8s
         from kubernetes.client.exceptions import ApiException
 
@@ -138,9 +162,41 @@ class HeadroomActuator:
             raw = apps.read_namespaced_deployment(deployment_name(group.name), NAMESPACE, _preload_content=False)
         except ApiException as exc:
             if exc.status == 404:
-                return 0
+                return Held(exists=False)
             raise
-        return max(0, int((json.loads(raw.data).get("spec") or {}).get("replicas") or 0))
+        body = json.loads(raw.data)
+        annotations = (body.get("metadata") or {}).get("annotations") or {}
+        return Held(
+            exists=True,
+            replicas=max(0, int((body.get("spec") or {}).get("replicas") or 0)),
+            annotations={str(k): str(v) for k, v in annotations.items()},
+        )
+
+    def replicas(self, api_client: Any, group: NodeGroup) -> int:
+        """The replicas the group's Deployment asks for now (0 when there is none)."""
+        return self.read(api_client, group).replicas
+
+    def annotate(self, api_client: Any, group: NodeGroup, annotations: Mapping[str, str | None]) -> bool:
+        """Set (None: remove) annotations of the group's Deployment with a JSON merge patch, which leaves every
+        other field and its server-side apply ownership alone. False when the Deployment does not exist."""
+        from kubernetes import client as k8s
+        from kubernetes.client.exceptions import ApiException
+
+        apps: Any = k8s.AppsV1Api(api_client)
+        try:
+            apps.patch_namespaced_deployment(
+                deployment_name(group.name),
+                NAMESPACE,
+                {"metadata": {"annotations": dict(annotations)}},
+                field_manager=self._field_manager,
+                _content_type="application/merge-patch+json",
+                _preload_content=False,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     def apply(
         self, api_client: Any, group: NodeGroup, *, replicas: int, pod_millicores: int, deadline: float | None = None

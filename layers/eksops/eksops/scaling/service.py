@@ -31,7 +31,6 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from itertools import groupby
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -56,6 +55,7 @@ from eksops.scaling.demand import (
 from eksops.scaling.forecasting import Sample
 from eksops.scaling.groups import (
     AT_MAX_TAG,
+    BOOKKEEPING_TAGS,
     ENROLL_TAG,
     LAST_SCALE_IN_TAG,
     LAST_SCALE_OUT_TAG,
@@ -65,7 +65,8 @@ from eksops.scaling.groups import (
     discover,
     format_time,
 )
-from eksops.scaling.headroom import NAMESPACE, HeadroomActuator
+from eksops.scaling.headroom import NAMESPACE, HeadroomActuator, Held, state_annotation
+from eksops.scaling.pools import POOL_PREFIX, UNLIMITED_POOL_MAX_NODES, pool_groups, read_nodepools
 from eksops.scaling.triggers import AlarmTrigger, Trigger
 from eksops.sweeps import Deadline
 
@@ -131,6 +132,8 @@ class _Cluster:
     api: Any = None  # Kubernetes ApiClient when the API answered
     demand: dict[str, GroupDemand] = field(default_factory=dict)
     unreachable: str | None = None
+    pools: tuple[NodeGroup, ...] = ()  # Karpenter NodePools as groups (eksops.scaling.pools)
+    pool_skipped: list[tuple[str, str]] = field(default_factory=list)  # (group name, reason)
 
 
 class NodeScalerService:
@@ -170,6 +173,9 @@ class NodeScalerService:
         self._headroom = headroom or HeadroomActuator()
         self._history = DemandHistory(cloudwatch)
         self._kube_down_until: dict[str, float] = {}
+        # The last refusal reported per NodePool (cluster, pool group): a pool has no Auto Scaling group to keep the
+        # eksops:scaling-refused tag on, and under dry run and the kill switch nothing is written in the cluster.
+        self._pool_refused: dict[tuple[str, str], str] = {}
         self._account = ""
 
     # -- entry point ------------------------------------------------------------------------------------------
@@ -194,11 +200,22 @@ class NodeScalerService:
                     self._reconcile_alarms({g.cluster for g in enrolled}, summary)
             else:
                 targets = self._alarm_targets(trigger, enrolled, summary)
+            pooled = self._pool_clusters(groups, trigger, targets)
+            by_cluster: dict[str, list[NodeGroup]] = {cluster: [] for cluster in pooled}
+            for group in targets:
+                by_cluster.setdefault(group.cluster, []).append(group)
             samples: list[tuple[NodeGroup, float, float]] = []
-            for cluster, members in groupby(targets, key=lambda g: g.cluster):
+            for cluster in sorted(by_cluster):
                 siblings = [g for g in groups if g.cluster == cluster]
                 self._scale_cluster(
-                    cluster, list(members), siblings, now=now, engaged=engaged, summary=summary, samples=samples
+                    cluster,
+                    by_cluster[cluster],
+                    siblings,
+                    now=now,
+                    engaged=engaged,
+                    summary=summary,
+                    samples=samples,
+                    pools=cluster in pooled,
                 )
             if samples:
                 self._guarded("history", "demand metric", summary, lambda: self._history.publish(samples))
@@ -220,6 +237,20 @@ class NodeScalerService:
         summary.refused.append({"cluster": trigger.cluster, "alarm": trigger.alarm_name, "reason": reason})
         log.warning("alarm refused: %s", reason)
         return []
+
+    def _pool_clusters(self, groups: list[NodeGroup], trigger: Trigger, targets: list[NodeGroup]) -> set[str]:
+        """Clusters whose Karpenter NodePools are looked for: enrolled through SCALER_CLUSTERS, headroom actuator.
+
+        A cluster is known by its Auto Scaling groups (any, enrolled or not: Karpenter's own controller usually runs
+        on a managed node group) or by a SCALER_CLUSTERS entry that is a plain name, not a glob (a cluster with no
+        Auto Scaling group at all). On an alarm, only the alarm's cluster, once its alarm was accepted.
+        """
+        if self._api_client is None:
+            return set()
+        named = {g.cluster for g in groups} | {c for c in self.cfg.clusters if not any(ch in c for ch in "*?[")}
+        if isinstance(trigger, AlarmTrigger):
+            named &= {g.cluster for g in targets}
+        return {c for c in named if self.cfg.enrolled(c) and self.cfg.actuator_for(c) is Actuator.HEADROOM}
 
     # -- inputs -----------------------------------------------------------------------------------------------
 
@@ -247,13 +278,17 @@ class NodeScalerService:
 
         self._guarded("alarms", "alarm", summary, reconcile)
 
-    def _read_cluster(self, cluster: str, groups: list[NodeGroup], siblings: list[NodeGroup], now: float) -> _Cluster:
+    def _read_cluster(
+        self, cluster: str, groups: list[NodeGroup], siblings: list[NodeGroup], now: float, *, pools: bool = False
+    ) -> _Cluster:
         reading = _Cluster(cluster)
         if self._api_client is not None and time.monotonic() >= self._kube_down_until.get(cluster, 0.0):
             try:
                 reading.api = self._api_client(cluster)
                 view: ClusterView = read_cluster(reading.api, exclude_namespace=NAMESPACE)
                 reading.demand = kube_demand(view, groups)
+                if pools:
+                    self._read_pools(reading, view)
                 return reading
             except Exception as exc:  # any failure to reach the API: Container Insights instead, and say why
                 reading.api = None
@@ -264,10 +299,30 @@ class NodeScalerService:
                 )
         elif self._api_client is not None:
             reading.unreachable = "not reachable in the last 10 minutes"
+        if not groups:
+            return reading  # NodePools only: they are read through the API or not at all
         insights = read_insights(self._cloudwatch, [cluster], now=now).get(cluster)
         if insights is not None:
             reading.demand = insights_demand(insights, groups, siblings)
         return reading
+
+    @staticmethod
+    def _read_pools(reading: _Cluster, view: ClusterView) -> None:
+        """The cluster's Karpenter NodePools as groups, with their demand. A cluster without them is left as it is;
+        one whose NodePools cannot be read (no RBAC for them yet) keeps its Auto Scaling groups, and says why."""
+        try:
+            found = read_nodepools(reading.api)
+        except Exception as exc:  # the kubernetes client's ApiException and connection errors
+            reason = f"Karpenter NodePools not readable ({_why(exc)}): see docs/node-scaling.md, access to each cluster"
+            reading.pool_skipped.append((f"{POOL_PREFIX}*", reason))
+            log.warning("NodePools of %s not readable: %s", reading.name, _why(exc))
+            return
+        if not found:
+            return  # Karpenter not installed (not served), or no NodePool
+        pooled = pool_groups(reading.name, found, view)
+        reading.pools = pooled.groups
+        reading.demand.update(pooled.demand)
+        reading.pool_skipped += pooled.skipped
 
     # -- one cluster ------------------------------------------------------------------------------------------
 
@@ -281,17 +336,24 @@ class NodeScalerService:
         engaged: bool,
         summary: Summary,
         samples: list[tuple[NodeGroup, float, float]],
+        pools: bool = False,
     ) -> None:
+        reading: _Cluster | None = None
         try:
-            reading = self._read_cluster(cluster, groups, siblings, now)
-            history = self._history.read(groups, now=now, seconds=self.cfg.history_seconds)
+            reading = self._read_cluster(cluster, groups, siblings, now, pools=pools)
+            history = self._history.read([*groups, *reading.pools], now=now, seconds=self.cfg.history_seconds)
         except ClientError as exc:
-            for group in groups:
+            for group in [*groups, *(reading.pools if reading else ())]:
                 _record_error(summary, group.name, "demand", exc)
             return
-        if reading.unreachable:
+        if reading.unreachable and groups:
             summary.notes.append(f"{cluster}: Kubernetes API {reading.unreachable}; demand from Container Insights")
-        for group in groups:
+        elif reading.unreachable:
+            why = f"the headroom actuator reads NodePools through the cluster's Kubernetes API ({reading.unreachable})"
+            reading.pool_skipped.append((f"{POOL_PREFIX}*", why))
+        for name, reason in reading.pool_skipped:
+            summary.skipped.append({"group": name, "cluster": cluster, "reason": reason})
+        for group in (*groups, *reading.pools):
             demand = reading.demand.get(group.name)
             if demand is None:
                 summary.skipped.append(
@@ -340,7 +402,7 @@ class NodeScalerService:
                 }
             )
             return
-        replicas = self._headroom.replicas(reading.api, group) if actuator is Actuator.HEADROOM else 0
+        group, replicas = self._pause_pods(group, actuator, reading.api)
         state = GroupState(
             name=group.name,
             min_size=group.min_size,
@@ -390,7 +452,7 @@ class NodeScalerService:
             # or the other tags): without it every minute would report the same refusal again.
             tags = {key: value for key, value in tags.items() if key == REFUSED_TAG}
         if tags:
-            self._write_tags(group, tags)
+            self._remember(group, tags, reading.api)
 
     def _at_max_and_node_size(
         self, group: NodeGroup, decision: Decision, demand: GroupDemand, *, now: float, engaged: bool, summary: Summary
@@ -428,6 +490,53 @@ class NodeScalerService:
             pod_millicores=decision.pod_millicores,
             deadline=time.monotonic() + APPLY_BUDGET_SECONDS,
         )
+
+    def _pause_pods(self, group: NodeGroup, actuator: Actuator, api: Any) -> tuple[NodeGroup, int]:
+        """The pause pods the group holds now; a NodePool's group also gets what the scaler remembers for it."""
+        if group.nodepool is not None:
+            held = self._headroom.read(api, group)
+            return self._remembered(group, held), held.replicas
+        return group, self._headroom.replicas(api, group) if actuator is Actuator.HEADROOM else 0
+
+    def _remembered(self, group: NodeGroup, held: Held) -> NodeGroup:
+        """A NodePool's group with what the scaler remembers for it, as the bookkeeping tags a group would carry:
+        from its headroom Deployment's annotations, and the last refusal reported from this instance's memory."""
+        tags = dict(group.tags)
+        for key in BOOKKEEPING_TAGS:
+            value = held.annotations.get(state_annotation(key))
+            if value and key != REFUSED_TAG:
+                tags[key] = value
+        refused = self._pool_refused.get((group.cluster, group.name))
+        if refused:
+            tags[REFUSED_TAG] = refused
+        return replace(group, tags=tags)
+
+    def _remember(self, group: NodeGroup, tags: Mapping[str, str | None], api: Any) -> None:
+        """Keep the bookkeeping: tags on an Auto Scaling group; on a NodePool, annotations of its headroom
+        Deployment (created with no pause pods when a value must be kept and there is none yet)."""
+        if group.nodepool is None:
+            self._write_tags(group, tags)
+            return
+        if REFUSED_TAG in tags:
+            if (refused := tags[REFUSED_TAG]) is None:
+                self._pool_refused.pop((group.cluster, group.name), None)
+            else:
+                self._pool_refused[(group.cluster, group.name)] = refused
+        # A pool's node size is measured every run (no node: the pool is skipped), so it is not kept.
+        annotations = {
+            state_annotation(key): value for key, value in tags.items() if key not in (REFUSED_TAG, NODE_MILLICORES_TAG)
+        }
+        if not annotations or self._headroom.annotate(api, group, annotations):
+            return
+        if any(value is not None for value in annotations.values()):
+            self._headroom.apply(
+                api,
+                group,
+                replicas=0,
+                pod_millicores=self.cfg.headroom_pod_millicores,
+                deadline=time.monotonic() + APPLY_BUDGET_SECONDS,
+            )
+            self._headroom.annotate(api, group, annotations)
 
     def _write_tags(self, group: NodeGroup, tags: Mapping[str, str | None]) -> None:
         put = [
@@ -469,16 +578,27 @@ class NodeScalerService:
     # -- reporting --------------------------------------------------------------------------------------------
 
     def _alert_at_max(self, group: NodeGroup, decision: Decision) -> None:
+        if group.nodepool is None:
+            title = f"Node group {group.name} is at its maximum ({group.max_size} nodes)"
+            summary = (
+                f"The forecast for cluster {group.cluster} calls for {decision.wanted_nodes} nodes of "
+                f"{group.name}, above its MaxSize {group.max_size}: pods will wait for capacity. Raise the "
+                "group's maximum or add capacity elsewhere."
+            )
+        else:
+            title = f"Karpenter NodePool {group.nodepool} is at its maximum ({group.max_size} nodes)"
+            summary = (
+                f"The forecast for cluster {group.cluster} calls for {decision.wanted_nodes} nodes of NodePool "
+                f"{group.nodepool}, above the {group.max_size} its spec.limits.cpu allows (eksops assumes "
+                f"{UNLIMITED_POOL_MAX_NODES} for a pool without one): pods will wait for capacity. Raise the "
+                "NodePool's limits or add capacity elsewhere."
+            )
         self._publisher.alert(
             Message(
                 kind="scaling.at-max",
                 severity=Severity.WARNING,
-                title=f"Node group {group.name} is at its maximum ({group.max_size} nodes)",
-                summary=(
-                    f"The forecast for cluster {group.cluster} calls for {decision.wanted_nodes} nodes of "
-                    f"{group.name}, above its MaxSize {group.max_size}: pods will wait for capacity. Raise the "
-                    "group's maximum or add capacity elsewhere."
-                ),
+                title=title,
+                summary=summary,
                 details={"decision": _decision_entry(group, decision, None)},
                 cluster=group.cluster,
                 account=self._account or None,
@@ -598,6 +718,8 @@ def _decision_entry(group: NodeGroup, decision: Decision, demand: GroupDemand | 
         entry["source"] = demand.source
         entry["pending_millicores"] = round(demand.pending)
         entry["ready_nodes"] = demand.nodes
+    if group.nodepool is not None:
+        entry["nodepool"] = group.nodepool
     entry["line"] = _line(decision)
     return entry
 
