@@ -191,6 +191,14 @@ def test_no_history_holds() -> None:
     assert stale.action is Action.HOLD and stale.forecast is None
 
 
+def test_a_history_that_stopped_before_the_window_keeps_the_history_s_peak() -> None:
+    """Runs failed for a while: the newest sample is older than the scale-in window (it was a ValueError). Nothing is
+    known of the window, so a scale-in keeps the whole history's peak (60 cores: 16 nodes), not the last value's 6."""
+    falling = [60_000.0] * 30 + [20_000.0] * 10
+    decision = decide(_state(falling, desired=20, nodes=20), CFG, now=NOW + CFG.scale_in_window + 120)
+    assert decision.desired == 16
+
+
 def test_the_report_is_json() -> None:
     decision = decide(_state(RISING, desired=15, nodes=15), CFG, now=NOW, dry_run=True)
     report = json.loads(json.dumps(decision.as_dict()))

@@ -188,7 +188,9 @@ def decide(
     fc = forecast(history, cfg.lead_seconds, quantile=cfg.headroom_quantile, params=params)
     demand = history[-1].millicores
     fraction = cfg.target_percent / 100
-    window = [s.millicores for s in history if s.at >= now - cfg.scale_in_window]
+    # No sample inside the window (the history stopped, e.g. runs failed): nothing recent is known, so the whole
+    # history's peak is what a scale-in must keep.
+    window = [s.millicores for s in history if s.at >= now - cfg.scale_in_window] or [s.millicores for s in history]
     need = _Need(
         out=(max(fc.millicores, demand) + fc.headroom) / fraction,
         keep=max(window) / fraction,
