@@ -43,6 +43,9 @@ KUSTOMIZATION = {
     "apps/pipeline/kustomization.yaml": "images:\n  - {name: checkout, newTag: 3.1.0}\n",
     "apps/broken/kustomization.yaml": "images:\n  - name: broken\n    newTag: 1.0.0\n",
     "apps/moved/kustomization.yaml": "images:\n  - name: moved\n    newTag: 1.0.0\n",
+    "apps/reports/kustomization.yaml": "images:\n  - name: reports\n    newTag: 1.5.0\n",
+    "apps/billing/kustomization.yaml": "images:\n  - name: billing\n    newTag: 3.1.0\n",
+    "apps/feed/kustomization.yaml": "images:\n  - name: feed\n    newTag: v0\n",
 }
 IMAGE_MAP = [
     {
@@ -70,6 +73,9 @@ IMAGE_MAP = [
     {"repository": "checkout", "image": "checkout", "files": ["apps/pipeline/kustomization.yaml"], "policy": "semver"},
     {"repository": "broken", "image": "broken", "files": ["apps/broken/kustomization.yaml"], "policy": "latest"},
     {"repository": "moved", "image": "moved", "files": ["apps/moved/kustomization.yaml"], "policy": "semver"},
+    {"repository": "reports", "image": "reports", "files": ["apps/reports/kustomization.yaml"], "policy": "semver"},
+    {"repository": "billing", "image": "billing", "files": ["apps/billing/kustomization.yaml"], "policy": "semver"},
+    {"repository": "feed", "image": "feed", "files": ["apps/feed/kustomization.yaml"], "policy": "latest"},
 ]
 REPOSITORIES = sorted({entry["repository"] for entry in IMAGE_MAP})
 
@@ -197,7 +203,7 @@ def updater(moto_endpoint: str, template: Template, tmp_path_factory: pytest.Tem
             parameters={
                 "ImageConfigRepoUrl": url,
                 "ImageMap": json.dumps(IMAGE_MAP),
-                "ImagePipelineStages": '["checkout/Build"]',
+                "ImagePipelineStages": '["checkout/Build", "billing/Build"]',
             },
             endpoint=moto_endpoint,
             workdir=workdir,
@@ -381,3 +387,45 @@ def test_a_stage_of_an_execution_codepipeline_does_not_know_falls_back_to_the_re
     assert run.ok, run.error
     assert any("PipelineNotFoundException" in note for note in run.result["notes"]), run.result["notes"]
     assert any("reconciled from the registry" in note for note in run.result["notes"])
+
+
+def test_a_newer_image_held_or_blocked_does_not_starve_an_older_clean_one(updater: Updater) -> None:
+    """1.6.0 waits for its scan, 1.7.0 has critical findings: when 1.6.0's scan passes, 1.6.0 goes out (the
+    reconcile path looks past the blocked 1.7.0), and 1.7.0 is listed as blocked."""
+    held = updater.push("reports", "1.6.0", scan=False)
+    updater.push("reports", "1.7.0", findings={"CRITICAL": 1})
+    assert updater.pushed("reports", "1.6.0", held).result["held"]
+    updater.ecr.start_image_scan(repositoryName="reports", imageId={"imageDigest": held})  # one HIGH: passes
+    released = updater.scanned("reports", "1.6.0", held)
+    assert released.ok, released.error
+    assert [c["changes"] for c in released.result["committed"]] == [["reports newTag 1.5.0 -> 1.6.0"]]
+    assert [b["tag"] for b in released.result["blocked"]] == ["1.7.0"]
+    assert updater.file("apps/reports/kustomization.yaml") == "images:\n  - name: reports\n    newTag: 1.6.0\n"
+
+
+def test_a_pipeline_commits_the_image_it_built_not_the_newest_in_the_registry(updater: Updater) -> None:
+    built = updater.push("billing", "3.3.0")
+    updater.push("billing", "3.4.0")  # another build, newer: not what this execution built
+    execution = str(uuid.uuid4())
+    updater.sandbox.codepipeline_shim.record(
+        "billing",
+        execution,
+        stage="Build",
+        action="Image",
+        variables={"IMAGE_REPO_NAME": "billing", "IMAGE_TAG": "3.3.0", "IMAGE_DIGEST": built},
+        revision="1111111111111111111111111111111111111111",
+    )
+    event = _event("pipeline_stage_succeeded")
+    event["detail"].update({"pipeline": "billing", "stage": "Build", "execution-id": execution})
+    run = updater.dispatcher.invoke("image_updater", event, "pipeline")
+    assert run.ok, run.error
+    assert updater.file("apps/billing/kustomization.yaml") == "images:\n  - name: billing\n    newTag: 3.3.0\n"
+    assert f"Pipeline execution: billing {execution}" in updater.git.log("config")[0].message.decode()
+
+
+def test_a_tag_too_long_for_an_image_reference_is_no_candidate_and_stops_nothing(updater: Updater) -> None:
+    updater.push("feed", "v1")
+    updater.push("feed", "v" + "1" * 199)  # ECR accepts 300 characters; an image reference's tag holds 128
+    run = updater.reconcile()
+    assert run.ok, run.error
+    assert updater.file("apps/feed/kustomization.yaml") == "images:\n  - name: feed\n    newTag: v1\n"

@@ -10,9 +10,12 @@ the backend re-read and decide again on the new content).
   outside the policy is refused with its reason, an acceptable one newer than the file is committed once its
   scan passes. A tag that no longer names the pushed digest (pushed again since) is left to the reconcile: the
   gate would have judged another image than the one the tag now names.
-- **Scan** (ECR Image Scan) and **pipeline** (a stage in PIPELINE_STAGES succeeded): the entries of the
-  repositories concerned are reconciled: the policy picks from the whole registry (``policy.select``). A held
-  image is released this way. A stage that exported no recognisable image reconciles every entry.
+- **Pipeline** (a stage in PIPELINE_STAGES succeeded): the image the stage built (its output variables) is judged
+  like a push, and only a commit of that very image names the pipeline execution and source revision. A stage
+  that exported no recognisable image reconciles every entry, without that provenance.
+- **Scan** (ECR Image Scan): the entries of the repository are reconciled: the policy picks from the whole
+  registry (``policy.select``), looking past newer images the gate holds or blocks (up to MAX_PASSED_OVER) to the
+  best one that passes, so a blocked newer image never starves a clean one. A held image is released this way.
 - **Schedule**: every entry is reconciled, so a missed or failed event converges.
 
 Level and edge: the decision always reads the file as it is on the tip, so a duplicate event, a late one or a
@@ -38,7 +41,7 @@ from eksops.events import ScheduledRun
 from eksops.images.config import CONFIG_REPO_SECRET_ARN, ImageEntry, RepoKind, UpdaterConfig
 from eksops.images.gate import GateResult, Verdict, evaluate
 from eksops.images.pipeline import stage_output
-from eksops.images.policy import Candidate, Current, Decision, Outcome, judge, resolve_current, select
+from eksops.images.policy import Candidate, Current, Decision, Outcome, Refusal, judge, resolve_current, select
 from eksops.images.registry import EcrRegistry
 from eksops.images.repo import CommitOutcome, ConfigRepo
 from eksops.images.triggers import ImagePushed, ScanCompleted, StageSucceeded, Trigger
@@ -49,6 +52,7 @@ __all__ = ["Context", "ImageUpdaterService", "Summary", "open_repository"]
 
 FUNCTION = "image_updater"
 REPORT_LINES = 50
+MAX_PASSED_OVER = 5  # newer images held or blocked that a reconcile looks past for one that passes the gate
 log = logging.getLogger(__name__)
 
 
@@ -111,6 +115,8 @@ class _Round:
     edits: dict[str, Any] = field(default_factory=dict)  # path -> kustomize.ImageEdit (changed only)
     outcomes: dict[str, tuple[str, Decision]] = field(default_factory=dict)  # path -> (kind, decision)
     gates: dict[str, GateResult] = field(default_factory=dict)  # path -> verdict that stopped it
+    # path -> better images the gate held or blocked, passed over for the best one that passes (reconcile paths)
+    passed_over: dict[str, list[tuple[Decision, GateResult]]] = field(default_factory=dict)
 
 
 class ImageUpdaterService:
@@ -212,14 +218,42 @@ class ImageUpdaterService:
             pipeline_execution=stage.execution_id,
             source_revision=output.source_revision,
         )
-        repositories = {image.repository for image in output.images}
-        entries = tuple(e for e in self.cfg.images if e.repository in repositories)
-        if not entries:
-            built = ", ".join(sorted(repositories)) or "no image in its output variables"
-            summary.notes.append(f"the stage built {built}: every IMAGE_MAP entry is reconciled from the registry")
-            entries = self.cfg.images
-        self._entries(entries, summary, context, deadline)
+        judged = False
+        for built in output.images:
+            entries = self.cfg.entries_for(built.repository)
+            if not entries:
+                continue
+            candidate = self._built_candidate(built.repository, built.tag, built.digest, summary)
+            if candidate is not None:
+                # The image the stage built is judged like a push: the commit is that image, and only then does
+                # its message name the pipeline execution and the source revision.
+                self._entries(entries, summary, context, deadline, pushed=candidate)
+                judged = True
+        if not judged:
+            names = ", ".join(sorted({i.repository for i in output.images})) or "no image in its output variables"
+            summary.notes.append(f"the stage built {names}: every IMAGE_MAP entry is reconciled from the registry")
+            self._entries(self.cfg.images, summary, Context("pipeline", event_id=stage.id), deadline)
         return summary
+
+    def _built_candidate(
+        self, repository: str, tag: str | None, digest: str | None, summary: Summary
+    ) -> Candidate | None:
+        """The registry's view of an image a stage exported (by tag, checked against its digest when both are
+        known); None, with a note, when it is not in the registry, carries no tag, or the tag has moved since."""
+        image = self._registry.describe_image(repository, tag=tag) if tag else None
+        if image is None and digest and not tag:
+            image = self._registry.describe_image(repository, digest=digest)
+            if image is not None and len(image.tags) == 1:
+                tag = image.tags[0]
+        if image is None or tag is None:
+            summary.notes.append(
+                f"{repository}:{tag or digest} built by the stage is not a tagged image in the registry"
+            )
+            return None
+        if digest and image.digest != digest:
+            summary.notes.append(f"{repository}:{tag} names {image.digest} now, not the {digest} the stage built")
+            return None
+        return Candidate(tag, image.digest, image.pushed_at)
 
     def reconcile(self, run: ScheduledRun, deadline: Deadline) -> Summary:
         summary = Summary(dry_run=self.common.dry_run, trigger=f"reconcile ({run.rule})")
@@ -251,6 +285,11 @@ class ImageUpdaterService:
                 code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
                 log.warning("%s (%s) failed: %s: %s", entry.label, entry.image, code, exc)
                 summary.errors.append({"entry": entry.label, "image": entry.image, "code": code, "message": str(exc)})
+            except Exception as exc:  # a bug must not keep the other entries from converging: reported, then raised
+                log.exception("%s (%s) failed unexpectedly", entry.label, entry.image)
+                summary.errors.append(
+                    {"entry": entry.label, "image": entry.image, "code": type(exc).__name__, "message": str(exc)[:500]}
+                )
 
     def _update(
         self, entry: ImageEntry, summary: Summary, context: Context, deadline: Deadline, *, pushed: Candidate | None
@@ -275,8 +314,13 @@ class ImageUpdaterService:
             if found is None:
                 raise kustomize.ImageNotInFile(path, entry.image, ())
             now = Current(tag=found.tag, digest=found.digest)
-            decision = (
-                judge(entry, pushed, resolve_current(now, candidates)) if pushed else select(entry, candidates, now)
+            decision = self._decide(
+                entry,
+                pushed,
+                candidates=candidates,
+                now=now,
+                gate=gate,
+                passed_over=this.passed_over.setdefault(path, []),
             )
             if decision.outcome is not Outcome.UPDATE or decision.target is None:
                 this.outcomes[path] = (str(decision.outcome), decision)
@@ -315,6 +359,52 @@ class ImageUpdaterService:
         )
         self._record(entry, summary, rounds[-1] if rounds else _Round(), outcome, pushed)
 
+    @classmethod
+    def _decide(
+        cls,
+        entry: ImageEntry,
+        pushed: Candidate | None,
+        *,
+        candidates: list[Candidate],
+        now: Current,
+        gate: Callable[[Candidate], GateResult],
+        passed_over: list[tuple[Decision, GateResult]],
+    ) -> Decision:
+        """The pushed (or built) image judged, or the best image the gate lets through (reconcile paths)."""
+        from eksops.images.kustomize import TAG_RE
+
+        # Tags kustomize cannot write (ECR allows 300 characters, an image reference 128) are no candidates.
+        usable = [c for c in candidates if TAG_RE.fullmatch(c.tag)]
+        if pushed is not None and not TAG_RE.fullmatch(pushed.tag):
+            reason = f"{pushed.tag[:80]}... is longer than an image reference's tag may be (128)"
+            return Decision(Outcome.REFUSED, reason, None, Refusal.NO_MATCH)
+        if pushed is not None:
+            return judge(entry, pushed, resolve_current(now, usable))
+        return cls._best_passing(entry, usable, now, gate, passed_over)
+
+    @staticmethod
+    def _best_passing(
+        entry: ImageEntry,
+        candidates: list[Candidate],
+        now: Current,
+        gate: Callable[[Candidate], GateResult],
+        passed_over: list[tuple[Decision, GateResult]],
+    ) -> Decision:
+        """The policy's pick among the images the gate lets through: a newer image held for its scan or blocked by
+        its findings does not keep an older clean one (still above the file's) from going out. The ones passed
+        over are listed (reported as held or blocked); at most MAX_PASSED_OVER are tried."""
+        pool = list(candidates)
+        passed_over.clear()
+        while True:
+            decision = select(entry, pool, now)
+            if decision.outcome is not Outcome.UPDATE or decision.target is None:
+                return decision
+            verdict = gate(decision.target)
+            if verdict.verdict is Verdict.PASS or len(passed_over) >= MAX_PASSED_OVER:
+                return decision
+            passed_over.append((decision, verdict))
+            pool = [c for c in pool if c.digest != decision.target.digest]
+
     def _record(
         self, entry: ImageEntry, summary: Summary, final: _Round, outcome: CommitOutcome, pushed: Candidate | None
     ) -> None:
@@ -333,6 +423,9 @@ class ImageUpdaterService:
                     "dry_run": outcome.dry_run,
                 }
             )
+        for path, skipped in final.passed_over.items():
+            for decision, verdict in skipped:
+                _record_gated(summary, {**base, "file": path}, decision.target, verdict)
         for path, (kind, decision) in final.outcomes.items():
             item = {**base, "file": path, "reason": decision.reason}
             shown = decision.target or pushed  # a refused push names the pushed image
@@ -343,16 +436,7 @@ class ImageUpdaterService:
             elif kind == "refused":
                 summary.refused.append({**item, "refusal": str(decision.refusal)})
             elif kind in ("hold", "block"):
-                verdict = final.gates[path]
-                item["reason"] = verdict.reason
-                if kind == "hold":
-                    summary.held.append(item)
-                else:
-                    findings = [
-                        {"name": f.name, "severity": f.severity, "uri": f.uri, "package": f.package}
-                        for f in verdict.blocking
-                    ]
-                    summary.blocked.append({**item, "counts": dict(verdict.counts), "findings": findings})
+                _record_gated(summary, {**base, "file": path}, decision.target, final.gates[path])
 
     # -- reports ----------------------------------------------------------------------------------------------
 
@@ -416,6 +500,18 @@ class ImageUpdaterService:
             region=self._region or None,
             lines=tuple(lines[:REPORT_LINES]),
         )
+
+
+def _record_gated(summary: Summary, item: dict[str, Any], target: Candidate | None, verdict: GateResult) -> None:
+    """An image the gate held (scan not finished) or blocked (findings), in the summary."""
+    item = {**item, "reason": verdict.reason}
+    if target is not None:
+        item.update(tag=target.tag, digest=target.digest)
+    if verdict.verdict is Verdict.HOLD:
+        summary.held.append(item)
+        return
+    findings = [{"name": f.name, "severity": f.severity, "uri": f.uri, "package": f.package} for f in verdict.blocking]
+    summary.blocked.append({**item, "counts": dict(verdict.counts), "findings": findings})
 
 
 def _message_values(entry: ImageEntry, first: Any, edits: Mapping[str, Any], context: Context) -> dict[str, str]:
