@@ -22,11 +22,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import hashlib
 import itertools
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp.web
@@ -193,6 +196,14 @@ def _without_version(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return dicts.patch_dict(obj, {"metadata": {"resourceVersion": None}})
 
 
+def forget_discovery(url: str) -> None:
+    """Remove the kubernetes client's discovery cache for ``url``. The dynamic client keeps it in the temp directory
+    under a name derived from the host alone; a port the OS hands out again (another test, another worker) would
+    otherwise find an earlier emulator's resources there, and rediscover in the middle of a test."""
+    name = f"osrcp-{hashlib.md5(url.encode(), usedforsecurity=False).hexdigest()}.json"
+    (Path(tempfile.gettempdir()) / name).unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def serve(emulator: EksopsEmulator | None = None) -> Iterator[tuple[str, EksopsEmulator]]:
     """Serve the emulator on 127.0.0.1 (free port) from a background event-loop thread; yield (base URL, emulator)."""
@@ -222,8 +233,10 @@ def serve(emulator: EksopsEmulator | None = None) -> Iterator[tuple[str, EksopsE
     started.wait(timeout=30)
     if "url" not in state:
         raise RuntimeError("the Kubernetes emulator did not start") from state.get("error")
+    forget_discovery(state["url"])
     try:
         yield state["url"], emulator
     finally:
+        forget_discovery(state["url"])
         state["loop"].call_soon_threadsafe(state["stop"].set)
         thread.join(timeout=30)
