@@ -197,6 +197,12 @@ def test_a_history_that_stopped_before_the_window_keeps_the_history_s_peak() -> 
     falling = [60_000.0] * 30 + [20_000.0] * 10
     decision = decide(_state(falling, desired=20, nodes=20), CFG, now=NOW + CFG.scale_in_window + 120)
     assert decision.desired == 16
+    # As the Lambda runs it: the sample taken now is appended to the stored history, which stopped 8 minutes ago.
+    later = NOW + 480
+    stored = _history([60_000.0] * 50)
+    now_sample = dataclasses.replace(stored[-1], at=later, millicores=20_000.0)
+    state = _state([], desired=20, nodes=20, history=(*stored, now_sample))
+    assert decide(state, CFG, now=later).desired == 16  # was a scale-in to 6: the window held only this run
 
 
 def test_the_report_is_json() -> None:

@@ -188,9 +188,11 @@ def decide(
     fc = forecast(history, cfg.lead_seconds, quantile=cfg.headroom_quantile, params=params)
     demand = history[-1].millicores
     fraction = cfg.target_percent / 100
-    # No sample inside the window (the history stopped, e.g. runs failed): nothing recent is known, so the whole
-    # history's peak is what a scale-in must keep.
-    window = [s.millicores for s in history if s.at >= now - cfg.scale_in_window] or [s.millicores for s in history]
+    # The window is judged on the history recorded before this run (the service appends the sample it takes now):
+    # when none of it falls inside the window (runs failed, the history stopped), nothing recent is known, and a
+    # scale-in keeps the whole history's peak rather than trusting the one sample of this run.
+    recent = [s.millicores for s in history[:-1] if s.at >= now - cfg.scale_in_window]
+    window = [*recent, history[-1].millicores] if recent else [s.millicores for s in history]
     need = _Need(
         out=(max(fc.millicores, demand) + fc.headroom) / fraction,
         keep=max(window) / fraction,
