@@ -158,18 +158,27 @@ class Fleet:
         return self._kube[cluster]
 
     def nodes(
-        self, cluster: str, group: str, *, millicores: int = ALLOCATABLE, labels: dict[str, str] | None = None
+        self,
+        cluster: str,
+        group: str,
+        *,
+        millicores: int = ALLOCATABLE,
+        labels: dict[str, str] | None = None,
+        taints: list[dict[str, str]] | None = None,
     ) -> list[str]:
-        """A ready Node for every instance of ``group``; returns the node names."""
+        """A ready Node for every instance of ``group`` (with ``taints`` in its spec); returns the node names."""
         core, names = self.core(cluster), []
         for instance in self.describe(group)["Instances"]:
             name = f"ip-{instance['InstanceId'][2:10]}.ec2.internal"
+            spec: dict[str, Any] = {"providerID": f"aws:///us-east-1a/{instance['InstanceId']}"}
+            if taints:
+                spec["taints"] = taints
             core.create_node(
                 {
                     "apiVersion": "v1",
                     "kind": "Node",
                     "metadata": {"name": name, "labels": {"kubernetes.io/os": "linux", **(labels or {})}},
-                    "spec": {"providerID": f"aws:///us-east-1a/{instance['InstanceId']}"},
+                    "spec": spec,
                     "status": {
                         "allocatable": {"cpu": f"{millicores}m"},
                         "conditions": [{"type": "Ready", "status": "True"}],

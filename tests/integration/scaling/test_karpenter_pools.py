@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from eksops.scaling.demand import HISTORY_METRIC, HISTORY_NAMESPACE
+from eksops.scaling.groups import NODEGROUP_LABEL
 from eksops.scaling.headroom import NAMESPACE, deployment_name
 from eksops.scaling.pools import NODEPOOL_LABEL
 from tests.integration.scaling.conftest import ALLOCATABLE, UNSCHEDULABLE, Fleet
@@ -26,8 +27,9 @@ POOL = "karpenter:general"
 CA = {"k8s.io/cluster-autoscaler/enabled": "true"}
 
 
-def karpenter_cluster(f: Fleet, cluster: str, *, limit_cpu: str = "40") -> None:
-    """NodePool general (spec.limits.cpu ``limit_cpu``) with 2 ready 4-core nodes running 5 cores of pods."""
+def karpenter_cluster(f: Fleet, cluster: str, *, limit_cpu: str = "40", **template: Any) -> None:
+    """NodePool general (spec.limits.cpu ``limit_cpu``, ``template`` in its spec.template.spec) with 2 ready 4-core
+    nodes running 5 cores of pods."""
     from kubernetes import client as k8s
 
     core = f.core(cluster)
@@ -39,7 +41,7 @@ def karpenter_cluster(f: Fleet, cluster: str, *, limit_cpu: str = "40") -> None:
             "apiVersion": "karpenter.sh/v1",
             "kind": "NodePool",
             "metadata": {"name": "general"},
-            "spec": {"limits": {"cpu": limit_cpu}, "template": {"spec": {"requirements": []}}},
+            "spec": {"limits": {"cpu": limit_cpu}, "template": {"spec": {"requirements": [], **template}}},
         },
     )
     for index, millicores in enumerate((3000, 2000)):
@@ -207,3 +209,74 @@ def test_a_pool_refusal_is_reported_once_and_reaching_its_limit_is_an_alert(flee
     # Remembered on the pool's Deployment: not alerted again a run later.
     assert "eksops/scaling-at-max" in deployments(f, cluster)[deployment_name(POOL)]["metadata"]["annotations"]
     assert POOL in f.schedule().result["at_max"] and f.messages("AlertsTopic") == []
+
+
+def test_the_pause_pods_of_a_tainted_nodepool_tolerate_its_taints_and_not_its_startup_taints(
+    fleet: Callable[..., Fleet],
+) -> None:
+    # Karpenter provisions for a pending pod only if it tolerates the NodePool's taints: without the tolerations the
+    # pause pods would wait for nothing while the run reported success.
+    f = fleet(**PARAMETERS)
+    cluster = "karp-solo"
+    karpenter_cluster(
+        f,
+        cluster,
+        taints=[{"key": "dedicated", "value": "batch", "effect": "NoSchedule"}],
+        startupTaints=[{"key": "node.cilium.io/agent-not-ready", "value": "true", "effect": "NoExecute"}],
+    )
+    pending(f, cluster, 6)
+    run = f.schedule()
+    assert run.ok, run.error
+    (decision,) = f.mine(run.result["decisions"], cluster)
+    assert decision["action"] == "scale_out" and decision["replicas"] > 0
+    pod = deployments(f, cluster)[deployment_name(POOL)]["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {NODEPOOL_LABEL: "general"}
+    # Exactly the pool's taints: a startup taint is Karpenter's to wait out, as the workload's pods do.
+    assert pod["tolerations"] == [{"key": "dedicated", "operator": "Equal", "value": "batch", "effect": "NoSchedule"}]
+
+
+def test_a_pending_pod_counts_once_for_the_nodepools_unless_it_selects_a_node_groups_nodes(
+    fleet: Callable[..., Fleet],
+) -> None:
+    # Cluster Autoscaler on the managed node group and Karpenter on the NodePool: a pod that selects neither is
+    # Karpenter's (it provisions for any pod it can); counted for both, each would get pause pods for it.
+    f = fleet(ScalerClusters='["karp-*"]', ScalerActuator='{"karp-*": "headroom"}')
+    cluster = "karp-mixed"
+    karpenter_cluster(f, cluster)
+    system = f.group(f"{cluster}-system", cluster, desired=2, tags={"eks:nodegroup-name": "system", **CA})
+    first, second = f.nodes(cluster, system, labels={NODEGROUP_LABEL: "system"})
+    f.pod(cluster, 3000, node=first)
+    f.pod(cluster, 2000, node=second)
+    # Karpenter's controller runs on a group of its own, out of the scaler as the docs recommend.
+    controller = f.group(
+        f"{cluster}-karpenter",
+        cluster,
+        desired=1,
+        tags={"eks:nodegroup-name": "karpenter", "eksops:scaling": "disabled"},
+    )
+    f.nodes(cluster, controller, labels={NODEGROUP_LABEL: "karpenter"})
+    pending(f, cluster, 6)  # 6 cores that select no group and no pool: the NodePool's
+    for group, millicores in (("system", 500), ("karpenter", 700)):
+        f.core(cluster).create_namespaced_pod(
+            "shop",
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": f"pinned-{group}", "namespace": "shop"},
+                "spec": {
+                    "nodeSelector": {NODEGROUP_LABEL: group},
+                    "containers": [
+                        {"name": "app", "image": "app:1", "resources": {"requests": {"cpu": f"{millicores}m"}}}
+                    ],
+                },
+                "status": UNSCHEDULABLE,
+            },
+        )
+
+    run = f.schedule()
+    assert run.ok, run.error
+
+    pending_of = {d["group"]: d["pending_millicores"] for d in f.mine(run.result["decisions"], cluster)}
+    # The pod pinned to the system group is that group's only; the one pinned to the controller's group is nobody's
+    # (that group is not enrolled, and Karpenter would not provision a node for it).
+    assert pending_of == {system: 500, POOL: 6000}

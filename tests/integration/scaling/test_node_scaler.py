@@ -233,6 +233,48 @@ def test_the_headroom_actuator_applies_pause_pods_sized_to_the_gap(shared: Fleet
     assert f.mine(again.result["changed"], cluster) == []
 
 
+def test_the_pause_pods_of_a_tainted_group_tolerate_its_template_tags_and_its_nodes_taints(shared: Fleet) -> None:
+    # Cluster Autoscaler grows a tainted group only for pods that tolerate its taints: those its node-template tags
+    # declare (what it knows at zero nodes) and those its nodes carry; node lifecycle taints are not the group's.
+    f, cluster = shared, "hr-taint"
+    template = "k8s.io/cluster-autoscaler/node-template/taint/"
+    group = f.group(
+        f"{cluster}-ng",
+        cluster,
+        desired=2,
+        tags={**CA, f"{template}dedicated": "batch:NoSchedule", f"{template}team": "ml:PreferNoSchedule"},
+    )
+    first, second = f.nodes(
+        cluster,
+        group,
+        taints=[
+            {"key": "dedicated", "value": "batch", "effect": "NoSchedule"},
+            {"key": "nvidia.com/gpu", "effect": "NoSchedule"},
+            {"key": "node.kubernetes.io/memory-pressure", "effect": "NoSchedule"},
+            {"key": "ToBeDeletedByClusterAutoscaler", "value": "1700000000", "effect": "NoSchedule"},
+            {"key": "karpenter.sh/disrupted", "effect": "NoSchedule"},
+        ],
+    )
+    f.pod(cluster, 3000, node=first)
+    f.pod(cluster, 2000, node=second)
+    f.history(group, cluster, FLAT)
+    burst(f, cluster, 4000)
+    run = f.schedule()
+    assert run.ok, run.error
+    (change,) = f.mine(run.result["changed"], cluster)
+    assert change["actuator"] == "headroom" and change["to"] > 0
+    pause = next(
+        o.raw
+        for o in f.emulators[cluster].objects.values()
+        if not o.deleted and o.raw["kind"] == "Deployment" and o.raw["metadata"]["name"] == deployment_name(group)
+    )
+    assert pause["spec"]["template"]["spec"]["tolerations"] == [
+        {"key": "dedicated", "operator": "Equal", "value": "batch", "effect": "NoSchedule"},
+        {"key": "nvidia.com/gpu", "operator": "Equal", "effect": "NoSchedule"},
+        {"key": "team", "operator": "Equal", "value": "ml", "effect": "PreferNoSchedule"},
+    ]
+
+
 def test_the_reconcile_repairs_the_alarm_leaves_a_foreign_one_and_removes_one_no_longer_needed(shared: Fleet) -> None:
     f, cluster, other = shared, "c7-alarms", "c7-other"
     group = steady_cluster(f, cluster)

@@ -20,13 +20,15 @@ from eksops.scaling.demand import (
     InsightsReading,
     Node,
     Pod,
+    _node,
     _pod,
     cpu_millicores,
+    group_labels,
     insights_demand,
     kube_demand,
     pod_millicores,
 )
-from eksops.scaling.groups import NodeGroup, _enrolled, cluster_of
+from eksops.scaling.groups import NodeGroup, Taint, _enrolled, cluster_of, taints_from_tags
 from eksops.scaling.headroom import NAME_LIMIT, base_objects, deployment, deployment_name
 from eksops.scaling.triggers import AlarmTrigger, parse_trigger
 
@@ -112,6 +114,83 @@ def test_demand_is_attributed_to_the_group_holding_the_node_and_pending_pods_spl
     assert demand["arm"].node_millicores == 3920 and demand["arm"].source == "kubernetes"
 
 
+def test_with_nodepools_the_groups_count_only_the_pending_pods_that_select_a_groups_nodes() -> None:
+    system = group("system-asg", ("i-1",), **{"eks:nodegroup-name": "system"})
+    other = group("other-asg", ("i-2",), **{"eks:nodegroup-name": "other"})
+    view = ClusterView(
+        nodes=(
+            node("n1", "i-1", **{"eks.amazonaws.com/nodegroup": "system"}),
+            node("n2", "i-2", **{"eks.amazonaws.com/nodegroup": "other", "role": "other"}),
+        ),
+        pods=(
+            Pod(node="n1", millicores=1000),
+            Pod(node=None, millicores=600),  # selects nothing: the NodePools'
+            Pod(node=None, millicores=700, node_selector={"role": "other"}),  # not a group label: the NodePools'
+            Pod(node=None, millicores=800, node_selector={"eks.amazonaws.com/nodegroup": "system"}),
+            Pod(
+                node=None,
+                millicores=400,
+                required_terms=((("eks.amazonaws.com/nodegroup", "In", ("system",)),),),
+            ),
+        ),
+    )
+    labels = group_labels([system, other])
+    assert labels == {"eks.amazonaws.com/nodegroup"}
+    pooled = kube_demand(view, [system, other], only_selecting=labels)
+    # The nodeSelector picks the system group; the affinity term is not matched on values: split over both.
+    assert pooled["system-asg"].pending == 800 + 200 and pooled["other-asg"].pending == 200
+    assert pooled["system-asg"].millicores == 1000 + 1000
+    # Without NodePools every pending pod is the groups' (as before).
+    alone = kube_demand(view, [system, other])
+    assert alone["system-asg"].pending + alone["other-asg"].pending == 600 + 700 + 800 + 400
+
+
+def test_a_groups_taints_are_its_node_template_tags_and_its_nodes_taints_less_the_lifecycle_ones() -> None:
+    template = "k8s.io/cluster-autoscaler/node-template/taint/"
+    assert taints_from_tags(
+        {
+            f"{template}dedicated": "batch:NoSchedule",
+            f"{template}gpu": ":NoExecute",  # no value
+            f"{template}team": "ml:PreferNoSchedule",
+            f"{template}bad": "true",  # no effect: Cluster Autoscaler skips it too
+            f"{template}odd": "a:b:NoSchedule",  # the value is what comes before the first colon: effect invalid
+            template: "x:NoSchedule",  # no key
+            "k8s.io/cluster-autoscaler/node-template/label/dedicated": "batch:NoSchedule",
+        }
+    ) == (
+        Taint("dedicated", "batch", "NoSchedule"),
+        Taint("gpu", "", "NoExecute"),
+        Taint("team", "ml", "PreferNoSchedule"),
+    )
+    taints = [
+        {"key": "dedicated", "value": "batch", "effect": "NoSchedule"},
+        {"key": "nvidia.com/gpu", "effect": "NoSchedule"},
+        {"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"},
+        {"key": "node.cloudprovider.kubernetes.io/uninitialized", "value": "true", "effect": "NoSchedule"},
+        {"key": "ToBeDeletedByClusterAutoscaler", "value": "1700000000", "effect": "NoSchedule"},
+        {"key": "DeletionCandidateOfClusterAutoscaler", "value": "1700000000", "effect": "PreferNoSchedule"},
+        {"key": "karpenter.sh/disrupted", "effect": "NoSchedule"},
+        {"key": "startup-taint.cluster-autoscaler.kubernetes.io/cni", "effect": "NoSchedule"},
+        {"key": "no-effect"},
+    ]
+    parsed = _node({"metadata": {"name": "n"}, "spec": {"taints": taints}, "status": {}})
+    assert parsed.taints == (Taint("dedicated", "batch", "NoSchedule"), Taint("nvidia.com/gpu", "", "NoSchedule"))
+    # The group's nodes' taints, any node's, sorted and once each.
+    tainted = group("batch", ("i-1", "i-2"))
+    view = ClusterView(
+        nodes=(
+            Node(name="n1", instance_id="i-1", millicores=3920, ready=True, taints=parsed.taints),
+            Node(name="n2", instance_id="i-2", millicores=3920, ready=True, taints=(Taint("zone", "a", "NoExecute"),)),
+        ),
+        pods=(),
+    )
+    demand = kube_demand(view, [tainted, group("plain", ("i-3",))])
+    assert demand["batch"].taints == (*parsed.taints, Taint("zone", "a", "NoExecute"))
+    assert demand["plain"].taints == ()
+    merged = tainted.with_taints(demand["batch"].taints).with_taints([Taint("dedicated", "batch", "NoSchedule")])
+    assert merged.taints == demand["batch"].taints
+
+
 def test_container_insights_demand_is_shared_by_the_instances_of_the_clusters_groups() -> None:
     reading = InsightsReading(reserved_percent=50.0, node_cpu=4000.0, node_count=4.0)  # 8 cores requested
     enrolled, other = group("a", ("i-1", "i-2", "i-3")), group("b", ("i-4",))
@@ -190,8 +269,23 @@ def test_the_headroom_manifests_are_valid_for_kubernetes_and_run_as_restricted_p
     assert spec["securityContext"]["runAsNonRoot"] and spec["containers"][0]["securityContext"]["capabilities"] == {
         "drop": ["ALL"]
     }
+    assert "tolerations" not in spec  # an untainted group's pause pods tolerate nothing
     priority = docs[1]
     assert priority["value"] == -1 and priority["preemptionPolicy"] == "Never"
+
+
+def test_a_tainted_groups_pause_pods_tolerate_exactly_its_taints() -> None:
+    plain = group("ng", ("i-1",), **{"eks:nodegroup-name": "batch"})
+    tainted = plain.with_taints([Taint("dedicated", "batch", "NoSchedule"), Taint("nvidia.com/gpu", "", "NoExecute")])
+    pause = deployment(tainted, replicas=2, pod_millicores=1000)
+    kubernetes_validate.validate(pause, latest_version(), strict=True)
+    assert pause["spec"]["template"]["spec"]["tolerations"] == [
+        {"key": "dedicated", "operator": "Equal", "value": "batch", "effect": "NoSchedule"},
+        {"key": "nvidia.com/gpu", "operator": "Equal", "effect": "NoExecute"},
+    ]
+    # Nothing else differs from the untainted group's Deployment.
+    del pause["spec"]["template"]["spec"]["tolerations"]
+    assert pause == deployment(plain, replicas=2, pod_millicores=1000)
 
 
 def test_deployment_names_are_dns_labels_and_unique_per_group() -> None:

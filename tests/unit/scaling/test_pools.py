@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import kubernetes_validate
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kubernetes_validate.utils import latest_version
 
 from eksops.scaling import Action, Actuator, Autoscaler, GroupState, Sample, ScalerConfig, decide
-from eksops.scaling.demand import ClusterView, Node, Pod, _node, _pod
+from eksops.scaling.demand import ClusterView, Node, Pod, _node, _pod, group_labels
+from eksops.scaling.groups import Taint
 from eksops.scaling.headroom import deployment, deployment_name
 from eksops.scaling.pools import (
     NODEPOOL_LABEL,
@@ -92,6 +95,69 @@ def test_with_exactly_one_nodepool_any_pending_pod_counts_unless_it_names_anothe
     (general,) = pool_groups("shop", [NodePool("general", None)], view).groups
     demand = pool_groups("shop", [NodePool("general", None)], view).demand[general.name]
     assert demand.pending == 1500
+
+
+def test_a_pending_pod_that_selects_an_auto_scaling_groups_nodes_is_never_a_pools() -> None:
+    nodegroup = "eks.amazonaws.com/nodegroup"
+    view = ClusterView(
+        nodes=(node("g1", "general"),),
+        pods=(
+            pending(1000),  # selects no group: the only pool's
+            pending(500, selector={nodegroup: "system"}),  # the system group's
+            pending(400, terms=(((nodegroup, "In", ("system",)),),)),  # by required affinity too
+            pending(300, selector={"team": "web"}),  # a label no group's tags promise: the pool's
+        ),
+    )
+    reading = pool_groups("shop", [NodePool("general", None)], view, group_labels=group_labels([]))
+    assert reading.demand["karpenter:general"].pending == 1300
+
+
+def test_a_pools_pause_pods_tolerate_its_taints_not_its_startup_taints(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    import kubernetes
+
+    page = {
+        "items": [
+            {
+                "metadata": {"name": "batch"},
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "taints": [
+                                {"key": "dedicated", "value": "batch", "effect": "NoSchedule"},
+                                {"key": "spot", "effect": "PreferNoSchedule"},
+                            ],
+                            "startupTaints": [{"key": "node.cilium.io/agent-not-ready", "effect": "NoExecute"}],
+                        }
+                    }
+                },
+            },
+            {"metadata": {"name": "general"}, "spec": {"template": {"spec": {}}}},
+        ],
+        "metadata": {},
+    }
+
+    class Response:
+        data = json.dumps(page).encode()
+
+    monkeypatch.setattr(
+        kubernetes.client.CustomObjectsApi, "list_cluster_custom_object", lambda *args, **kwargs: Response()
+    )
+    pools = read_nodepools(kubernetes.client.ApiClient())
+    assert pools is not None
+    batch, general = pools
+    assert batch.taints == (Taint("dedicated", "batch", "NoSchedule"), Taint("spot", "", "PreferNoSchedule"))
+    assert general.taints == ()
+    view = ClusterView(nodes=(node("b", "batch"), node("g", "general")), pods=())
+    tainted, plain = pool_groups("shop", pools, view).groups
+    pause = deployment(tainted, replicas=3, pod_millicores=1000)
+    kubernetes_validate.validate(pause, latest_version(), strict=True)
+    assert pause["spec"]["template"]["spec"]["tolerations"] == [
+        {"key": "dedicated", "operator": "Equal", "value": "batch", "effect": "NoSchedule"},
+        {"key": "spot", "operator": "Equal", "effect": "PreferNoSchedule"},
+    ]
+    assert "tolerations" not in deployment(plain, replicas=3, pod_millicores=1000)["spec"]["template"]["spec"]
 
 
 def test_a_pool_without_a_node_is_skipped_saying_why() -> None:

@@ -3,7 +3,10 @@
 Kubernetes shows what the forecast needs: the CPU requests of running and pending pods and each node's
 allocatable CPU. A node belongs to the Auto Scaling group holding its instance (``spec.providerID``); pods bound
 to it count for that group, and a pod no node took yet counts, split evenly, for the enrolled groups whose nodes'
-labels its nodeSelector allows. The pause pods of eksops' headroom never count.
+labels its nodeSelector allows. The pause pods of eksops' headroom never count. In a cluster with Karpenter
+NodePools (eksops.scaling.pools), a pending pod counts for the groups only when it selects a group's node label
+(``eks.amazonaws.com/nodegroup``, or the one its tags promise): any other is the NodePools', so that it counts once.
+A group's nodes also say which taints the group's pause pods must tolerate (node lifecycle taints left out).
 
 Container Insights is the fallback: ``node_cpu_reserved_capacity`` (requests / node cores, averaged over the
 nodes) x ``node_cpu_limit`` (a node's cores) x ``cluster_node_count`` is the CPU requested by placed pods; it cannot
@@ -18,14 +21,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from eksops.scaling.forecasting import Sample
-from eksops.scaling.groups import NodeGroup, median_millicores
+from eksops.scaling.groups import KARPENTER_NODEPOOL, NODEGROUP_LABEL, NodeGroup, Taint, median_millicores
 
 __all__ = [
     "HISTORY_METRIC",
@@ -35,6 +38,7 @@ __all__ = [
     "GroupDemand",
     "InsightsReading",
     "cpu_millicores",
+    "group_labels",
     "insights_demand",
     "kube_demand",
     "list_items",
@@ -56,6 +60,28 @@ QUERIES_PER_CALL = 500  # GetMetricData's limit
 DATA_PER_CALL = 1000  # PutMetricData's limit
 # A history point in the last half minute is the current minute's, which the sample taken now replaces.
 FRESH_SECONDS = 30
+
+# Taints that say what a node is going through, not what the group's nodes are for: the pause pods do not tolerate
+# them. Cluster Autoscaler leaves the same out of a group's template node (utils/taints SanitizeTaints: its scale-in
+# marks, the node condition taints, the cloud provider's, its startup and status taints); Karpenter's marks a node it
+# is disrupting or has not registered yet.
+LIFECYCLE_TAINTS = frozenset(
+    {
+        "ToBeDeletedByClusterAutoscaler",
+        "DeletionCandidateOfClusterAutoscaler",
+        "NodeWithImpairedVolumes",
+        "karpenter.sh/disrupted",
+        "karpenter.sh/disruption",
+        "karpenter.sh/unregistered",
+    }
+)
+LIFECYCLE_TAINT_PREFIXES = (
+    "node.kubernetes.io/",
+    "node.cloudprovider.kubernetes.io/",
+    "startup-taint.cluster-autoscaler.kubernetes.io/",
+    "status-taint.cluster-autoscaler.kubernetes.io/",
+    "ignore-taint.cluster-autoscaler.kubernetes.io/",
+)
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +139,7 @@ class Node:
     ready: bool  # Ready and schedulable
     labels: Mapping[str, str] = field(default_factory=dict)
     capacity: int = 0  # CPU capacity (cores, not allocatable): what a Karpenter NodePool's limits count
+    taints: tuple[Taint, ...] = ()  # spec.taints, the node lifecycle taints (LIFECYCLE_TAINTS) left out
 
 
 @dataclass(frozen=True)
@@ -156,6 +183,10 @@ def _instance_id(provider_id: Any) -> str | None:
     return last if last.startswith("i-") else None
 
 
+def _lifecycle(taint: Taint) -> bool:
+    return taint.key in LIFECYCLE_TAINTS or taint.key.startswith(LIFECYCLE_TAINT_PREFIXES)
+
+
 def _node(item: Mapping[str, Any]) -> Node:
     meta, spec, status = item.get("metadata") or {}, item.get("spec") or {}, item.get("status") or {}
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
@@ -166,6 +197,9 @@ def _node(item: Mapping[str, Any]) -> Node:
         ready=ready and not spec.get("unschedulable"),
         labels={str(k): str(v) for k, v in (meta.get("labels") or {}).items()},
         capacity=int(cpu_millicores((status.get("capacity") or {}).get("cpu"))),
+        taints=tuple(
+            sorted({t for t in map(Taint.parse, spec.get("taints") or []) if t is not None and not _lifecycle(t)})
+        ),
     )
 
 
@@ -248,6 +282,7 @@ class GroupDemand:
     nodes: int  # ready, schedulable nodes
     node_millicores: int | None  # allocatable CPU of one node (median), None when no node shows it
     source: str
+    taints: tuple[Taint, ...] = ()  # those of its nodes (any of them), sorted; lifecycle taints left out
 
 
 def _known_labels(group: NodeGroup, nodes: Sequence[Node]) -> dict[str, str]:
@@ -266,8 +301,28 @@ def _allows(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
     return all(labels.get(key, value) == value for key, value in selector.items())
 
 
-def kube_demand(view: ClusterView, groups: Sequence[NodeGroup]) -> dict[str, GroupDemand]:
-    """Demand of each of ``groups`` (the enrolled groups of one cluster) from what Kubernetes shows."""
+def group_labels(groups: Iterable[NodeGroup]) -> frozenset[str]:
+    """The node labels that select an Auto Scaling group's nodes: EKS's node group label, and those the groups' tags
+    promise (:meth:`NodeGroup.node_labels`); never Karpenter's NodePool label, which selects a NodePool."""
+    return frozenset({NODEGROUP_LABEL, *(key for g in groups for key in g.node_labels())} - {KARPENTER_NODEPOOL})
+
+
+def selects(pod: Pod, labels: Collection[str]) -> bool:
+    """Whether the pod's nodeSelector or required node affinity names one of ``labels``."""
+    return any(key in pod.node_selector for key in labels) or any(
+        expression[0] in labels for term in pod.required_terms for expression in term
+    )
+
+
+def kube_demand(
+    view: ClusterView, groups: Sequence[NodeGroup], *, only_selecting: Collection[str] | None = None
+) -> dict[str, GroupDemand]:
+    """Demand of each of ``groups`` (the enrolled groups of one cluster) from what Kubernetes shows.
+
+    ``only_selecting``: in a cluster with Karpenter NodePools, the labels that select a group's nodes
+    (:func:`group_labels` of all the cluster's groups); a pending pod that selects none of them is the NodePools'
+    (eksops.scaling.pools), not counted here. None: a cluster without NodePools, every pending pod may be the groups'.
+    """
     owner = {instance: group.name for group in groups for instance in group.instances}
     nodes_of: dict[str, list[Node]] = {g.name: [] for g in groups}
     group_of_node: dict[str, str] = {}
@@ -285,6 +340,8 @@ def kube_demand(view: ClusterView, groups: Sequence[NodeGroup]) -> dict[str, Gro
             if pod.node in group_of_node:
                 placed[group_of_node[pod.node]] += pod.millicores
             continue
+        if only_selecting is not None and not selects(pod, only_selecting):
+            continue  # Karpenter's to provision for: counted once, by the NodePools
         # A pod that fits no node of a group (larger than one node) is not something more nodes would fix.
         fits = [
             g.name
@@ -301,6 +358,7 @@ def kube_demand(view: ClusterView, groups: Sequence[NodeGroup]) -> dict[str, Gro
             nodes=sum(1 for n in nodes_of[g.name] if n.ready),
             node_millicores=sizes[g.name],
             source="kubernetes",
+            taints=tuple(sorted({t for n in nodes_of[g.name] for t in n.taints})),
         )
         for g in groups
     }

@@ -6,13 +6,17 @@ A group belongs to the cluster named by its ``eks:cluster-name`` tag (EKS manage
 and it has no ``eksops:scaling`` tag (``disabled``, or any value but exactly ``enabled``, keeps it out). What the
 scaler remembers between runs (last scale-out and scale-in, a node's CPU, whether the group is at its maximum, the
 last refusal reported) it keeps in ``eksops:scaling-*`` tags on the group, where operators see it.
+
+A group's taints, which its headroom pause pods tolerate, are those Cluster Autoscaler's node-template tags declare
+(``k8s.io/cluster-autoscaler/node-template/taint/<key>`` = ``<value>:<effect>``, what it knows of a group at zero
+nodes) and, read by eksops.scaling.demand, those its nodes carry.
 """
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,10 +31,13 @@ __all__ = [
     "LAST_SCALE_OUT_TAG",
     "NODE_MILLICORES_TAG",
     "REFUSED_TAG",
+    "TAINT_TAG_PREFIX",
     "NodeGroup",
+    "Taint",
     "cluster_of",
     "discover",
     "format_time",
+    "taints_from_tags",
 ]
 
 ENROLL_TAG = "eksops:scaling"
@@ -49,6 +56,9 @@ AT_MAX_TAG = "eksops:scaling-at-max"
 REFUSED_TAG = "eksops:scaling-refused"
 # The only tag keys the function writes (its IAM policy allows these and no other).
 BOOKKEEPING_TAGS = (LAST_SCALE_OUT_TAG, LAST_SCALE_IN_TAG, NODE_MILLICORES_TAG, AT_MAX_TAG, REFUSED_TAG)
+# Cluster Autoscaler's node-template tag for a taint (cloudprovider/aws: extractTaintsFromAsg): <value>:<effect>.
+TAINT_TAG_PREFIX = "k8s.io/cluster-autoscaler/node-template/taint/"
+TAINT_EFFECTS = frozenset({"NoSchedule", "PreferNoSchedule", "NoExecute"})
 _BOOTING = frozenset({"Pending", "Pending:Wait", "Pending:Proceed"})
 _SERVING = frozenset({"InService"}) | _BOOTING
 
@@ -61,6 +71,44 @@ def cluster_of(tags: Mapping[str, str]) -> str | None:
         if key.startswith(CLUSTER_TAG_PREFIX) and len(key) > len(CLUSTER_TAG_PREFIX):
             return key[len(CLUSTER_TAG_PREFIX) :]
     return None
+
+
+@dataclass(frozen=True, order=True)
+class Taint:
+    """A taint a group's nodes carry (a Node's or a NodePool's ``spec.taints`` entry)."""
+
+    key: str
+    value: str
+    effect: str
+
+    def toleration(self) -> dict[str, str]:
+        """The toleration of exactly this taint (a taint without value: ``Equal`` to the empty value)."""
+        return {
+            "key": self.key,
+            "operator": "Equal",
+            **({"value": self.value} if self.value else {}),
+            "effect": self.effect,
+        }
+
+    @classmethod
+    def parse(cls, item: Any) -> Taint | None:
+        """A ``spec.taints`` entry, None when it is not one (no key or no valid effect)."""
+        if not isinstance(item, Mapping):
+            return None
+        key, value, effect = (str(item.get(f) or "") for f in ("key", "value", "effect"))
+        return cls(key, value, effect) if key and effect in TAINT_EFFECTS else None
+
+
+def taints_from_tags(tags: Mapping[str, str]) -> tuple[Taint, ...]:
+    """The taints Cluster Autoscaler's node-template tags declare, sorted. As Cluster Autoscaler reads them, the value
+    is what comes before the first colon and the effect what follows; a tag without a valid effect is skipped."""
+    found = set()
+    for key, text in tags.items():
+        name = key[len(TAINT_TAG_PREFIX) :] if key.startswith(TAINT_TAG_PREFIX) else ""
+        value, colon, effect = text.partition(":")
+        if name and colon and effect in TAINT_EFFECTS:
+            found.add(Taint(name, value, effect))
+    return tuple(sorted(found))
 
 
 def format_time(epoch: float) -> str:
@@ -94,6 +142,14 @@ class NodeGroup:
     instance_types: tuple[str, ...] = ()
     # A Karpenter NodePool standing in for a group (eksops.scaling.pools): its name; None for an Auto Scaling group.
     nodepool: str | None = None
+    # The taints of its nodes, sorted: the headroom's pause pods tolerate exactly these. An Auto Scaling group's from
+    # its node-template tags (discover), with its nodes' added by the service; a NodePool's from its template.
+    taints: tuple[Taint, ...] = ()
+
+    def with_taints(self, taints: Iterable[Taint]) -> NodeGroup:
+        """The group with ``taints`` added to its own."""
+        merged = tuple(sorted({*self.taints, *taints}))
+        return self if merged == self.taints else replace(self, taints=merged)
 
     @property
     def tagged(self) -> bool:
@@ -180,6 +236,7 @@ def discover(autoscaling: Any, cfg: ScalerConfig) -> list[NodeGroup]:
                 tags=tags,
                 enrolled=_enrolled(tags, cluster, cfg),
                 instance_types=tuple(sorted({i["InstanceType"] for i in instances if i.get("InstanceType")})),
+                taints=taints_from_tags(tags),
             )
         )
     return sorted(found, key=lambda g: (g.cluster, g.name))

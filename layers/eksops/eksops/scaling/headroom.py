@@ -8,7 +8,8 @@ capacity that another autoscaler manages: it only says, through pending pause po
 
 The PriorityClass is -1: below every workload (0 by default), yet above Cluster Autoscaler's
 ``--expendable-pods-priority-cutoff`` (-10), under which pods would not make it scale up. ``preemptionPolicy:
-Never`` keeps the pause pods from ever evicting anything.
+Never`` keeps the pause pods from ever evicting anything. The pause pods tolerate exactly the group's taints
+(:attr:`NodeGroup.taints`): an autoscaler adds no node for a pod that would not tolerate it.
 """
 
 from __future__ import annotations
@@ -117,6 +118,9 @@ def deployment(group: NodeGroup, *, replicas: int, pod_millicores: int) -> dict[
     }
     if group.node_labels():
         pod_spec["nodeSelector"] = group.node_labels()
+    if group.taints:
+        # Exactly the group's taints: Cluster Autoscaler and Karpenter add nodes only for pods that tolerate them.
+        pod_spec["tolerations"] = [taint.toleration() for taint in group.taints]
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -14,27 +14,32 @@ history metric's ``AutoScalingGroupName`` dimension or anywhere else) and goes t
   (the rule of eksops.scaling.demand) that target it: a pod whose ``nodeSelector`` or required node affinity
   names ``karpenter.sh/nodepool`` counts for the pools it allows, split evenly among them; a pod that does not name
   the label counts only when the cluster has exactly one NodePool (with several, Karpenter's choice by weight and
-  requirements is not predicted, and the pod is left out). A pod larger than one node of the pool does not count.
-  Other constraints (instance types, zones, taints) are not evaluated: Karpenter picks the instance.
+  requirements is not predicted, and the pod is left out). A pod that selects an Auto Scaling group's node label
+  (``eks.amazonaws.com/nodegroup``, :func:`eksops.scaling.demand.group_labels`) is that group's, never a pool's; the
+  groups in turn leave every other pending pod to the pools, so each counts once. A pod larger than one node of the
+  pool does not count. Other constraints (instance types, zones, taints) are not evaluated: Karpenter picks the
+  instance.
 * **Maximum**: the NodePool's ``spec.limits.cpu`` in nodes (Karpenter counts node *capacity* against it, so the
   limit is divided by a node's capacity, floored); without a CPU limit, :data:`UNLIMITED_POOL_MAX_NODES`. Never
   below the nodes the pool has now. Minimum 0; ``desired`` is the pool's node count.
 * **Autoscaler**: always Karpenter (the group's tags say ``karpenter.sh/nodepool``), so the decision never sets a
   desired capacity (there is no group to set it on) and the headroom Deployment's ``nodeSelector`` is
   ``karpenter.sh/nodepool: <name>``: Karpenter provisions nodes of that pool for the pause pods.
+* **Taints**: the pool's ``spec.template.spec.taints``, which the pause pods tolerate (Karpenter provisions only for
+  pods that tolerate them); not its ``startupTaints``, which its nodes lose once they are initialised.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from eksops.scaling.decision import AUTOSCALER_TAG, Autoscaler
-from eksops.scaling.demand import ClusterView, GroupDemand, Node, Pod, cpu_millicores, list_items
-from eksops.scaling.groups import KARPENTER_NODEPOOL, NodeGroup, median_millicores
+from eksops.scaling.demand import ClusterView, GroupDemand, Node, Pod, cpu_millicores, list_items, selects
+from eksops.scaling.groups import KARPENTER_NODEPOOL, NodeGroup, Taint, median_millicores
 
 __all__ = [
     "NODEPOOL_LABEL",
@@ -60,6 +65,7 @@ UNLIMITED_POOL_MAX_NODES = 1000
 class NodePool:
     name: str
     limit_millicores: float | None  # spec.limits.cpu, None when not set
+    taints: tuple[Taint, ...] = ()  # spec.template.spec.taints, sorted (not startupTaints)
 
 
 def read_nodepools(api_client: Any) -> list[NodePool] | None:
@@ -77,10 +83,13 @@ def read_nodepools(api_client: Any) -> list[NodePool] | None:
     pools = []
     for item in items:
         name = str((item.get("metadata") or {}).get("name") or "")
-        limits = (item.get("spec") or {}).get("limits") or {}
+        spec = item.get("spec") or {}
+        limits = spec.get("limits") or {}
         if name:
             limit = cpu_millicores(limits["cpu"]) if "cpu" in limits else None
-            pools.append(NodePool(name=name, limit_millicores=limit))
+            template = (spec.get("template") or {}).get("spec") or {}
+            taints = {t for t in map(Taint.parse, template.get("taints") or []) if t is not None}
+            pools.append(NodePool(name=name, limit_millicores=limit, taints=tuple(sorted(taints))))
     return sorted(pools, key=lambda p: p.name)
 
 
@@ -130,8 +139,23 @@ def _max_nodes(pool: NodePool, nodes: Sequence[Node], allocatable: int) -> int:
     return max(bound, len(nodes))
 
 
-def pool_groups(cluster: str, pools: Sequence[NodePool], view: ClusterView) -> PoolReading:
-    """Each NodePool of ``cluster`` as a group with its demand, from what Kubernetes shows (the module's rules)."""
+def _allowed(pod: Pod, pools: Sequence[NodePool], group_labels: Collection[str]) -> list[str]:
+    """The pools a pending pod may be provisioned on (the module's rules)."""
+    if selects(pod, group_labels):
+        return []  # an Auto Scaling group's: counted there
+    if names_a_pool(pod):
+        return [p.name for p in pools if targets(pod, p.name)]
+    return [p.name for p in pools] if len(pools) == 1 else []
+
+
+def pool_groups(
+    cluster: str, pools: Sequence[NodePool], view: ClusterView, *, group_labels: Collection[str] = ()
+) -> PoolReading:
+    """Each NodePool of ``cluster`` as a group with its demand, from what Kubernetes shows (the module's rules).
+
+    ``group_labels``: the node labels that select the cluster's Auto Scaling groups; a pending pod that selects one is
+    the groups' (eksops.scaling.demand.kube_demand), not a pool's.
+    """
     nodes_of: dict[str, list[Node]] = {p.name: [] for p in pools}
     pool_of_node: dict[str, str] = {}
     for node in view.nodes:
@@ -147,10 +171,7 @@ def pool_groups(cluster: str, pools: Sequence[NodePool], view: ClusterView) -> P
             if pod.node in pool_of_node:
                 placed[pool_of_node[pod.node]] += pod.millicores
             continue
-        if names_a_pool(pod):
-            allowed = [p.name for p in pools if targets(pod, p.name)]
-        else:
-            allowed = [p.name for p in pools] if len(pools) == 1 else []
+        allowed = _allowed(pod, pools, group_labels)
         # A pod larger than one node of the pool is not something more nodes of it would place.
         fits = [name for name in allowed if sizes[name] is not None and pod.millicores <= (sizes[name] or 0)]
         for name in fits:
@@ -179,6 +200,7 @@ def pool_groups(cluster: str, pools: Sequence[NodePool], view: ClusterView) -> P
             tags={NODEPOOL_LABEL: pool.name, AUTOSCALER_TAG: Autoscaler.KARPENTER.value},
             enrolled=True,
             nodepool=pool.name,
+            taints=pool.taints,
         )
         groups.append(group)
         demand[group.name] = GroupDemand(

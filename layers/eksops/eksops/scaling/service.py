@@ -47,6 +47,7 @@ from eksops.scaling.demand import (
     ClusterView,
     DemandHistory,
     GroupDemand,
+    group_labels,
     insights_demand,
     kube_demand,
     read_cluster,
@@ -66,7 +67,7 @@ from eksops.scaling.groups import (
     format_time,
 )
 from eksops.scaling.headroom import NAMESPACE, HeadroomActuator, Held, state_annotation
-from eksops.scaling.pools import POOL_PREFIX, UNLIMITED_POOL_MAX_NODES, pool_groups, read_nodepools
+from eksops.scaling.pools import POOL_PREFIX, UNLIMITED_POOL_MAX_NODES, PoolReading, pool_groups, read_nodepools
 from eksops.scaling.triggers import AlarmTrigger, Trigger
 from eksops.sweeps import Deadline
 
@@ -286,9 +287,12 @@ class NodeScalerService:
             try:
                 reading.api = self._api_client(cluster)
                 view: ClusterView = read_cluster(reading.api, exclude_namespace=NAMESPACE)
-                reading.demand = kube_demand(view, groups)
-                if pools:
-                    self._read_pools(reading, view)
+                labels = group_labels(siblings)
+                pooled = self._read_pools(reading, view, labels) if pools else None
+                # With NodePools, a pending pod that selects no group's nodes is theirs: counted once, not twice.
+                reading.demand = kube_demand(view, groups, only_selecting=labels if pooled is not None else None)
+                if pooled is not None:
+                    reading.demand.update(pooled.demand)
                 return reading
             except Exception as exc:  # any failure to reach the API: Container Insights instead, and say why
                 reading.api = None
@@ -307,22 +311,22 @@ class NodeScalerService:
         return reading
 
     @staticmethod
-    def _read_pools(reading: _Cluster, view: ClusterView) -> None:
-        """The cluster's Karpenter NodePools as groups, with their demand. A cluster without them is left as it is;
-        one whose NodePools cannot be read (no RBAC for them yet) keeps its Auto Scaling groups, and says why."""
+    def _read_pools(reading: _Cluster, view: ClusterView, labels: frozenset[str]) -> PoolReading | None:
+        """The cluster's Karpenter NodePools as groups, with their demand; None for a cluster without them. One whose
+        NodePools cannot be read (no RBAC for them yet) keeps its Auto Scaling groups, and says why."""
         try:
             found = read_nodepools(reading.api)
         except Exception as exc:  # the kubernetes client's ApiException and connection errors
             reason = f"Karpenter NodePools not readable ({_why(exc)}): see docs/node-scaling.md, access to each cluster"
             reading.pool_skipped.append((f"{POOL_PREFIX}*", reason))
             log.warning("NodePools of %s not readable: %s", reading.name, _why(exc))
-            return
+            return None
         if not found:
-            return  # Karpenter not installed (not served), or no NodePool
-        pooled = pool_groups(reading.name, found, view)
+            return None  # Karpenter not installed (not served), or no NodePool
+        pooled = pool_groups(reading.name, found, view, group_labels=labels)
         reading.pools = pooled.groups
-        reading.demand.update(pooled.demand)
         reading.pool_skipped += pooled.skipped
+        return pooled
 
     # -- one cluster ------------------------------------------------------------------------------------------
 
@@ -402,7 +406,7 @@ class NodeScalerService:
                 }
             )
             return
-        group, replicas = self._pause_pods(group, actuator, reading.api)
+        group, replicas = self._pause_pods(group.with_taints(demand.taints), actuator, reading.api)
         state = GroupState(
             name=group.name,
             min_size=group.min_size,
