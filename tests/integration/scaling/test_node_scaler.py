@@ -424,3 +424,28 @@ def test_reaching_the_maximum_is_an_alert_once(shared: Fleet) -> None:
     # Still at the maximum a minute later: reported, not alerted again.
     again = f.alarm(alarm_event(cluster))
     assert again.result["at_max"] == [group] and f.messages("AlertsTopic") == []
+
+
+def test_a_lasting_error_is_reported_and_fails_once_then_only_listed(shared: Fleet, monkeypatch: Any) -> None:
+    """An RBAC file not applied yet (403 on every apply) makes one report and one failed run, not one a minute;
+    once it is fixed and comes back, it is news again."""
+    from kubernetes.client.exceptions import ApiException
+
+    f, cluster = shared, "hr-c9"
+    steady_cluster(f, cluster, tags=CA)
+    burst(f, cluster, 4000)
+    actuator = f.dispatcher.module("node_scaler").service._headroom
+
+    def forbidden(*_: Any, **__: Any) -> None:
+        raise ApiException(status=403, reason="Forbidden")
+
+    monkeypatch.setattr(actuator, "apply", forbidden)
+    f.messages()
+    first = f.schedule()
+    assert not first.ok and first.error_type == "PartialFailure" and first.attempts == 1  # no Lambda retries
+    reports = [m for m in f.messages() if any(cluster in line for line in m.get("lines", []))]
+    assert len(reports) == 1 and reports[0]["severity"] == "warning"
+    second = f.schedule()
+    assert second.ok, second.error
+    assert [e["group"] for e in second.result["errors_again"]] and second.result["errors"] == []
+    assert not [m for m in f.messages() if any("ERROR" in line and cluster in line for line in m.get("lines", []))]

@@ -103,6 +103,9 @@ class Summary:
     not_owned: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     errors: list[dict[str, str]] = field(default_factory=list)
+    # Errors this execution environment reported already, unchanged (same group, kind and code): listed, not sent
+    # again, and the run does not fail for them (a lasting fault would otherwise report and fail every minute).
+    errors_again: list[dict[str, str]] = field(default_factory=list)
     ignored: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -117,6 +120,7 @@ class Summary:
             "skipped": len(self.skipped),
             "at_max": len(self.at_max),
             "errors": len(self.errors),
+            "errors_again": len(self.errors_again),
         }
 
     def raise_for_errors(self) -> None:
@@ -174,6 +178,7 @@ class NodeScalerService:
         self._headroom = headroom or HeadroomActuator()
         self._history = DemandHistory(cloudwatch)
         self._kube_down_until: dict[str, float] = {}
+        self._errors_reported: set[tuple[str, str, str]] = set()  # (group, kind, code) failing in the last run
         # The last refusal reported per NodePool (cluster, pool group): a pool has no Auto Scaling group to keep the
         # eksops:scaling-refused tag on, and under dry run and the kill switch nothing is written in the cluster.
         self._pool_refused: dict[tuple[str, str], str] = {}
@@ -220,8 +225,17 @@ class NodeScalerService:
                 )
             if samples:
                 self._guarded("history", "demand metric", summary, lambda: self._history.publish(samples))
+            self._news_only(summary)
             self._report(summary)
         return summary
+
+    def _news_only(self, summary: Summary) -> None:
+        """Move errors reported already, unchanged, to ``errors_again``. What failed in this run is remembered;
+        an error that went away is forgotten, so it is news again if it comes back."""
+        seen = {_error_key(e) for e in summary.errors}
+        summary.errors_again = [e for e in summary.errors if _error_key(e) in self._errors_reported]
+        summary.errors = [e for e in summary.errors if _error_key(e) not in self._errors_reported]
+        self._errors_reported = seen
 
     def _alarm_targets(self, trigger: AlarmTrigger, enrolled: list[NodeGroup], summary: Summary) -> list[NodeGroup]:
         """The enrolled groups of the alarm's cluster; a refusal for an alarm not eksops' or a cluster not enrolled."""
@@ -654,6 +668,10 @@ class NodeScalerService:
                 lines=tuple(lines),
             )
         )
+
+
+def _error_key(error: Mapping[str, str]) -> tuple[str, str, str]:
+    return (error.get("group", ""), error.get("kind", ""), error.get("code", ""))
 
 
 class _NotOurs(EksopsError):
