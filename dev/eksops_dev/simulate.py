@@ -535,7 +535,7 @@ BUILT_IN: dict[str, Callable[[], Trace]] = {"diurnal": diurnal, "ramp": ramp, "s
 def load_trace(path: Path) -> Trace:
     """A CSV trace with header ``seconds,cpu_millicores``, rows in time order at any step, linear in between."""
     try:
-        with path.open(newline="") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # a BOM (spreadsheet exports) is not data
             reader = csv.reader(handle)
             header = [cell.strip() for cell in next(reader, [])]
             if header != ["seconds", "cpu_millicores"]:

@@ -72,6 +72,13 @@ def test_json_output_is_exactly_the_documented_shape(tmp_path: Path, capsys: pyt
     assert out.count("\n") == 1  # nothing else on stdout
 
 
+def test_a_trace_exported_with_a_byte_order_mark_reads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufeffseconds,cpu_millicores\r\n0,8000\r\n1800,40000\r\n".encode())
+    assert main(["simulate", "--trace", str(path), "--json", "--policies", "oracle"]) == 0
+    assert json.loads(capsys.readouterr().out)["policies"]["oracle"]["node_hours"] > 0
+
+
 def test_the_table_names_every_policy(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["simulate", "spike", "--policies", "reactive,oracle", "--node-cpu", "8"]) == 0
     out = capsys.readouterr().out
