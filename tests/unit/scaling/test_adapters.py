@@ -242,6 +242,11 @@ def test_groups_cluster_enrollment_and_autoscaler_from_tags() -> None:
     assert group("g", (), **{"k8s.io/cluster-autoscaler/enabled": "true"}).autoscaler is Autoscaler.CLUSTER_AUTOSCALER
     managed = group("g", (), **{"eks:nodegroup-name": "general"})
     assert managed.node_labels() == {"eks.amazonaws.com/nodegroup": "general"}
+    # A self-managed group names its nodes' labels the way Cluster Autoscaler reads them for scale-from-zero.
+    template = "k8s.io/cluster-autoscaler/node-template/label/"
+    self_managed = group("g", (), **{template + "role": "batch", template + "zone-pool": "a", template: "x"})
+    assert self_managed.node_labels() == {"role": "batch", "zone-pool": "a"}
+    assert group("g", ()).node_labels() == {}
     assert not managed.tagged and group("g", (), **{"eksops:scaling": "enabled"}).tagged
 
 

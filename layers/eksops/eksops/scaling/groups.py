@@ -48,6 +48,7 @@ CLUSTER_TAG_PREFIX = "kubernetes.io/cluster/"
 NODEGROUP_TAG = "eks:nodegroup-name"
 NODEGROUP_LABEL = "eks.amazonaws.com/nodegroup"
 KARPENTER_NODEPOOL = "karpenter.sh/nodepool"
+CA_LABEL_TAG_PREFIX = "k8s.io/cluster-autoscaler/node-template/label/"
 LAST_SCALE_OUT_TAG = "eksops:scaling-last-scale-out"
 LAST_SCALE_IN_TAG = "eksops:scaling-last-scale-in"
 NODE_MILLICORES_TAG = "eksops:scaling-node-millicores"
@@ -189,7 +190,12 @@ class NodeGroup:
             return {NODEGROUP_LABEL: self.tags[NODEGROUP_TAG]}
         if self.tags.get(KARPENTER_NODEPOOL):
             return {KARPENTER_NODEPOOL: self.tags[KARPENTER_NODEPOOL]}
-        return {}
+        # Cluster Autoscaler's scale-from-zero convention for the labels a self-managed group's nodes carry.
+        return {
+            key[len(CA_LABEL_TAG_PREFIX) :]: value
+            for key, value in sorted(self.tags.items())
+            if key.startswith(CA_LABEL_TAG_PREFIX) and len(key) > len(CA_LABEL_TAG_PREFIX) and value
+        }
 
 
 def _tags(group: Mapping[str, Any]) -> dict[str, str]:
