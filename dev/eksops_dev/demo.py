@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from eksops_dev.alarms import AlarmShim
 from eksops_dev.cloudtrail import CloudTrailShim, cloudtrail_event
 from eksops_dev.dispatch import Dispatcher, Invocation
+from eksops_dev.ecr import image_manifest
 from eksops_dev.gitserver import GitServer
 from eksops_dev.metrics import MetricFilterEmulator
 from eksops_dev.sandbox import STACK, Sandbox
@@ -661,22 +662,7 @@ def _image_updates(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline, shim: 
 def _image_pushed(ecr: Any, tag: str, n: int) -> dict[str, Any]:
     """Push an image to the sandbox's ECR (its scan starts, as scan on push does) and return the ECR Image Action
     event EventBridge would deliver for it."""
-    layer = {
-        "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-        "size": 1 << 20,
-        "digest": f"sha256:{n:064x}",
-    }  # moto derives the image digest from the layers
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-        "config": {
-            "mediaType": "application/vnd.docker.container.image.v1+json",
-            "size": 7,
-            "digest": f"sha256:{n + 100:064x}",
-        },
-        "layers": [layer],
-    }
-    image = ecr.put_image(repositoryName="payments-api", imageManifest=json.dumps(manifest), imageTag=tag)["image"]
+    image = ecr.put_image(repositoryName="payments-api", imageManifest=image_manifest(n), imageTag=tag)["image"]
     digest = image["imageId"]["imageDigest"]
     ecr.start_image_scan(repositoryName="payments-api", imageId={"imageDigest": digest})
     return {

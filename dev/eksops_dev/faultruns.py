@@ -29,6 +29,7 @@ from eksops.config import CommonConfig
 from eksops.errors import EksopsError
 from eksops.events import Continuation, ScheduledRun
 from eksops.sweeps import Continuer, Deadline
+from eksops_dev.ecr import image_manifest
 from eksops_dev.faults import FaultPlan, proxied
 from eksops_dev.template import ACCOUNT, REGION, Template
 
@@ -765,7 +766,7 @@ class ImageUpdaterSweep(SweepTarget):
             ecr.create_repository(repositoryName=name)
             for tag in (self.old, self.newer, self.newest, self.outside):
                 layer += 1  # moto derives an image's digest from its layers' digests: one layer of its own each
-                digest = ecr.put_image(repositoryName=name, imageManifest=_manifest(layer), imageTag=tag)["image"][
+                digest = ecr.put_image(repositoryName=name, imageManifest=image_manifest(layer), imageTag=tag)["image"][
                     "imageId"
                 ]["imageDigest"]
                 if tag in (self.newer, self.newest):  # moto reports one HIGH finding: under the CRITICAL gate
@@ -853,28 +854,6 @@ class ImageUpdaterSweep(SweepTarget):
                     wrong.append(f"{commit.id.decode()} changes more than {name}'s tag: {after!r}")
         wrong += [f"{n}: {k} commits (one expected)" for n, k in sorted(per_entry.items()) if k > 1]
         return wrong
-
-
-def _manifest(layer: int) -> str:
-    """An image manifest with one layer of its own."""
-    return json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-            "config": {
-                "mediaType": "application/vnd.docker.container.image.v1+json",
-                "size": 7,
-                "digest": f"sha256:{layer:064x}",
-            },
-            "layers": [
-                {
-                    "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                    "size": 1024,
-                    "digest": f"sha256:{layer + 10_000:064x}",
-                }
-            ],
-        }
-    )
 
 
 SWEEPS: tuple[type[SweepTarget], ...] = (

@@ -20,6 +20,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from eksops_dev.ecr import image_manifest
 from eksops_dev.fuzz import strategies
 from eksops_dev.fuzz.harness import Harness
 from eksops_dev.template import ACCOUNT, REGION
@@ -344,35 +345,13 @@ def _serve_config_repo(h: Harness) -> Mapping[str, str]:
     return {"ImageConfigRepoUrl": git.create(CONFIG_REPO, {IMAGE_FILE: KUSTOMIZATION.encode()}, branch=CONFIG_BRANCH)}
 
 
-def _manifest(layer: int) -> str:
-    """An image manifest with a layer of its own (moto derives a digest from the layers' digests)."""
-    return json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-            "config": {
-                "mediaType": "application/vnd.docker.container.image.v1+json",
-                "size": 7,
-                "digest": f"sha256:{layer:064x}",
-            },
-            "layers": [
-                {
-                    "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                    "size": 1024,
-                    "digest": f"sha256:{layer + 10_000:064x}",
-                }
-            ],
-        }
-    )
-
-
 def _arm_images(h: Harness) -> None:
     push, stage = _image_sample("ecr_image_push")["detail"], _image_sample("pipeline_stage_succeeded")["detail"]
     tag, digest = push["image-tag"], push["image-digest"]
     ecr = h.sandbox.client("ecr")
     ecr.create_repository(repositoryName=IMAGE_REPOSITORY)
-    ecr.put_image(repositoryName=IMAGE_REPOSITORY, imageManifest=_manifest(1), imageTag=ARMED_TAG)
-    ecr.put_image(repositoryName=IMAGE_REPOSITORY, imageManifest=_manifest(2), imageTag=tag, imageDigest=digest)
+    ecr.put_image(repositoryName=IMAGE_REPOSITORY, imageManifest=image_manifest(1), imageTag=ARMED_TAG)
+    ecr.put_image(repositoryName=IMAGE_REPOSITORY, imageManifest=image_manifest(2), imageTag=tag, imageDigest=digest)
     ecr.start_image_scan(repositoryName=IMAGE_REPOSITORY, imageId={"imageDigest": digest})
     h.sandbox.codepipeline_shim.record(
         stage["pipeline"],

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from eksops_dev.dispatch import Dispatcher, Invocation
+from eksops_dev.ecr import image_manifest
 from eksops_dev.gitserver import GitServer
 from eksops_dev.sandbox import STACK, Sandbox
 from eksops_dev.template import Template
@@ -95,26 +96,9 @@ class Updater:
         """Push a new image under ``tag``; ``scan`` starts its scan (moto reports one HIGH finding unless
         ``findings`` says otherwise). Returns the digest."""
         self._manifests += 1
-        manifest = json.dumps(
-            {
-                "schemaVersion": 2,
-                "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-                "config": {
-                    "mediaType": "application/vnd.docker.container.image.v1+json",
-                    "size": 7,
-                    "digest": f"sha256:{self._manifests:064x}",
-                },
-                # moto derives the image digest from the layers' digests: each image gets a layer of its own
-                "layers": [
-                    {
-                        "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                        "size": 1024,
-                        "digest": f"sha256:{self._manifests + 10_000:064x}",
-                    }
-                ],
-            }
-        )
-        image = self.ecr.put_image(repositoryName=repository, imageManifest=manifest, imageTag=tag)["image"]
+        image = self.ecr.put_image(
+            repositoryName=repository, imageManifest=image_manifest(self._manifests), imageTag=tag
+        )["image"]
         digest = str(image["imageId"]["imageDigest"])
         if findings is not None:
             self.findings(repository, digest, findings)
