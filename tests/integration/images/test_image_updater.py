@@ -413,3 +413,22 @@ def test_a_tag_too_long_for_an_image_reference_is_no_candidate_and_stops_nothing
     run = updater.reconcile()
     assert run.ok, run.error
     assert updater.file("apps/feed/kustomization.yaml") == "images:\n  - name: feed\n    newTag: v1\n"
+
+
+def test_a_pipeline_exporting_only_a_digest_commits_its_version_tag(updater: Updater) -> None:
+    """The build exported `...billing@sha256:...`; the image carries `3.5.0` and `sha-1a2b3c4`: its version goes out,
+    not the newer 3.6.0 another build pushed."""
+    built = updater.push("billing", "3.5.0")
+    updater.ecr.put_image(
+        repositoryName="billing", imageManifest=image_manifest(updater._manifests), imageTag="sha-1a2b3c4"
+    )
+    updater.push("billing", "3.6.0")
+    execution = str(uuid.uuid4())
+    updater.sandbox.codepipeline_shim.record(
+        "billing", execution, stage="Build", action="Image", variables={"IMAGE_URI": f"{REGISTRY}/billing@{built}"}
+    )
+    event = _event("pipeline_stage_succeeded")
+    event["detail"].update({"pipeline": "billing", "stage": "Build", "execution-id": execution})
+    run = updater.dispatcher.invoke("image_updater", event, "pipeline")
+    assert run.ok, run.error
+    assert updater.file("apps/billing/kustomization.yaml") == "images:\n  - name: billing\n    newTag: 3.5.0\n"

@@ -41,7 +41,17 @@ from eksops.events import ScheduledRun
 from eksops.images.config import CONFIG_REPO_SECRET_ARN, ImageEntry, RepoKind, UpdaterConfig
 from eksops.images.gate import GateResult, Verdict, evaluate
 from eksops.images.pipeline import stage_output
-from eksops.images.policy import Candidate, Current, Decision, Outcome, Refusal, judge, resolve_current, select
+from eksops.images.policy import (
+    Candidate,
+    Current,
+    Decision,
+    Outcome,
+    Refusal,
+    judge,
+    parse_tag_version,
+    resolve_current,
+    select,
+)
 from eksops.images.registry import EcrRegistry
 from eksops.images.repo import CommitOutcome, ConfigRepo
 from eksops.images.triggers import ImagePushed, ScanCompleted, StageSucceeded, Trigger
@@ -243,8 +253,7 @@ class ImageUpdaterService:
         image = self._registry.describe_image(repository, tag=tag) if tag else None
         if image is None and digest and not tag:
             image = self._registry.describe_image(repository, digest=digest)
-            if image is not None and len(image.tags) == 1:
-                tag = image.tags[0]
+            tag = _version_tag(image.tags) if image is not None else None
         if image is None or tag is None:
             summary.notes.append(
                 f"{repository}:{tag or digest} built by the stage is not a tagged image in the registry"
@@ -500,6 +509,15 @@ class ImageUpdaterService:
             region=self._region or None,
             lines=tuple(lines[:REPORT_LINES]),
         )
+
+
+def _version_tag(tags: tuple[str, ...]) -> str | None:
+    """The tag that names an image exported by digest only: its only tag, else its highest version tag (a build
+    tagged `3.3.0` and `sha-1a2b3c4`), else None (ambiguous: the reconcile decides)."""
+    if len(tags) == 1:
+        return tags[0]
+    versions = [(version, tag) for tag in tags if (version := parse_tag_version(tag)) is not None]
+    return max(versions)[1] if versions else None
 
 
 def _record_gated(summary: Summary, item: dict[str, Any], target: Candidate | None, verdict: GateResult) -> None:
