@@ -203,6 +203,13 @@ def test_a_history_that_stopped_before_the_window_keeps_the_history_s_peak() -> 
     now_sample = dataclasses.replace(stored[-1], at=later, millicores=20_000.0)
     state = _state([], desired=20, nodes=20, history=(*stored, now_sample))
     assert decide(state, CFG, now=later).desired == 16  # was a scale-in to 6: the window held only this run
+    # The runs after it: their own samples are no window either until a whole window of them has been recorded.
+    history = state.history
+    for minute in range(1, 8):
+        at = later + 60 * minute
+        history = (*history, dataclasses.replace(stored[-1], at=at, millicores=20_000.0))
+        decision = decide(dataclasses.replace(state, history=history), CFG, now=at)
+        assert decision.desired == 16 if at - later <= CFG.scale_in_window else decision.desired < 16, minute
 
 
 def test_the_report_is_json() -> None:

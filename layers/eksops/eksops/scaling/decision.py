@@ -8,6 +8,7 @@ SCALER_TARGET_PERCENT of it.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -151,6 +152,20 @@ class _Need:
     covers_window: bool  # the history reaches back over the whole stabilisation window
 
 
+def _window(history: tuple[Sample, ...], now: float, window_s: float) -> list[float]:
+    """Demand over the scale-in window. When the window has a hole (runs failed: a gap of over two sampling
+    intervals between the sample before the window and the newest), what happened in it is unknown, so a scale-in
+    keeps the whole history's peak instead of trusting the few samples since."""
+    inside = [s for s in history if s.at >= now - window_s]
+    before = [s for s in history if s.at < now - window_s][-1:]
+    steps = sorted(b.at - a.at for a, b in itertools.pairwise(history))
+    limit = max(2 * steps[len(steps) // 2], 120.0) if steps else window_s
+    span = [*before, *inside]
+    if not inside or any(b.at - a.at > limit for a, b in itertools.pairwise(span)):
+        return [s.millicores for s in history]
+    return [s.millicores for s in inside]
+
+
 def decide(
     state: GroupState,
     cfg: ScalerConfig,
@@ -188,11 +203,7 @@ def decide(
     fc = forecast(history, cfg.lead_seconds, quantile=cfg.headroom_quantile, params=params)
     demand = history[-1].millicores
     fraction = cfg.target_percent / 100
-    # The window is judged on the history recorded before this run (the service appends the sample it takes now):
-    # when none of it falls inside the window (runs failed, the history stopped), nothing recent is known, and a
-    # scale-in keeps the whole history's peak rather than trusting the one sample of this run.
-    recent = [s.millicores for s in history[:-1] if s.at >= now - cfg.scale_in_window]
-    window = [*recent, history[-1].millicores] if recent else [s.millicores for s in history]
+    window = _window(history, now, cfg.scale_in_window)
     need = _Need(
         out=(max(fc.millicores, demand) + fc.headroom) / fraction,
         keep=max(window) / fraction,
