@@ -449,3 +449,10 @@ def test_a_lasting_error_is_reported_and_fails_once_then_only_listed(shared: Fle
     assert second.ok, second.error
     assert [e["group"] for e in second.result["errors_again"]] and second.result["errors"] == []
     assert not [m for m in f.messages() if any("ERROR" in line and cluster in line for line in m.get("lines", []))]
+
+    def unavailable(*_: Any, **__: Any) -> None:
+        raise ApiException(status=503, reason="Service Unavailable")
+
+    monkeypatch.setattr(actuator, "apply", unavailable)  # the same fault answering with another code is no news
+    third = f.schedule()
+    assert third.ok and third.result["errors"] == [] and third.result["errors_again"], third.error

@@ -81,6 +81,9 @@ APPLY_BUDGET_SECONDS = 60.0
 # How late Container Insights' reserved-CPU metric is: the agent's 60 s collection interval plus its delivery to
 # CloudWatch (about a minute more). Demand read from it is this old, so the forecast looks this much further ahead.
 INSIGHTS_LAG_SECONDS = 120
+# An error of the same group and kind within this long is no news: reported again after it (a reminder), not every
+# minute (and the run fails only for news).
+ERROR_MEMORY_SECONDS = 1800.0
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +181,7 @@ class NodeScalerService:
         self._headroom = headroom or HeadroomActuator()
         self._history = DemandHistory(cloudwatch)
         self._kube_down_until: dict[str, float] = {}
-        self._errors_reported: set[tuple[str, str, str]] = set()  # (group, kind, code) failing in the last run
+        self._errors_reported: dict[tuple[str, str], float] = {}  # (group, kind) -> when it was last reported
         # The last refusal reported per NodePool (cluster, pool group): a pool has no Auto Scaling group to keep the
         # eksops:scaling-refused tag on, and under dry run and the kill switch nothing is written in the cluster.
         self._pool_refused: dict[tuple[str, str], str] = {}
@@ -225,17 +228,19 @@ class NodeScalerService:
                 )
             if samples:
                 self._guarded("history", "demand metric", summary, lambda: self._history.publish(samples))
-            self._news_only(summary)
+            self._news_only(summary, now)
             self._report(summary)
         return summary
 
-    def _news_only(self, summary: Summary) -> None:
-        """Move errors reported already, unchanged, to ``errors_again``. What failed in this run is remembered;
-        an error that went away is forgotten, so it is news again if it comes back."""
-        seen = {_error_key(e) for e in summary.errors}
-        summary.errors_again = [e for e in summary.errors if _error_key(e) in self._errors_reported]
-        summary.errors = [e for e in summary.errors if _error_key(e) not in self._errors_reported]
-        self._errors_reported = seen
+    def _news_only(self, summary: Summary, now: float) -> None:
+        """Move errors of a group and kind that failed within ERROR_MEMORY_SECONDS to ``errors_again``: a lasting
+        fault (whatever code it answers with, whichever runs in between do not reach the group) is reported once
+        per half hour. Kept in the execution environment's memory: a cold start reports it again."""
+        fresh = {k: at for k, at in self._errors_reported.items() if now - at < ERROR_MEMORY_SECONDS}
+        summary.errors_again = [e for e in summary.errors if _error_key(e) in fresh]
+        summary.errors = [e for e in summary.errors if _error_key(e) not in fresh]
+        fresh.update({_error_key(e): now for e in summary.errors})  # a repeat does not extend the half hour
+        self._errors_reported = fresh
 
     def _alarm_targets(self, trigger: AlarmTrigger, enrolled: list[NodeGroup], summary: Summary) -> list[NodeGroup]:
         """The enrolled groups of the alarm's cluster; a refusal for an alarm not eksops' or a cluster not enrolled."""
@@ -670,8 +675,8 @@ class NodeScalerService:
         )
 
 
-def _error_key(error: Mapping[str, str]) -> tuple[str, str, str]:
-    return (error.get("group", ""), error.get("kind", ""), error.get("code", ""))
+def _error_key(error: Mapping[str, str]) -> tuple[str, str]:
+    return (error.get("group", ""), error.get("kind", ""))
 
 
 class _NotOurs(EksopsError):
