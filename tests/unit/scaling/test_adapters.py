@@ -145,6 +145,21 @@ def test_with_nodepools_the_groups_count_only_the_pending_pods_that_select_a_gro
     assert alone["system-asg"].pending + alone["other-asg"].pending == 600 + 700 + 800 + 400
 
 
+def test_avoiding_a_group_or_asking_for_a_kind_of_node_leaves_a_pending_pod_to_the_nodepools() -> None:
+    label = "eks.amazonaws.com/nodegroup"
+    template = "k8s.io/cluster-autoscaler/node-template/label/"
+    system = group("system-asg", ("i-1",), **{"eks:nodegroup-name": "system"})
+    arm = group("arm-asg", ("i-2",), **{template + "kubernetes.io/arch": "arm64", template + "team": "ml"})
+    labels = group_labels([system, arm])
+    assert labels == {label, "team"}  # the architecture is a kind of node, not a group
+    avoid = Pod(node=None, millicores=1000, required_terms=(((label, "DoesNotExist", ()),),))
+    not_in = Pod(node=None, millicores=1000, required_terms=(((label, "NotIn", ("system",)),),))
+    amd = Pod(node=None, millicores=1000, node_selector={"kubernetes.io/arch": "amd64"})
+    view = ClusterView(nodes=(node("n1", "i-1", **{label: "system"}),), pods=(avoid, not_in, amd))
+    pooled = kube_demand(view, [system, arm], only_selecting=labels)
+    assert pooled["system-asg"].pending == pooled["arm-asg"].pending == 0
+
+
 def test_a_groups_taints_are_its_node_template_tags_and_its_nodes_taints_less_the_lifecycle_ones() -> None:
     template = "k8s.io/cluster-autoscaler/node-template/taint/"
     assert taints_from_tags(
@@ -175,17 +190,19 @@ def test_a_groups_taints_are_its_node_template_tags_and_its_nodes_taints_less_th
     ]
     parsed = _node({"metadata": {"name": "n"}, "spec": {"taints": taints}, "status": {}})
     assert parsed.taints == (Taint("dedicated", "batch", "NoSchedule"), Taint("nvidia.com/gpu", "", "NoSchedule"))
-    # The group's nodes' taints, any node's, sorted and once each.
+    # The taints every node of the group carries, sorted: not one a single node has for a while (a spot interruption
+    # notice, an agent not ready yet), which pause pods must not tolerate (nor roll out anew for).
     tainted = group("batch", ("i-1", "i-2"))
+    spot = Taint("aws-node-termination-handler/spot-itn", "", "NoSchedule")
     view = ClusterView(
         nodes=(
-            Node(name="n1", instance_id="i-1", millicores=3920, ready=True, taints=parsed.taints),
-            Node(name="n2", instance_id="i-2", millicores=3920, ready=True, taints=(Taint("zone", "a", "NoExecute"),)),
+            Node(name="n1", instance_id="i-1", millicores=3920, ready=True, taints=(*parsed.taints, spot)),
+            Node(name="n2", instance_id="i-2", millicores=3920, ready=True, taints=parsed.taints),
         ),
         pods=(),
     )
     demand = kube_demand(view, [tainted, group("plain", ("i-3",))])
-    assert demand["batch"].taints == (*parsed.taints, Taint("zone", "a", "NoExecute"))
+    assert demand["batch"].taints == parsed.taints
     assert demand["plain"].taints == ()
     merged = tainted.with_taints(demand["batch"].taints).with_taints([Taint("dedicated", "batch", "NoSchedule")])
     assert merged.taints == demand["batch"].taints

@@ -282,7 +282,7 @@ class GroupDemand:
     nodes: int  # ready, schedulable nodes
     node_millicores: int | None  # allocatable CPU of one node (median), None when no node shows it
     source: str
-    taints: tuple[Taint, ...] = ()  # those of its nodes (any of them), sorted; lifecycle taints left out
+    taints: tuple[Taint, ...] = ()  # those every node of it carries, sorted; lifecycle taints left out
 
 
 def _known_labels(group: NodeGroup, nodes: Sequence[Node]) -> dict[str, str]:
@@ -301,17 +301,45 @@ def _allows(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
     return all(labels.get(key, value) == value for key, value in selector.items())
 
 
+# Labels every kind of node carries (architecture, zone, instance type, capacity type): a pod selecting one asks
+# for a kind of node, not for an Auto Scaling group's, so it does not take the pod away from the NodePools.
+GENERIC_LABEL_PREFIXES = (
+    "kubernetes.io/",
+    "beta.kubernetes.io/",
+    "topology.kubernetes.io/",
+    "failure-domain.beta.kubernetes.io/",
+    "node.kubernetes.io/",
+    "topology.k8s.aws/",
+    "eks.amazonaws.com/capacityType",
+    "karpenter.",
+)
+
+
 def group_labels(groups: Iterable[NodeGroup]) -> frozenset[str]:
     """The node labels that select an Auto Scaling group's nodes: EKS's node group label, and those the groups' tags
     promise (:meth:`NodeGroup.node_labels`); never Karpenter's NodePool label, which selects a NodePool."""
-    return frozenset({NODEGROUP_LABEL, *(key for g in groups for key in g.node_labels())} - {KARPENTER_NODEPOOL})
+    promised = {key for g in groups for key in g.node_labels() if not key.startswith(GENERIC_LABEL_PREFIXES)}
+    return frozenset({NODEGROUP_LABEL, *promised} - {KARPENTER_NODEPOOL})
 
 
 def selects(pod: Pod, labels: Collection[str]) -> bool:
-    """Whether the pod's nodeSelector or required node affinity names one of ``labels``."""
+    """Whether the pod asks for nodes carrying one of ``labels``: its nodeSelector names one, or a required node
+    affinity expression does with ``In`` or ``Exists``. ``NotIn`` and ``DoesNotExist`` avoid a group, they do not
+    select it (``eks.amazonaws.com/nodegroup DoesNotExist`` is the usual way to ask for Karpenter's nodes)."""
     return any(key in pod.node_selector for key in labels) or any(
-        expression[0] in labels for term in pod.required_terms for expression in term
+        expression[0] in labels and expression[1] in {"In", "Exists"}
+        for term in pod.required_terms
+        for expression in term
     )
+
+
+def _shared_taints(nodes: Sequence[Node]) -> tuple[Taint, ...]:
+    """The taints every node carries: what the group's nodes are tainted with, not a taint one node has for a while
+    (a spot interruption notice, an agent not ready yet), which the pause pods must not tolerate nor churn on."""
+    if not nodes:
+        return ()
+    shared = set(nodes[0].taints).intersection(*(n.taints for n in nodes[1:]))
+    return tuple(sorted(shared))
 
 
 def kube_demand(
@@ -358,7 +386,7 @@ def kube_demand(
             nodes=sum(1 for n in nodes_of[g.name] if n.ready),
             node_millicores=sizes[g.name],
             source="kubernetes",
-            taints=tuple(sorted({t for n in nodes_of[g.name] for t in n.taints})),
+            taints=_shared_taints(nodes_of[g.name]),
         )
         for g in groups
     }
