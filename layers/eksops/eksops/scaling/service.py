@@ -106,7 +106,7 @@ class Summary:
     not_owned: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     errors: list[dict[str, str]] = field(default_factory=list)
-    # Errors this execution environment reported already, unchanged (same group, kind and code): listed, not sent
+    # Errors of a group and kind this execution environment reported within ERROR_MEMORY_SECONDS: listed, not sent
     # again, and the run does not fail for them (a lasting fault would otherwise report and fail every minute).
     errors_again: list[dict[str, str]] = field(default_factory=list)
     ignored: str | None = None
@@ -586,7 +586,8 @@ class NodeScalerService:
     @staticmethod
     def _guarded(name: str, kind: str, summary: Summary, action: Callable[[], None]) -> None:
         # One group's failure (AccessDenied, a Kubernetes error, a quota) must not stop the others; the report lists
-        # it and the invocation fails at the end (Summary.raise_for_errors), so Lambda retries it.
+        # it and, when it is news (_news_only), the invocation fails at the end (Summary.raise_for_errors): the error
+        # alarm and the dead-letter queue see it; the next scheduled run is the retry.
         try:
             action()
         except ClientError as exc:
