@@ -7,7 +7,7 @@ REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= $(REGION)
 
-.PHONY: demo test unit integration e2e lint build deploy invoke bench clean
+.PHONY: help demo test unit integration e2e lint build deploy invoke bench clean
 
 $(STAMP): pyproject.toml layers/eksops/requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,25 @@ test: lint build $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
+
+# Against the moto server, the Kubernetes emulator, local Git and Slack servers (no AWS account), on every core.
+integration: $(STAMP)
+	$(BIN)/python -m pytest -n auto --dist loadfile tests/integration
+
+# The demo as a test: every step did what it should.
+e2e: $(STAMP)
+	$(BIN)/python -m pytest tests/e2e
+
+help:
+	@echo "make demo         run eksops end to end on the local sandbox (no AWS account, no Docker)"
+	@echo "make test         lint, sam validate and build, then every test (what CI runs)"
+	@echo "make unit | integration | e2e   one layer of the tests"
+	@echo "make lint         ruff, mypy, cfn-lint and checkov (zero findings)"
+	@echo "make build        sam build, botocore data trimmed, bytecode compiled, build checked"
+	@echo "make deploy       build, then sam deploy (--guided the first time)"
+	@echo "make invoke FN=<function> EVENT=<file> [ARGS=...]   one handler on an event, on the sandbox"
+	@echo "make bench        the retention sweep benchmark (more in benchmarks/)"
+	@echo "make clean        remove the venvs, build output and sandbox state"
 
 # checkov pins boto3, networkx and packaging older than aws-sam-cli and moto need: it gets a venv of its own,
 # installed from requirements-lint.txt (checkov and everything it pulls in, pinned).

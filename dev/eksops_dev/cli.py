@@ -7,7 +7,10 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    from eksops import __version__
+
     parser = argparse.ArgumentParser(prog="eksops", description="EKS operations automation (AWS SAM app)")
+    parser.add_argument("--version", action="version", version=f"eksops {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="run the main job end to end on the local sandbox (no AWS account)")
     invoke = sub.add_parser("invoke", help="run one handler on an event, like `sam local invoke`")

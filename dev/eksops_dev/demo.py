@@ -208,7 +208,7 @@ def _run(template: Template, timeline: Timeline, out: TextIO, parameters: dict[s
 def _scenario(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline, git: GitServer) -> None:
     logs = sandbox.client("logs")
     shim = CloudTrailShim(sandbox.client)
-    t.out.write(f"eksops demo: log retention on the local sandbox (moto server at {sandbox.endpoint})\n")
+    t.out.write(f"eksops demo on the local sandbox (moto server at {sandbox.endpoint})\n")
     t.out.write(f"   created from template.yaml: {', '.join(sandbox.created)}\n")
     for note in sandbox.notes:
         t.out.write(f"   {note}\n")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ["kubernetes", "dulwich", "ruamel", "semver", "moto", "yaml", "eksops_dev", "werkzeug", "flask"]
@@ -73,3 +74,16 @@ def test_make_build_compiles_what_sam_build_left_and_deploy_ships_it() -> None:
     check = [line.split() for line in build[sam_build + 1 :] if "eksops_dev.buildcheck" in line]
     assert check and {"--compile", "--trim-botocore"} <= set(check[0]), build  # trimmed, then compiled and checked
     assert re.search(r"^deploy:.*\bbuild\b", makefile, flags=re.MULTILINE)
+
+
+def test_the_version_is_the_package_s_in_pyproject_and_the_cli(capsys: Any) -> None:
+    from eksops import __version__
+    from eksops_dev.cli import main
+
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"] == __version__
+    try:
+        main(["--version"])
+    except SystemExit as done:
+        assert done.code == 0
+    assert capsys.readouterr().out.strip() == f"eksops {__version__}"
+    assert (ROOT / "LICENSE").read_text().lstrip().startswith("Apache License")
