@@ -481,7 +481,7 @@ class ImageUpdaterService:
             details=summary.as_dict(),
             account=self._account or None,
             region=self._region or None,
-            links=_console_links(links),
+            links=links,  # the notifier shows eksops' own (console) links as links, others by their label only
             lines=tuple(lines[:REPORT_LINES]),
         )
 
@@ -559,12 +559,6 @@ def _message_values(entry: ImageEntry, first: Any, edits: Mapping[str, Any], con
             else ""
         ),
     }
-
-
-def _console_links(links: Mapping[str, str]) -> dict[str, str]:
-    """Only AWS console links travel as links (the notifier renders no others); a Git host's commit URL is in the
-    report's lines as text."""
-    return {name: url for name, url in links.items() if ".console.aws" in url or "console.amazonaws" in url}
 
 
 def open_repository(
