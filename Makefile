@@ -19,7 +19,9 @@ demo: $(STAMP)
 	$(BIN)/eksops demo
 
 # The tests run on every core (pytest-xdist); a module's tests stay on one worker, which shares its servers.
-test: lint build $(STAMP)
+# Before them, lint and build run side by side (each is mostly one process), as do the two venvs' installs.
+test:
+	@$(MAKE) --no-print-directory -j2 --output-sync=target lint build
 	$(BIN)/python -m pytest -n auto --dist loadfile
 
 unit: $(STAMP)

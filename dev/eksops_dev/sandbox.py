@@ -8,6 +8,7 @@ handlers, so which function receives which event is decided by moto's pattern ma
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -53,7 +54,6 @@ class Sandbox:
         self._kube = contextlib.ExitStack()
         self.kube_clusters: dict[str, tuple[str, Any]] = {}  # cluster name -> (emulator URL, emulator)
         self.kubeconfig_path = self.workdir / "kubeconfig"
-        self._session: boto3.session.Session | None = None
         self._clients: dict[str, Any] = {}
         self._saved_env: dict[str, str | None] = {}
         self.refs: dict[str, Any] = {}
@@ -142,15 +142,9 @@ class Sandbox:
     def client(self, service: str) -> Any:
         """A plain boto3 client on the sandbox (for seeding and checking), one per service."""
         if service not in self._clients:
-            if self._session is None:
-                self._session = boto3.session.Session(
-                    region_name=REGION,
-                    aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                    aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-                )
             shims = {"logs": self._logs_shim, "eks": self.eks_shim, "codepipeline": self.codepipeline_shim}
             endpoint = shims[service].url if shims.get(service) else self.endpoint
-            self._clients[service] = self._session.client(service, endpoint_url=endpoint)  # type: ignore[call-overload]
+            self._clients[service] = _client(service, str(endpoint))
         return self._clients[service]
 
     def set_parameters(self, **values: str) -> None:
@@ -432,6 +426,22 @@ class Sandbox:
         if (name, attribute) not in self.attrs:
             raise KeyError(f"!GetAtt {name}.{attribute}: not available in the sandbox")
         return self.attrs[(name, attribute)]
+
+
+@functools.lru_cache(maxsize=256)
+def _client(service: str, endpoint: str) -> Any:
+    """One boto3 client per service and endpoint in the process (making one costs about 60 ms: sandboxes that
+    tests start one after another on the same moto server share them)."""
+    return _session().client(service, endpoint_url=endpoint)  # type: ignore[call-overload]
+
+
+@functools.lru_cache(maxsize=1)
+def _session() -> boto3.session.Session:
+    return boto3.session.Session(
+        region_name=REGION,
+        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
 
 
 def _env_str(value: Any) -> str:

@@ -10,6 +10,7 @@ files, and `kubectl kustomize` (when installed) checks the kustomize semantics t
 from __future__ import annotations
 
 import copy
+import os
 import re
 import shutil
 import subprocess
@@ -39,6 +40,9 @@ from eksops.images.kustomize import (
 )
 
 CORPUS = Path(__file__).parent / "kustomizations"
+# Generated documents per property test in `make test` (and twice that for the damaged-file one); set
+# EKSOPS_PROPERTY_EXAMPLES higher for a long run.
+PROPERTY_EXAMPLES = int(os.environ.get("EKSOPS_PROPERTY_EXAMPLES", "150"))
 DIGEST = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 OTHER_DIGEST = "sha256:" + "0" * 64
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
@@ -562,7 +566,7 @@ def kustomizations(draw: st.DrawFn) -> Generated:
     )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=PROPERTY_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(doc=kustomizations(), tag=st.one_of(st.none(), TAGS), digest=st.one_of(st.none(), DIGESTS))
 def test_property_only_the_target_entry_changes(doc: Generated, tag: str | None, digest: str | None) -> None:
     if tag is None and digest is None:
@@ -609,7 +613,7 @@ def mutated_corpus(draw: st.DrawFn) -> tuple[Case, str]:
     return case, text
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=2 * PROPERTY_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     mutated=mutated_corpus(),
     want=st.sampled_from([("v2", None), (None, DIGEST), ("1.10", DIGEST)]),

@@ -74,6 +74,29 @@ class Plan:
     observability: bool  # the CloudWatch agent and Fluent Bit manifests
 
 
+def node_policy_arn(partition: str) -> str:
+    """The AWS managed policy nodes need for the CloudWatch agent (Container Insights) and Fluent Bit."""
+    return f"arn:{partition}:iam::aws:policy/{CLOUDWATCH_AGENT_POLICY}"
+
+
+def attach_policy(iam: Any, role_arn: str, policy_arn: str, *, dry_run: bool) -> list[str]:
+    """Attach ``policy_arn`` to the role unless it is attached already; returns what was (or would be) done.
+
+    Also used by compliance_sweep's remediation of a node role without the policy (one copy of this logic).
+    """
+    role = role_arn.rsplit("/", 1)[-1]
+    attached = {
+        p["PolicyArn"]
+        for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=role)
+        for p in page.get("AttachedPolicies", [])
+    }
+    if policy_arn in attached:
+        return []
+    if not dry_run:
+        iam.attach_role_policy(RoleName=role, PolicyArn=policy_arn)
+    return [f"attached {policy_arn.rsplit('/', 1)[-1]} to role {role}"]
+
+
 def safe_message(exc: BaseException) -> str:
     """An exception's text for reports and alerts: tokens and signatures redacted, bounded in length."""
     text = str(exc) or type(exc).__name__
@@ -256,20 +279,10 @@ class BootstrapService:
     # -- AWS side ---------------------------------------------------------------------------------------------
 
     def _attach(self, role_arn: str, policy_arn: str) -> list[str]:
-        role = role_arn.rsplit("/", 1)[-1]
-        attached = {
-            p["PolicyArn"]
-            for page in self._iam.get_paginator("list_attached_role_policies").paginate(RoleName=role)
-            for p in page.get("AttachedPolicies", [])
-        }
-        if policy_arn in attached:
-            return []
-        if not self.common.dry_run:
-            self._iam.attach_role_policy(RoleName=role, PolicyArn=policy_arn)
-        return [f"attached {policy_arn.rsplit('/', 1)[-1]} to role {role}"]
+        return attach_policy(self._iam, role_arn, policy_arn, dry_run=self.common.dry_run)
 
     def _node_roles(self, cluster: str, nodegroups: list[str]) -> list[str]:
-        policy = f"arn:{self._partition()}:iam::aws:policy/{CLOUDWATCH_AGENT_POLICY}"
+        policy = node_policy_arn(self._partition())
         changes: list[str] = []
         for roles in {
             self._eks.describe_nodegroup(clusterName=cluster, nodegroupName=ng)["nodegroup"]["nodeRole"]
