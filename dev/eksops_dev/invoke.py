@@ -1,63 +1,251 @@
-"""`eksops invoke`: one handler, one event, like `sam local invoke`, on the sandbox or on your AWS account."""
+"""`eksops invoke`: one handler, one event, like `sam local invoke`, on the sandbox or on your AWS account.
+
+The JSON result alone goes to stdout; the function's log lines and notes go to stderr (and, in the sandbox, to
+.sandbox/functions.log too). A variable of the function is set, first match wins, by ``--param`` (through the
+template parameter its value comes from), by the process environment, then by the template default; the same rule
+holds in the sandbox and with ``--aws``, except that in the sandbox the variables naming the stack's own resources
+(topics, queue, table, kubeconfig) stay the sandbox's: a value from your shell would point at your real account.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO, cast
 from unittest import mock
 
-from eksops.errors import TemporaryError
+from eksops.errors import ConfigError, PartialFailure, TemporaryError
 from eksops.events import CONTINUATION_DETAIL_TYPE, CONTINUATION_SOURCE
 from eksops.sweeps import MAX_PARTS, Continuer
+from eksops_dev.cli import UsageError, did_you_mean, find_template
 from eksops_dev.dispatch import Dispatcher, LambdaContext, load_module
 from eksops_dev.sandbox import Sandbox, patched_environ
-from eksops_dev.template import Resolver, Template
+from eksops_dev.template import FunctionSpec, Resolver, Template
+from eksops_dev.validate import check_constraints, env_str, references
+
+# Variables the sandbox sets to reach its own emulators, whatever the environment says.
+SANDBOX_WIRING = frozenset({"EKSOPS_KUBECONFIG"})
+
+
+@dataclass(frozen=True)
+class Layering:
+    """Which variables of one function come from the environment or from --param (for notes and error hints)."""
+
+    from_environment: dict[str, str]
+    from_param: dict[str, tuple[str, ...]]  # variable -> the --param names it comes from
 
 
 def run(function: str, event_file: str, *, aws: bool, dry_run: bool, params: list[str]) -> int:
-    template = Template.find()
-    event = json.loads(Path(event_file).read_text())
-    overrides = dict(p.split("=", 1) for p in params)
+    template = find_template()
+    fn = resolve_function(template, function)
+    event = read_event(event_file, fn, template)
+    overrides = parse_params(template, params)
     if dry_run:
         overrides["DryRun"] = "true"
     if aws:
-        return _on_aws(template, function, event, overrides)
-    with Sandbox(template, parameters=overrides) as sandbox:
-        dispatcher = Dispatcher(sandbox)
+        return _on_aws(template, fn, event, overrides)
+    return _on_sandbox(template, fn, event, overrides)
+
+
+# -- the command line's inputs -----------------------------------------------------------------------------------
+
+
+def resolve_function(template: Template, name: str) -> FunctionSpec:
+    """A function by its folder name (log_retention) or logical ID (LogRetentionFunction), any case, - or _."""
+    folded = name.lower().replace("-", "_")
+    for fn in template.functions.values():
+        if folded in (fn.name.lower(), fn.logical_id.lower()):
+            return fn
+    names = sorted(template.functions)
+    ids = sorted(fn.logical_id for fn in template.functions.values())
+    raise UsageError(
+        f"no function {name!r} in template.yaml{did_you_mean(name, [*names, *ids])}; use one of: {', '.join(names)} "
+        f"(or a logical ID: {', '.join(ids)})"
+    )
+
+
+def read_event(path: str, fn: FunctionSpec, template: Template) -> Any:
+    """The event from a JSON file, or from stdin for ``-``."""
+    samples = sorted(
+        p.relative_to(template.root).as_posix() for p in (template.root / "events" / fn.name).glob("*.json")
+    )
+    example = f" (samples for {fn.name}: {', '.join(samples)})" if samples else ""
+    where = "the event on stdin" if path == "-" else f"event file {path}"
+    if path == "-":
+        text = sys.stdin.read()
+    else:
         try:
-            inv = dispatcher.invoke(function, event, "invoke", retries=0)
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise UsageError(f"{where} not found{example}") from None
+        except IsADirectoryError:
+            raise UsageError(f"{where} is a directory; give a JSON file{example}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"{where} is not UTF-8 text") from None
+        except OSError as exc:
+            raise UsageError(f"cannot read {where}: {exc.strerror}") from None
+    if not text.strip():
+        raise UsageError(f"{where} is empty; it must hold the event as JSON{example}")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{where} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
+def parse_params(template: Template, params: list[str]) -> dict[str, str]:
+    """``--param NAME=VALUE`` values: names the template declares, values its constraints allow."""
+    overrides: dict[str, str] = {}
+    for item in params:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise UsageError(f"--param {item!r} needs NAME=VALUE, e.g. --param DryRun=true")
+        if name not in template.parameters:
+            raise UsageError(
+                f"--param {name}: no such parameter in template.yaml{did_you_mean(name, template.parameters)}; "
+                "the Parameters section of template.yaml lists them"
+            )
+        overrides[name] = value
+    problems = check_constraints(template, overrides)
+    if problems:
+        more = f" ({len(problems) - 1} more; `eksops validate` lists them all)" if len(problems) > 1 else ""
+        raise UsageError(f"--param {problems[0].line()}{more}")
+    return overrides
+
+
+# -- the environment ---------------------------------------------------------------------------------------------
+
+
+def layering(
+    template: Template, fn: FunctionSpec, overrides: Mapping[str, str], environ: Mapping[str, str], *, sandbox: bool
+) -> Layering:
+    """Which of ``fn``'s own variables --param sets and which the environment sets (the template sets the rest)."""
+    from_env: dict[str, str] = {}
+    from_param: dict[str, tuple[str, ...]] = {}
+    for variable, value in fn.environment.items():
+        params, others = references(template, value)
+        if params & overrides.keys():
+            from_param[variable] = tuple(sorted(params & overrides.keys()))
+        elif variable in environ:
+            resources = others - {"AWS::StackName", "AWS::Region", "AWS::AccountId", "AWS::Partition"}
+            if sandbox and (resources or variable in SANDBOX_WIRING):
+                continue
+            from_env[variable] = environ[variable]
+    return Layering(from_env, from_param)
+
+
+class _InvokeSandbox(Sandbox):
+    """The sandbox, with each function's variables taken from the environment where it sets them."""
+
+    def __init__(self, template: Template, overrides: Mapping[str, str], environ: Mapping[str, str]) -> None:
+        super().__init__(template, parameters=overrides)
+        self.layers = {
+            fn.name: layering(template, fn, overrides, environ, sandbox=True) for fn in template.functions.values()
+        }
+
+    def function_env(self, fn: FunctionSpec) -> dict[str, str]:
+        return {**super().function_env(fn), **self.layers[fn.name].from_environment}
+
+
+class _Tee:
+    """Log lines to stderr and to a file."""
+
+    def __init__(self, file: TextIO, stream: TextIO) -> None:
+        self._file, self._stream = file, stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(text)
+        return self._file.write(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _note(text: str) -> None:
+    sys.stderr.write(f"eksops invoke: {text}\n")
+
+
+def _note_environment(fn: FunctionSpec, layers: Layering) -> None:
+    for variable in sorted(layers.from_environment):
+        _note(f"{fn.name}: {variable} from your environment (over the template; a --param would win)")
+
+
+def _startup_error(fn: FunctionSpec, exc: ConfigError, layers: Layering) -> UsageError:
+    variable = exc.variable.split(".", 1)[0].split("[", 1)[0]
+    if variable in layers.from_param:
+        source = f"from --param {' '.join(layers.from_param[variable])}"
+    elif variable in layers.from_environment:
+        source = f"from your environment: fix or unset {variable}"
+    else:
+        source = "from template.yaml"
+    return UsageError(f"{fn.name} cannot start: {exc} ({source}; `eksops validate` checks every parameter)")
+
+
+# -- the sandbox -------------------------------------------------------------------------------------------------
+
+
+def _on_sandbox(template: Template, fn: FunctionSpec, event: Any, overrides: dict[str, str]) -> int:
+    sandbox = _InvokeSandbox(template, overrides, dict(os.environ))
+    with sandbox:
+        for note in sandbox.notes:
+            _note(f"sandbox: {note}")
+        layers = sandbox.layers[fn.name]
+        _note_environment(fn, layers)
+        log_path = sandbox.workdir / "functions.log"
+        dispatcher = Dispatcher(sandbox, log=cast(TextIO, _Tee(open(log_path, "a", encoding="utf-8"), sys.stderr)))  # noqa: SIM115
+        try:
+            try:
+                dispatcher.handler(fn)  # the cold start first: a ConfigError there is the user's to fix
+            except ConfigError as exc:
+                raise _startup_error(fn, exc, layers) from exc
+            inv = dispatcher.invoke(fn.name, event, "invoke", retries=0)
             follow_ups = dispatcher.drain()  # e.g. a sweep's continuation
         finally:
             dispatcher.close()
-    _print(
-        {
-            "function": function,
-            "ok": inv.ok,
-            "result": inv.result,
-            "error": inv.error,
-            "errorType": inv.error_type,
-            "follow_ups": len(follow_ups),
-            "logs": str(sandbox.workdir / "functions.log"),
-        }
-    )
-    return 0 if inv.ok and all(i.ok for i in follow_ups) else 1
+    ok = inv.ok and all(i.ok for i in follow_ups)
+    result: dict[str, Any] = {
+        "function": fn.name,
+        "ok": inv.ok,
+        "result": inv.result,
+        "error": inv.error,
+        "errorType": inv.error_type,
+        "follow_ups": len(follow_ups),
+        "logs": str(log_path),
+    }
+    failed = [i for i in follow_ups if not i.ok]
+    if failed:
+        result["failed_follow_ups"] = [
+            {"function": i.function, "error": i.error, "errorType": i.error_type} for i in failed
+        ]
+    _print(result)
+    if not ok:
+        _note(f"{fn.name} failed: the log lines above (also in {log_path}) say why; alerts and reports went to the "
+              "sandbox's topics, which nothing reads here")  # fmt: skip
+    return 0 if ok else 1
 
 
-def _on_aws(template: Template, function: str, event: Any, overrides: dict[str, str]) -> int:
+# -- your AWS account --------------------------------------------------------------------------------------------
+
+
+def _on_aws(template: Template, fn: FunctionSpec, event: Any, overrides: dict[str, str]) -> int:
     """Run the handler here with your credentials; resources of the stack come from your environment
     (for example REPORTS_TOPIC_ARN from the stack outputs) and are empty otherwise.
 
     A sweep that outlives the invocation continues here, not on your event bus: a continuation put there
     would be picked up by a deployed stack (which runs live even when this run is dry).
     """
-    import boto3
-
-    fn = template.functions[function]
+    identity, region = _caller()
     resolver = Resolver(
         template,
         {**template.parameter_defaults(), **overrides},
@@ -65,47 +253,113 @@ def _on_aws(template: Template, function: str, event: Any, overrides: dict[str, 
         getatt=lambda _name, _attr: "",
         stack_name="eksops",
     )
-    env = {k: str(v) for k, v in resolver.resolve(fn.environment).items()}
-    env = {k: os.environ.get(k, v) for k, v in env.items()}
-    if "DryRun" in overrides:
-        env["DRY_RUN"] = overrides["DryRun"]
-    env.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-    env["AWS_LAMBDA_FUNCTION_NAME"] = f"eksops-local-{function}"
-    identity = boto3.client("sts").get_caller_identity()
+    resolver.pseudo["AWS::Region"] = region
+    resolver.pseudo["AWS::AccountId"] = identity["Account"]
+    layers = layering(template, fn, overrides, os.environ, sandbox=False)
+    _note_environment(fn, layers)
+    env = {k: env_str(v) for k, v in resolver.resolve(fn.environment).items()}
+    env.update(layers.from_environment)
+    env["POWERTOOLS_TRACE_DISABLED"] = os.environ.get("POWERTOOLS_TRACE_DISABLED", "true")
+    env["AWS_LAMBDA_FUNCTION_NAME"] = f"eksops-local-{fn.name}"
     continuations: list[dict[str, Any]] = []
 
     def keep_here(_self: Continuer, *, run_id: str, part: int, checkpoint: Any) -> None:
         if part > MAX_PARTS:  # as Continuer does on the bus
-            raise TemporaryError(f"sweep {run_id} of {function} reached {MAX_PARTS} parts; stopping the chain")
-        detail = {"function": function, "run_id": run_id, "part": part, "checkpoint": checkpoint}
-        continuations.append(_continuation_event(identity["Account"], detail))
+            raise TemporaryError(f"sweep {run_id} of {fn.name} reached {MAX_PARTS} parts; stopping the chain")
+        detail = {"function": fn.name, "run_id": run_id, "part": part, "checkpoint": checkpoint}
+        continuations.append(_continuation_event(identity["Account"], region, detail))
 
     results = []
-    with patched_environ(env), mock.patch.object(Continuer, "continue_sweep", keep_here):
-        module = load_module(fn, env.get("POWERTOOLS_SERVICE_NAME"))
+    failure: dict[str, Any] | None = None
+    # Powertools' Logger and Metrics write to stdout: here they go to stderr, so stdout holds the result alone.
+    with (
+        patched_environ(env),
+        mock.patch.object(Continuer, "continue_sweep", keep_here),
+        contextlib.redirect_stdout(sys.stderr),
+    ):
+        try:
+            module = load_module(fn, env.get("POWERTOOLS_SERVICE_NAME"))
+        except ConfigError as exc:
+            raise _startup_error(fn, exc, layers) from exc
         handler = getattr(module, fn.handler.rsplit(".", 1)[1])
         pending = [event]
         while pending:
             context = LambdaContext(env["AWS_LAMBDA_FUNCTION_NAME"], fn.memory, fn.timeout)
             context.invoked_function_arn = (
-                f"arn:{identity['Arn'].split(':')[1]}:lambda:{boto3.session.Session().region_name}:"
-                f"{identity['Account']}:function:{env['AWS_LAMBDA_FUNCTION_NAME']}"
+                f"arn:{identity['Arn'].split(':')[1]}:lambda:{region}:{identity['Account']}:function:"
+                f"{env['AWS_LAMBDA_FUNCTION_NAME']}"
             )
             try:
                 results.append(handler(pending.pop(0), context))
             except Exception as exc:
-                _print({"function": function, "ok": False, "error": str(exc), "errorType": type(exc).__name__})
-                return 1
+                failure = _aws_failure(fn, exc, env, parts=len(results) + 1)
+                break
             pending.extend(continuations)
             continuations.clear()
-    _print({"function": function, "ok": True, "result": results[-1], "parts": len(results)})
+    if failure is not None:
+        _print(failure)
+        return 1
+    _print({"function": fn.name, "ok": True, "result": results[-1], "parts": len(results)})
     return 0
 
 
-def _continuation_event(account: str, detail: dict[str, Any]) -> dict[str, Any]:
-    """The event EventBridge would deliver for a continuation put on the bus."""
+def _caller() -> tuple[Mapping[str, Any], str]:
+    """Your identity and region, or a UsageError saying what is missing."""
     import boto3
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound
 
+    try:
+        session = boto3.session.Session()
+        region = session.region_name
+        credentials = session.get_credentials()
+    except ProfileNotFound as exc:
+        raise UsageError(f"--aws: {exc}; set AWS_PROFILE to a profile of ~/.aws/config") from None
+    if credentials is None:
+        raise UsageError(
+            "--aws needs AWS credentials and found none: set AWS_PROFILE, run `aws sso login` or `aws configure`, "
+            "or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        )
+    if not region:
+        raise UsageError("--aws needs a region: set AWS_REGION (or AWS_DEFAULT_REGION, or region in your profile)")
+    try:
+        identity = session.client("sts", region_name=region).get_caller_identity()
+    except NoCredentialsError:
+        raise UsageError("--aws needs AWS credentials and found none: run `aws sso login` or `aws configure`") from None
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise UsageError(
+            f"--aws: AWS refused your credentials ({error.get('Code')}: {error.get('Message')}); "
+            "refresh them (`aws sso login`, or new access keys)"
+        ) from None
+    except BotoCoreError as exc:
+        raise UsageError(f"--aws: cannot check your credentials with STS in {region}: {exc}") from None
+    return identity, region
+
+
+def _aws_failure(fn: FunctionSpec, exc: Exception, env: Mapping[str, str], *, parts: int) -> dict[str, Any]:
+    """The failure report of an --aws run: where to look, since there is no deployed alerts topic here."""
+    topics = [name for name in ("ALERTS_TOPIC_ARN", "REPORTS_TOPIC_ARN") if env.get(name)]
+    published = (
+        f"alerts and reports were published to the topics your environment sets ({', '.join(topics)})"
+        if topics
+        else "no alert or report was published: --aws has no topics unless you set ALERTS_TOPIC_ARN and "
+        "REPORTS_TOPIC_ARN"
+    )
+    failure: dict[str, Any] = {
+        "function": fn.name,
+        "ok": False,
+        "error": str(exc),
+        "errorType": type(exc).__name__,
+        "part": parts,
+        "where_to_look": f"the log lines on stderr and the errors listed here; {published}",
+    }
+    if isinstance(exc, PartialFailure):
+        failure["errors"] = exc.errors
+    return failure
+
+
+def _continuation_event(account: str, region: str, detail: dict[str, Any]) -> dict[str, Any]:
+    """The event EventBridge would deliver for a continuation put on the bus."""
     return {
         "version": "0",
         "id": str(uuid.uuid4()),
@@ -113,7 +367,7 @@ def _continuation_event(account: str, detail: dict[str, Any]) -> dict[str, Any]:
         "source": CONTINUATION_SOURCE,
         "account": account,
         "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": boto3.session.Session().region_name,
+        "region": region,
         "resources": [],
         "detail": json.loads(json.dumps(detail)),
     }
@@ -121,3 +375,4 @@ def _continuation_event(account: str, detail: dict[str, Any]) -> dict[str, Any]:
 
 def _print(payload: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    sys.stdout.flush()
