@@ -1,4 +1,4 @@
-"""The `eksops` command: `demo`, `invoke`, `validate` and `simulate`, with one error handler for all of them.
+"""The `eksops` command: `demo`, `invoke`, `validate`, `sweep` and `simulate`, with one error handler for all of them.
 
 A mistake of the user's (a wrong name, a missing file, a bad value) prints one line, ``eksops: error: <what and how
 to fix it>``, on stderr and exits 2, as argparse does; anything else prints one line too and exits 1. ``--debug``
@@ -105,6 +105,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("--region", help="deploy region (default: the samconfig environment's, else AWS_REGION)")
 
+    sweep = sub.add_parser(
+        "sweep",
+        parents=[common],
+        help="the compliance report of the sandbox cluster or (--aws) of yours",
+        description="Run the compliance_sweep function and print its report: on the sandbox (a seeded cluster) by "
+        "default, on your account and region with --aws. Read-only unless --remediate names rules to fix. The "
+        "report goes to stdout, logs to stderr.",
+    )
+    sweep.add_argument("--cluster", metavar="NAME", help="sweep this cluster only (default: every cluster)")
+    sweep.add_argument("--format", choices=("table", "json", "sarif"), default="table", help="report format")
+    sweep.add_argument("--aws", action="store_true", help="use your own AWS account (credentials, region)")
+    sweep.add_argument("--dry-run", action="store_true", help="with --remediate: say what would be fixed, fix nothing")
+    sweep.add_argument(
+        "--remediate", action="append", metavar="RULE_ID", help="fix what this rule finds (repeatable; default none)"
+    )
+    sweep.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE", help="set a template parameter (repeatable)"
+    )
+
     simulate.add_arguments(
         sub.add_parser("simulate", parents=[common], help="compare node scaling policies on a demand trace")
     )
@@ -130,6 +149,18 @@ def _run(args: argparse.Namespace) -> int:
             config_env=args.config_env,
             config_file=args.config_file,
             region=args.region,
+        )
+    if args.command == "sweep":
+        from eksops_dev import sweep
+
+        return sweep.run(
+            template,
+            cluster=args.cluster,
+            fmt=args.format,
+            aws=args.aws,
+            dry_run=args.dry_run,
+            remediate=args.remediate,
+            params=args.param,
         )
     from eksops_dev import invoke
 

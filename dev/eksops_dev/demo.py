@@ -24,6 +24,9 @@ from eksops_dev.slack import SlackReceiver, render
 from eksops_dev.template import ACCOUNT, PARTITION, REGION, Template
 
 CLUSTER = "demo"
+# The compliance sweep may fix what this rule finds (the others are reported only).
+COMPLIANCE_REMEDIATE = ["namespace-default-deny"]
+WEB_REPLICASET = "8a3c1f4e-5d2b-4c6a-9e7f-0b1d2c3e4f5a"
 NEVER = None
 # The node-scaling act: a node group of 4-core nodes, a demand trace in cores per minute, nodes ready 2 minutes
 # after their instance starts (EKS takes about 2.5).
@@ -136,6 +139,8 @@ def _describe_special(result: dict[str, Any]) -> list[str] | None:
         ]
     if "committed" in result:  # image_updater
         return _describe_images(result)
+    if "dispatched" in result:  # compliance_sweep
+        return _describe_compliance(result)
     if "posted" in result:  # notifier
         where = f"posted to Slack ({result.get('webhook')})" if result["posted"] else f"not posted: {result['reason']}"
         return [f"{result['kind']} ({result['severity']}): {where}"]
@@ -152,6 +157,20 @@ def _describe_images(result: dict[str, Any]) -> list[str]:
     for kind in ("unchanged", "held", "blocked", "refused"):
         lines += [f"{kind} {i['image']}:{i.get('tag', '')}: {i['reason']}" for i in result.get(kind, [])]
     return lines
+
+
+def _describe_compliance(result: dict[str, Any]) -> list[str]:
+    if result["dispatched"]:
+        return [f"fan-out: one sweep per cluster ({', '.join(result['dispatched'])})"]
+    from eksops.compliance.report import ClusterReport
+
+    lines = []
+    for data in result["clusters"]:
+        report = ClusterReport.from_dict(data)
+        lines.append(f"cluster {report.cluster}: {report.summary_line()}")
+        lines += [f"  {f.status}: {f.rule} {f.resource}: {f.remediation}" for f in report.remediated]
+        lines += [f"  resolved: {r.rule} {r.resource}" for r in report.resolved]
+    return lines + [f"error: {e.get('rule')}: {e.get('message')}" for e in result.get("errors", [])]
 
 
 def _describe_bootstrap(result: dict[str, Any]) -> list[str]:
@@ -179,7 +198,11 @@ def run(out: TextIO = sys.stdout, root: Path | None = None) -> int:
     shutil.rmtree(served, ignore_errors=True)  # a fresh config repository every run
     with GitServer(served) as git:
         config_url = git.create(CONFIG_REPO, {PAYMENTS_FILE: PAYMENTS_KUSTOMIZATION})
-        parameters = {"ImageConfigRepoUrl": config_url, "ImageMap": json.dumps(IMAGE_MAP)}
+        parameters = {
+            "ImageConfigRepoUrl": config_url,
+            "ImageMap": json.dumps(IMAGE_MAP),
+            "ComplianceRemediate": json.dumps(COMPLIANCE_REMEDIATE),
+        }
         return _run(template, timeline, out, parameters, git)
 
 
@@ -291,6 +314,47 @@ def _scenario(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline, git: GitSer
     for name, days in expected.items():
         t.check(actual.get(name, "missing") == days, f"{name:52} {_days(actual.get(name))}")
 
+    _compliance(sandbox, dispatcher, t)
+
+
+def _compliance(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline) -> None:
+    """The daily compliance sweep, with REMEDIATE naming one rule: its finding is fixed, and the next sweep sees it
+    resolved. The report is the one `eksops sweep` prints."""
+    from eksops.compliance.model import rules
+    from eksops.compliance.report import ClusterReport, render
+
+    t.step(f"The daily compliance sweep (schedule from template.yaml), REMEDIATE={COMPLIANCE_REMEDIATE}")
+    runs = dispatcher.fire_schedule("compliance_sweep")
+    t.show(runs)
+    reports = [
+        ClusterReport.from_dict(c)
+        for i in runs
+        if i.function == "compliance_sweep" and i.ok
+        for c in i.result["clusters"]
+    ]
+    for text in render(reports, "table", rules=rules()).splitlines():
+        t.line(text)
+    fixed = [f for r in reports for f in r.findings if f.status == "remediated"]
+    t.check(
+        any(f.rule == "namespace-default-deny" and f.resource == "namespace/payments" for f in fixed),
+        "the sweep fixed namespace-default-deny on namespace/payments (eksops-default-deny applied)",
+    )
+
+    t.step("The next day's sweep: what was fixed is reported resolved")
+    runs = dispatcher.fire_schedule("compliance_sweep")
+    t.show(runs)
+    resolved = [
+        r.rule + " " + r.resource
+        for i in runs
+        if i.function == "compliance_sweep" and i.ok
+        for c in i.result["clusters"]
+        for r in ClusterReport.from_dict(c).resolved
+    ]
+    t.check(
+        "namespace-default-deny namespace/payments" in resolved,
+        "namespace-default-deny on namespace/payments is resolved since the last sweep",
+    )
+
 
 def _bootstrap(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline, shim: CloudTrailShim) -> None:
     iam = sandbox.client("iam")
@@ -312,6 +376,7 @@ def _bootstrap(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline, shim: Clou
         name=CLUSTER,
         roleArn=role("demo-cluster", "eks.amazonaws.com"),
         resourcesVpcConfig={"subnetIds": subnets},
+        version="1.33",
     )
     t.show(dispatcher.drain())
 
@@ -599,7 +664,20 @@ def _pod(core: Any, millicores: int, node: str | None) -> str:
         {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"name": name, "namespace": "web"},
+            # Owned by the ReplicaSet of a Deployment, as a real web tier's pods are (rules judge the workload).
+            "metadata": {
+                "name": name,
+                "namespace": "web",
+                "ownerReferences": [
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "ReplicaSet",
+                        "name": "web-5d8f7c",
+                        "uid": WEB_REPLICASET,
+                        "controller": True,
+                    }
+                ],
+            },
             "spec": spec,
             "status": {"phase": "Running"} if node else UNSCHEDULABLE,
         },

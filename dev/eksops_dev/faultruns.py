@@ -856,12 +856,245 @@ class ImageUpdaterSweep(SweepTarget):
         return wrong
 
 
+# -- compliance_sweep ---------------------------------------------------------------------------------------------
+
+
+class ComplianceSweep(SweepTarget):
+    """EKS clusters in moto, each with a node group whose role lacks the CloudWatch agent's policy and Container
+    Insights log groups that never expire; REMEDIATE lists node-role-cloudwatch-policy and logs-retention. Their
+    Kubernetes APIs refuse connections (a closed local port), so each sweep also takes the unreachable path: that
+    finding, the Kubernetes rules not run. The schedule fans out one continuation per cluster (PutEvents, through the
+    proxy), and each cluster is then swept in its own invocation, as Lambda runs them: one that fails does not stop
+    the others. Faults hit the AWS calls (EKS, IAM, EC2, Logs, CloudWatch, ECR, DynamoDB, SNS, EventBridge).
+
+    Converged: every node role has the policy, every group its retention, and every cluster's findings are in the
+    state table. Half-applied: a finding reported remediated, in a report or in the state table, whose fix is not in
+    place."""
+
+    function = "compliance_sweep"
+    unit = "clusters"
+    continues = True  # the fan-out, then one invocation per cluster
+    persistent_fault = "PutRetentionPolicy"  # no group gets its retention: remediation-failed, the rest goes on
+    clusters = 3
+    table = "faults-compliance"
+    kinds = ("application", "host", "dataplane", "performance")
+
+    def seed(self) -> None:
+        from eksops.bootstrap.service import node_policy_arn
+        from eksops_dev.moto_extras import add_aws_managed_policies
+
+        add_aws_managed_policies(["CloudWatchAgentServerPolicy"])
+        self.policy = node_policy_arn("aws")
+        iam, eks, logs = self.plain("iam"), self.plain("eks"), self.plain("logs")
+        trust = json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"Service": "eks.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                ],
+            }
+        )
+        self.names = [f"audit-{i}" for i in range(self.clusters)]
+        self.node_roles: dict[str, str] = {}
+        for name in self.names:
+            role = iam.create_role(RoleName=f"{name}-cluster", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+            eks.create_cluster(name=name, roleArn=role, resourcesVpcConfig={"subnetIds": ["subnet-1", "subnet-2"]})
+            self.node_roles[name] = f"{name}-nodes"
+            node = iam.create_role(RoleName=self.node_roles[name], AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+            eks.create_nodegroup(
+                clusterName=name,
+                nodegroupName="general",
+                nodeRole=node,
+                subnets=["subnet-1"],
+                scalingConfig={"minSize": 2, "maxSize": 4, "desiredSize": 2},
+            )
+            for kind in self.kinds:
+                logs.create_log_group(logGroupName=f"/aws/containerinsights/{name}/{kind}")
+        self.plain("dynamodb").create_table(
+            TableName=self.table,
+            KeySchema=[
+                {"AttributeName": "cluster", "KeyType": "HASH"},
+                {"AttributeName": "finding", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "cluster", "AttributeType": "S"},
+                {"AttributeName": "finding", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        self.topic = self.plain("sns").create_topic(Name=REPORTS)["TopicArn"]
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.kubeconfig = self.workdir / "kubeconfig.json"
+        self.kubeconfig.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": n, "cluster": {"server": "http://127.0.0.1:9"}} for n in self.names],
+                    "users": [{"name": "faults", "user": {"token": "faults"}}],
+                    "contexts": [{"name": n, "context": {"cluster": n, "user": "faults"}} for n in self.names],
+                    "current-context": self.names[0],
+                }
+            )
+        )
+        self.objects = self.clusters
+        self.reports: list[dict[str, Any]] = []  # every cluster report of every invocation, failed ones included
+
+    def run(self) -> list[Invocation]:
+        """The fan-out, then every continuation it put, each its own invocation with its own deadline."""
+        from eksops.compliance.service import ComplianceService
+
+        self.continuer = _RecordingContinuer(client("events"), self.function)
+        self.service = ComplianceService(  # one for the run's invocations, as in a warm container
+            self._tools(),
+            publisher=self._publisher(),
+            continuer=self.continuer,
+            state=self._state(),
+        )
+        done: list[Invocation] = []
+        pending: list[ScheduledRun | Continuation] = [
+            ScheduledRun(id=str(uuid.uuid4()), rule=f"{self.function}-schedule")
+        ]
+        while pending:
+            event = pending.pop(0)
+            started = self.clock()
+            label = "schedule" if isinstance(event, ScheduledRun) else f"cluster {event.checkpoint['cluster']}"
+            invocation = Invocation(self.function, label, started, started, self.timeout_s)
+            try:
+                invocation.result = self.invoke(event, self._remaining(started + self.timeout_s))
+            except Exception as exc:  # this invocation failed (Lambda retries it); the others are their own
+                invocation.error = f"{type(exc).__name__}: {exc}"
+            invocation.ended = self.clock()
+            done.append(invocation)
+            pending += self.continuer.pending
+            self.continuer.pending.clear()
+        self.invocations += done
+        return done
+
+    def _tools(self) -> Any:
+        from dataclasses import replace
+
+        from eksops.compliance.config import ComplianceConfig
+        from eksops.compliance.context import Tools
+        from eksops.kube.auth import api_client
+        from eksops.logs import RetentionConfig
+
+        settings = replace(
+            ComplianceConfig.from_env({}),
+            remediate=frozenset({"node-role-cloudwatch-policy", "logs-retention"}),
+            table=self.table,
+        )
+        return Tools(
+            aws=client,
+            api_client=lambda name: api_client(name, eks_client=None, sts_client=None, kubeconfig=str(self.kubeconfig)),
+            settings=settings,
+            common=CommonConfig.from_env({"DRY_RUN": "false", "REPORTS_TOPIC_ARN": self.topic}),
+            retention=RetentionConfig.from_env({"RETENTION_DEFAULT_DAYS": "365"}),
+            clock=self.clock,
+        )
+
+    def _publisher(self) -> Any:
+        from eksops.notify import Publisher
+
+        return Publisher(client("sns"), alerts_topic_arn=None, reports_topic_arn=self.topic)
+
+    def _state(self) -> Any:
+        from eksops.compliance.state import StateStore
+
+        return StateStore(client("dynamodb"), self.table)
+
+    def invoke(self, event: ScheduledRun | Continuation, remaining_ms: Callable[[], int]) -> dict[str, Any]:
+        from eksops.compliance.triggers import parse_trigger
+
+        if isinstance(event, ScheduledRun):
+            raw: dict[str, Any] = {
+                "version": "0",
+                "id": event.id,
+                "detail-type": "Scheduled Event",
+                "source": "aws.events",
+                "account": ACCOUNT,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "region": REGION,
+                "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{event.rule}"],
+                "detail": {},
+            }
+        else:
+            raw = {
+                "version": "0",
+                "id": event.id,
+                "detail-type": "eksops sweep continuation",
+                "source": "eksops",
+                "account": ACCOUNT,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "region": REGION,
+                "resources": [],
+                "detail": {
+                    "function": event.function,
+                    "run_id": event.run_id,
+                    "part": event.part,
+                    "checkpoint": dict(event.checkpoint),
+                },
+            }
+        summary = self.service.handle(parse_trigger(raw), Deadline(remaining_ms), account=ACCOUNT)
+        result: dict[str, Any] = summary.as_dict()
+        self.reports += result["clusters"]
+        summary.raise_for_errors()
+        return result
+
+    def _attached(self, name: str) -> bool:
+        policies = self.plain("iam").list_attached_role_policies(RoleName=self.node_roles[name])["AttachedPolicies"]
+        return any(p["PolicyArn"] == self.policy for p in policies)
+
+    def _retention(self) -> dict[str, int | None]:
+        groups = self.plain("logs").describe_log_groups(logGroupNamePrefix="/aws/containerinsights/")["logGroups"]
+        return {g["logGroupName"]: g.get("retentionInDays") for g in groups}
+
+    def _stored(self, name: str) -> list[dict[str, Any]]:
+        return list(
+            self.plain("dynamodb").query(
+                TableName=self.table,
+                KeyConditionExpression="#c = :c",
+                ExpressionAttributeNames={"#c": "cluster"},
+                ExpressionAttributeValues={":c": {"S": name}},
+            )["Items"]
+        )
+
+    def _fixed(self, rule: str, resource: str) -> bool | None:
+        """Whether a finding's fix is in place (None for rules this world does not remediate)."""
+        if rule == "logs-retention":
+            return self._retention().get(resource.removeprefix("log-group/")) is not None
+        if rule == "node-role-cloudwatch-policy":
+            name = next((n for n, role in self.node_roles.items() if resource == f"role/{role}"), None)
+            return name is not None and self._attached(name)
+        return None
+
+    def not_converged(self) -> list[str]:
+        missing = [f"{n}: node role without {self.policy}" for n in self.names if not self._attached(n)]
+        missing += [f"{g}: never expires" for g, days in sorted(self._retention().items()) if days is None]
+        missing += [f"{n}: no findings in the state table" for n in self.names if not self._stored(n)]
+        return missing
+
+    def half_applied(self) -> list[str]:
+        wrong = []
+        for report in self.reports:
+            for finding in report.get("findings", []):
+                if finding["status"] == "remediated" and self._fixed(finding["rule"], finding["resource"]) is False:
+                    wrong.append(f"{report['cluster']}: reported {finding['rule']} {finding['resource']} remediated")
+        for name in self.names:
+            for item in self._stored(name):
+                rule, resource, status = item["rule"]["S"], item["resource"]["S"], item["status"]["S"]
+                if status == "remediated" and self._fixed(rule, resource) is False:
+                    wrong.append(f"{name}: the state says {rule} {resource} remediated")
+        return wrong
+
+
 SWEEPS: tuple[type[SweepTarget], ...] = (
     LogRetentionSweep,
     ErrorAlarmsSweep,
     ClusterBootstrapSweep,
     NodeScalerSweep,
     ImageUpdaterSweep,
+    ComplianceSweep,
 )
 
 

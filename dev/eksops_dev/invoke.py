@@ -299,7 +299,10 @@ def _on_aws(template: Template, fn: FunctionSpec, event: Any, overrides: dict[st
     if failure is not None:
         _print(failure)
         return 1
-    _print({"function": fn.name, "ok": True, "result": results[-1], "parts": len(results)})
+    payload: dict[str, Any] = {"function": fn.name, "ok": True, "result": results[-1], "parts": len(results)}
+    if len(results) > 1:  # a sweep that continued, or a fan-out (compliance_sweep): every part's result
+        payload["results"] = results
+    _print(payload)
     return 0
 
 

@@ -57,6 +57,10 @@ RESOURCES: tuple[tuple[str, str, bool], ...] = (
     ("scheduling.k8s.io/v1/priorityclasses", "PriorityClass", False),
     # and lists Karpenter's NodePools (cluster-scoped) for the headroom actuator
     ("karpenter.sh/v1/nodepools", "NodePool", False),
+    # compliance_sweep reads workloads' autoscaling and disruption budgets
+    ("autoscaling/v2/horizontalpodautoscalers", "HorizontalPodAutoscaler", True),
+    ("policy/v1/poddisruptionbudgets", "PodDisruptionBudget", True),
+    ("apps/v1/statefulsets", "StatefulSet", True),
 )
 VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 APPLY_PATCH = "application/apply-patch+yaml"

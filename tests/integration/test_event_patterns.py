@@ -2,6 +2,8 @@
 
 events/<function>/*.json must reach <function>; events/<function>/unmatched/*.json must not. The engine is
 moto's EventPattern, the one the sandbox's moto server uses to route events to rule targets.
+events/<function>/direct/*.json are invoked directly (``aws lambda invoke``, ``eksops invoke``: compliance_sweep's
+on-demand sweeps), never through a rule, so no rule may route them anywhere.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def test_sample_reaches_its_function_or_not(template: Template, path: Path) -> N
     function = path.relative_to(EVENTS).parts[0]
     event = json.loads(path.read_text())
     hits = routed_to(template, function, event)
-    if path.parent.name == "unmatched":
+    if path.parent.name in {"unmatched", "direct"}:
         assert hits == [], f"{path.name} should not reach {function}, but {hits} match"
     else:
         assert len(hits) == 1, f"{path.name} should reach {function} through exactly one source, got {hits}"
@@ -106,6 +108,9 @@ def test_the_moto_server_routes_samples_as_the_patterns_say(make_sandbox: Any, t
     expected: dict[str, int] = {}
     for path in SAMPLES:
         event = json.loads(path.read_text())
+        if path.parent.name == "direct":
+            assert not any(routed_to(template, f, event) for f in template.functions), path
+            continue  # a direct invocation is no event on the bus
         if event.get("detail-type") == "Scheduled Event":
             continue  # schedules are rules without patterns; moto does not fire them
         if "Records" in event:  # an AWS event the template forwards to a topic: it must arrive via SNS

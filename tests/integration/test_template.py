@@ -129,9 +129,20 @@ def role_statements(template: Template, fn: FunctionSpec, **parameters: str) -> 
     return found
 
 
+def all_remediations() -> str:
+    """ComplianceRemediate listing every rule that can remediate: each one's write permissions are conditional."""
+    from eksops.compliance.model import rules
+
+    return json.dumps(sorted(rule_id for rule_id, rule in rules().items() if rule.remediable))
+
+
 def all_modes(template: Template, fn: FunctionSpec) -> list[dict[str, Any]]:
     """The role's statements under every value of the parameters its policies depend on."""
-    return role_statements(template, fn) + role_statements(template, fn, BootstrapObservability="addon")
+    return (
+        role_statements(template, fn)
+        + role_statements(template, fn, BootstrapObservability="addon")
+        + role_statements(template, fn, ComplianceRemediate=all_remediations(), ComplianceSecurityHub="true")
+    )
 
 
 def test_every_function_has_its_own_role_without_sams_basic_execution_role(template: Template) -> None:
@@ -219,7 +230,9 @@ def test_idempotency_policy_is_what_the_powertools_store_calls(template: Templat
     table = {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
     for fn in functions(template):
         granted = [
-            st for st in role_statements(template, fn) if any(a.startswith("dynamodb:") for a in as_list(st["Action"]))
+            st
+            for st in role_statements(template, fn)
+            if any(a.startswith("dynamodb:") for a in as_list(st["Action"])) and table in as_list(st["Resource"])
         ]
         if "IDEMPOTENCY_TABLE" in fn.environment and fn.name in IDEMPOTENT_FUNCTIONS:
             assert [set(as_list(st["Action"])) for st in granted] == [needed]
@@ -243,31 +256,36 @@ def alarm_names_kept_by(template: Template, function: str) -> list[str]:
     return {
         "error_alarms": [alarm_name("prod-eu")],
         "node_scaler": [scaling_alarm_name(template, "prod-eu")],
+        # compliance_sweep checks (and, with logs-error-alarm in REMEDIATE, keeps) error_alarms' alarms
+        "compliance_sweep": [alarm_name("prod-eu")],
     }.get(function, [])
 
 
 def test_describe_alarms_is_scoped_to_the_alarms_each_function_keeps(template: Template) -> None:
     arn = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:{}".format
+    keepers = {"error_alarms", "node_scaler", "compliance_sweep"}
     scoped = set()
     for fn in functions(template):
         for statement in all_modes(template, fn):
             if "cloudwatch:DescribeAlarms" in as_list(statement["Action"]):
-                assert fn.name in {"error_alarms", "node_scaler"}
+                assert fn.name in keepers
                 (resource,) = as_list(statement["Resource"])
-                for name in alarm_names_kept_by(template, fn.name):
+                own = alarm_names_kept_by(template, fn.name)
+                for name in own:
                     assert fnmatch.fnmatchcase(arn(name), resource)
-                others = {"error_alarms", "node_scaler"} - {fn.name}
-                for name in [n for other in others for n in alarm_names_kept_by(template, other)]:
+                others = [n for other in keepers - {fn.name} for n in alarm_names_kept_by(template, other)]
+                for name in [n for n in others if n not in own]:
                     assert not fnmatch.fnmatchcase(arn(name), resource), f"{fn.name} reads {name}"
                 assert not fnmatch.fnmatchcase(arn("someone-elses-alarm"), resource), resource
                 scoped.add(fn.name)
-    assert scoped == {"error_alarms", "node_scaler"}  # both list their alarms
+    assert scoped == keepers  # each lists its alarms
 
 
 # The one topic each function's alarms may notify, and the variable that tells the function.
 ALARM_TOPICS = {
     "error_alarms": ("AlertsTopic", "ALERTS_TOPIC_ARN"),
     "node_scaler": ("ScalingTopic", "SCALER_ALARM_TOPIC_ARN"),
+    "compliance_sweep": ("AlertsTopic", "ALERTS_TOPIC_ARN"),  # the logs-error-alarm remediation: error_alarms' alarm
 }
 
 

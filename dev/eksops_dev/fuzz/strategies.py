@@ -47,7 +47,10 @@ EVENT_NAMES = (
     "UpdateClusterVersion",
     "RunInstances",
 )
-FUNCTIONS = ("log_retention", "error_alarms", "cluster_bootstrap", "node_scaler", "notifier", "image_updater")
+FUNCTIONS = (
+    *("log_retention", "error_alarms", "cluster_bootstrap", "node_scaler", "notifier", "image_updater"),
+    "compliance_sweep",
+)
 NAMES = (
     "prod-eu",
     "/aws/containerinsights/prod-eu/application",
@@ -214,6 +217,7 @@ READ_KEYS = frozenset(
         # ECR and CodePipeline details (image_updater)
         *("repository-name", "image-tag", "image-tags", "image-digest", "action-type", "result", "scan-status"),
         *("finding-severity-counts", "pipeline", "stage", "execution-id", "state"),
+        "sweep",  # compliance_sweep's on-demand runs (its "cluster" is read above)
     }
 )
 # ...and containers whose every child is read.
@@ -406,6 +410,7 @@ def _continuation_details() -> st.SearchStrategy[Any]:
             "handled": _maybe(st.lists(st.sampled_from(NAMES), max_size=3)),
             "errors": _maybe(st.integers(min_value=-1, max_value=5)),
             "dry_run": _maybe(st.booleans()),
+            "cluster": _maybe(st.sampled_from(NAMES)),  # compliance_sweep's checkpoint
         },
     )
     return _optional(
@@ -445,6 +450,20 @@ def _eventbridge_shapes() -> st.SearchStrategy[Any]:
         _envelope("aws.logs", "AWS API Call via CloudTrail", cloudtrail_details()),
         _envelope("aws.eks", "AWS API Call via CloudTrail", cloudtrail_details()),
         _envelope("eksops", "eksops sweep continuation", continuation_details()),
+    )
+
+
+def _on_demand_shapes() -> st.SearchStrategy[Any]:
+    """compliance_sweep's direct invocations: {"sweep": "all"} or {"sweep": {"cluster": name}}, mostly, with any
+    value in their place, extra keys, or another key."""
+    what = st.one_of(
+        st.just("all"),
+        _optional({"cluster": _maybe(st.one_of(st.sampled_from(NAMES), hostile_strings()))}, {"name": json_values()}),
+        _maybe(st.sampled_from(["ALL", "", "prod-eu"])),
+    )
+    return st.one_of(
+        _optional({"sweep": what}, {"cluster": _maybe(st.sampled_from(NAMES)), "detail": json_values()}),
+        st.dictionaries(st.sampled_from(["sweep", "Sweep", "detail-type", "source"]), json_values(), max_size=3),
     )
 
 
@@ -663,6 +682,7 @@ replacements = _short(_replacements)
 cloudtrail_details = _short(_cloudtrail_details)
 continuation_details = _short(_continuation_details)
 eventbridge_shapes = _short(_eventbridge_shapes)
+on_demand_shapes = _short(_on_demand_shapes)
 ecr_push_details = _short(_ecr_push_details)
 ecr_scan_details = _short(_ecr_scan_details)
 pipeline_details = _short(_pipeline_details)

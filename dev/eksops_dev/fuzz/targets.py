@@ -60,6 +60,8 @@ class Target:
         found = {}
         if unmatched in (None, False):
             found.update({p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))})
+            # direct invocations (compliance_sweep's on-demand runs): no rule routes them, the handler takes them
+            found.update({f"direct/{p.stem}": json.loads(p.read_text()) for p in sorted(folder.glob("direct/*.json"))})
         if unmatched in (None, True):
             found.update(
                 {f"unmatched/{p.stem}": json.loads(p.read_text()) for p in sorted(folder.glob("unmatched/*.json"))}
@@ -412,6 +414,36 @@ def _committed_only_the_tag(h: Harness, result: Any, before: Snapshot, after: Sn
     return None
 
 
+# -- compliance_sweep ------------------------------------------------------------------------------------------------
+# The schedule's fan-out lists the clusters (prod-eu, which cluster_bootstrap's world keeps CREATING in the EKS shim)
+# and puts one continuation per cluster on the bus: the witness queue sees it. A continuation or an on-demand run for
+# prod-eu reads its status and stops there (a cluster being created is not swept; tests/integration/compliance sweeps
+# real clusters). As for cluster_bootstrap, the EKS shim's request count is part of the world (every accepted sample
+# reads EKS, and a rejected event must not have reached it); ``rearm`` puts the count back for the other targets.
+
+
+def _compliance_items(h: Harness) -> int:
+    table = h.sandbox.refs["ComplianceStateTable"]
+    return int(h.sandbox.client("dynamodb").scan(TableName=table, Select="COUNT")["Count"])
+
+
+def _compliance_snapshot(h: Harness) -> Snapshot:
+    return {"eks_requests": h.state["eks_requests"], "published": h.published(), "state_items": _compliance_items(h)}
+
+
+def _compliance_rearm(h: Harness, now: Snapshot) -> None:
+    h.state["eks_requests"] = h.armed["compliance_sweep"]["eks_requests"]
+    if now["published"]:
+        h.purge_deliveries()
+    if now["state_items"]:
+        ddb, table = h.sandbox.client("dynamodb"), h.sandbox.refs["ComplianceStateTable"]
+        for page in ddb.get_paginator("scan").paginate(
+            TableName=table, ProjectionExpression="#c, finding", ExpressionAttributeNames={"#c": "cluster"}
+        ):
+            for item in page["Items"]:
+                ddb.delete_item(TableName=table, Key=item)
+
+
 TARGETS: tuple[Target, ...] = (
     Target(
         "log_retention",
@@ -466,6 +498,14 @@ TARGETS: tuple[Target, ...] = (
             "ImagePipelineStages": json.dumps(["payments-api/Build"]),
         },
         prepare=_serve_config_repo,
+    ),
+    Target(
+        "compliance_sweep",
+        # its schedule and continuations, and on-demand payloads ({"sweep": ...}, direct invocations)
+        lambda: st.one_of(strategies.eventbridge_shapes(), strategies.on_demand_shapes()),
+        lambda h: None,  # prod-eu exists (cluster_bootstrap's world), and the eks_requests count it keeps
+        _compliance_snapshot,
+        _compliance_rearm,
     ),
 )
 

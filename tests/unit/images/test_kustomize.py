@@ -566,7 +566,11 @@ def kustomizations(draw: st.DrawFn) -> Generated:
     )
 
 
-@settings(max_examples=PROPERTY_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=PROPERTY_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(doc=kustomizations(), tag=st.one_of(st.none(), TAGS), digest=st.one_of(st.none(), DIGESTS))
 def test_property_only_the_target_entry_changes(doc: Generated, tag: str | None, digest: str | None) -> None:
     if tag is None and digest is None:

@@ -32,14 +32,16 @@ SERVICES = frozenset(
         "cloudwatch",  # error_alarms, node_scaler
         "codecommit",  # image_updater (a CodeCommit config repository)
         "codepipeline",  # image_updater
-        "dynamodb",  # the idempotency store (notifier, node_scaler), image_updater
-        "ecr",  # image_updater
-        "eks",  # cluster_bootstrap, node_scaler (DescribeCluster, add-ons)
+        "dynamodb",  # the idempotency store (notifier, node_scaler), image_updater, compliance_sweep's state
+        "ec2",  # compliance_sweep (launch templates: instance metadata options)
+        "ecr",  # image_updater, compliance_sweep
+        "eks",  # cluster_bootstrap, node_scaler (DescribeCluster, add-ons), compliance_sweep
         "events",  # sweep continuations (log_retention), image_updater
         "iam",  # cluster_bootstrap
         "logs",  # log_retention, error_alarms
         "resourcegroupstaggingapi",  # log_retention
         "secretsmanager",  # notifier (Slack webhook secrets), image_updater
+        "securityhub",  # compliance_sweep (optional export of findings)
         "sns",  # every function's reports and alerts
         "sqs",  # notifier
         "ssm",  # node_scaler
@@ -67,7 +69,15 @@ BUDGET = CallBudget(RETRY_CONFIG)
 @functools.cache
 def _session() -> botocore.session.Session:
     # One session per process: its loader parses each service model once for every client made from it.
-    return botocore.session.get_session()
+    session = botocore.session.get_session()
+    _LOADER.setdefault("loader", session.get_component("data_loader"))
+    session.register_component("data_loader", _LOADER["loader"])
+    return session
+
+
+# The data loader outlives clear_client_cache: service models do not change with endpoints or credentials, and
+# parsing one again costs up to 0.4 s (ec2), which tests that reset their clients would pay every time.
+_LOADER: dict[str, Any] = {}
 
 
 @functools.cache
