@@ -15,7 +15,7 @@ from types import ModuleType
 from typing import Any, TextIO
 
 from eksops_dev.sandbox import Sandbox, patched_environ
-from eksops_dev.template import ACCOUNT, PARTITION, REGION, FunctionSpec
+from eksops_dev.template import ACCOUNT, PARTITION, REGION, EventSource, FunctionSpec
 
 MAX_ROUNDS = 50  # continuation chains in the sandbox are short; this only stops a runaway loop
 
@@ -92,10 +92,13 @@ class Dispatcher:
         self.handler(self.sandbox.function(name))
         return self._modules[name]
 
-    def invoke(self, name: str, event: Any, trigger: str, *, retries: int | None = None) -> Invocation:
-        """An asynchronous invocation: up to 1 + MaximumRetryAttempts tries, then the on-failure destination."""
+    def invoke(
+        self, name: str, event: Any, trigger: str, *, retries: int | None = None, synchronous: bool = False
+    ) -> Invocation:
+        """An asynchronous invocation: up to 1 + MaximumRetryAttempts tries, then the on-failure destination.
+        ``synchronous`` (an event source mapping's poller): one try, and a failure goes back to the caller."""
         fn = self.sandbox.function(name)
-        attempts = 1 + (self.sandbox.max_retries(fn) if retries is None else retries)
+        attempts = 1 if synchronous else 1 + (self.sandbox.max_retries(fn) if retries is None else retries)
         inv = Invocation(function=name, trigger=trigger, event=event)
         started = time.perf_counter()
         for attempt in range(1, attempts + 1):
@@ -114,9 +117,10 @@ class Dispatcher:
                 break
             except Exception as exc:
                 inv.error, inv.error_type = str(exc), type(exc).__name__
+                inv.extra["exception"] = exc
         inv.duration_ms = (time.perf_counter() - started) * 1000
         self._log.flush()  # functions.log is current after every invocation (for tail -f, and for tests)
-        if inv.error is not None:
+        if inv.error is not None and not synchronous:
             inv.dead_lettered = self._dead_letter(fn, event, inv, context)
         self.history.append(inv)
         return inv
@@ -179,9 +183,66 @@ class Dispatcher:
                         done.append(self.invoke(name, event, f"{source}: {describe(event)}"))
                         sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
                         delivered += 1
+            for url, (function, mapping) in self.sandbox.batch_inboxes.items():
+                while batch := self._receive_batch(url, mapping.batch_size):
+                    done.append(self._poll(function, mapping, url, batch))
+                    delivered += len(batch)
             if not delivered:
                 return done
         raise RuntimeError(f"events were still being delivered after {MAX_ROUNDS} rounds: a loop?")
+
+    def _receive_batch(self, url: str, size: int) -> list[dict[str, Any]]:
+        """Up to ``size`` visible messages, as an SQS event source mapping's poller gathers a batch (the sandbox's
+        batching window ends when the queue has no more)."""
+        sqs = self.sandbox.client("sqs")
+        batch: list[dict[str, Any]] = []
+        while len(batch) < size:
+            got = sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=min(10, size - len(batch)), AttributeNames=["All"]
+            ).get("Messages", [])
+            if not got:
+                break
+            batch += got
+        return batch
+
+    def _poll(self, name: str, source: EventSource, url: str, batch: list[dict[str, Any]]) -> Invocation:
+        """One batch to the function, as Lambda's SQS poller does: a synchronous invocation; the messages it
+        handled are deleted. A failed invocation deletes none, and with ReportBatchItemFailures the ones it names
+        stay: in flight until the queue's visibility timeout (moto's default is 30 s), as in AWS, where the queue's
+        redrive policy then takes over."""
+        arn = next(a for a, u in self.sandbox.queue_urls.items() if u == url)
+        event = sqs_event(batch, arn)
+        inv = self.invoke(name, event, f"{source.logical_id}: {describe(event)}", synchronous=True)
+        if not inv.ok:
+            return inv
+        failed: set[str] = set()
+        if source.report_failures and isinstance(inv.result, dict):
+            failed = {str(f.get("itemIdentifier")) for f in inv.result.get("batchItemFailures") or []}
+        sqs = self.sandbox.client("sqs")
+        for message in batch:
+            if message["MessageId"] not in failed:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return inv
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+    """Received SQS messages as the Lambda event an SQS event source mapping sends."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": m.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": REGION,
+            }
+            for m in messages
+        ]
+    }
 
 
 def load_module(fn: FunctionSpec, service: str | None = None) -> ModuleType:
@@ -244,6 +305,15 @@ def to_lambda_event(body: dict[str, Any]) -> dict[str, Any]:
 
 def describe(event: Any) -> str:
     """A short human description of an event for the timeline."""
+    records = event.get("Records") if isinstance(event, dict) else None
+    if (
+        isinstance(records, list)
+        and records
+        and isinstance(records[0], dict)
+        and records[0].get("eventSource") == "aws:sqs"
+    ):
+        queue = str(records[0].get("eventSourceARN", "")).rsplit(":", 1)[-1]
+        return f"SQS batch of {len(records)} from {queue}"
     if isinstance(event, dict) and "Records" in event:
         sns = event["Records"][0].get("Sns", {})
         return f"SNS {str(sns.get('TopicArn', '')).rsplit(':', 1)[-1]}: {sns.get('Subject') or ''}".strip()

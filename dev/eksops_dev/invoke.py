@@ -358,6 +358,8 @@ def _aws_failure(fn: FunctionSpec, exc: Exception, env: Mapping[str, str], *, pa
     }
     if isinstance(exc, PartialFailure):
         failure["errors"] = exc.errors
+        if getattr(exc, "summary", None) is not None:  # what the run did, reported before it failed (compliance_sweep)
+            failure["result"] = exc.summary  # type: ignore[attr-defined]
     return failure
 
 

@@ -22,7 +22,7 @@ import boto3
 
 from eksops.aws import clear_client_cache
 from eksops_dev.moto_extras import add_aws_managed_policies
-from eksops_dev.template import ACCOUNT, PARTITION, REGION, FunctionSpec, Resolver, Template
+from eksops_dev.template import ACCOUNT, PARTITION, REGION, EventSource, FunctionSpec, Resolver, Template
 
 STACK = "eksops-local"
 # AWS managed policies eksops attaches. moto can load all ~1,300 of them, but then answers every request about
@@ -45,7 +45,8 @@ class Sandbox:
     ) -> None:
         self.template = template
         self.parameters = {**template.parameter_defaults(), **(parameters or {})}
-        self.workdir = workdir or template.root / ".sandbox"
+        # EKSOPS_SANDBOX_DIR: another place for the sandbox's files (kubeconfig, logs), e.g. one per test process
+        self.workdir = workdir or Path(os.environ.get("EKSOPS_SANDBOX_DIR") or template.root / ".sandbox")
         self.endpoint = endpoint  # an already running moto server (tests share one); else one is started
         self._server: Any = None
         self._logs_shim: Any = None
@@ -60,6 +61,7 @@ class Sandbox:
         self.attrs: dict[tuple[str, str], Any] = {}
         self.queue_urls: dict[str, str] = {}  # queue ARN -> URL
         self.inboxes: dict[str, tuple[str, str]] = {}  # queue URL -> (function name, event source logical id)
+        self.batch_inboxes: dict[str, tuple[str, EventSource]] = {}  # queue URL -> (function, its SQS event source)
         self.schedules: dict[str, list[tuple[str, str]]] = {}  # function -> [(logical id, expression)]
         self.bridges: dict[str, str] = {}  # queue URL -> SNS topic ARN (moto's EventBridge has no SNS targets)
         self.notes: list[str] = []
@@ -356,6 +358,11 @@ class Sandbox:
                     (source.logical_id, str(self.resolver.resolve(source.schedule)))
                 )
                 continue
+            if source.kind == "sqs":  # an event source mapping: the dispatcher polls the template's own queue
+                url = self.queue_urls[self.resolver.resolve(source.queue)]
+                self.batch_inboxes[url] = (fn.name, source)
+                self.created.append(f"event source mapping {url.rsplit('/', 1)[-1]} -> {fn.name}")
+                continue
             url, arn = self._queue(None, f"{STACK}-{fn.name}-{source.logical_id}"[:80])
             self.inboxes[url] = (fn.name, source.logical_id)
             if source.kind == "eventbridge":
@@ -370,6 +377,22 @@ class Sandbox:
 
     def _create_subscription(self, logical_id: str, resource: Mapping[str, Any]) -> None:
         props = self._props(resource)
+        if props.get("Protocol") == "sqs":  # a queue of the template (email and others are not emulated)
+            attributes = {
+                key: json.dumps(props[key]) if isinstance(props[key], dict) else _env_str(props[key])
+                for key in ("RawMessageDelivery", "FilterPolicy", "FilterPolicyScope")
+                if key in props
+            }
+            arn = self.client("sns").subscribe(
+                TopicArn=props["TopicArn"],
+                Protocol="sqs",
+                Endpoint=props["Endpoint"],
+                Attributes=attributes,
+                ReturnSubscriptionArn=True,
+            )["SubscriptionArn"]
+            self.refs[logical_id] = arn
+            self.created.append(f"subscription {str(props['TopicArn']).rsplit(':', 1)[-1]} -> {logical_id}")
+            return
         self.notes.append(
             f"not emulated: {logical_id} ({props.get('Protocol')} subscription to "
             f"{str(props.get('TopicArn')).rsplit(':', 1)[-1]})"

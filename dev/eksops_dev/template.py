@@ -45,10 +45,13 @@ class EventSource:
     """One entry of a function's Events."""
 
     logical_id: str
-    kind: str  # "eventbridge", "schedule" or "sns"
+    kind: str  # "eventbridge", "schedule", "sns" or "sqs"
     pattern: dict[str, Any] | None = None
     schedule: Any = None
     topic: Any = None  # unresolved reference to the topic
+    queue: Any = None  # unresolved reference to the queue's ARN (an SQS event source mapping)
+    batch_size: int = 10
+    report_failures: bool = False  # FunctionResponseTypes has ReportBatchItemFailures
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,16 @@ def _event_sources(events: Mapping[str, Any]) -> list[EventSource]:
             )
         elif kind == "SNS":
             sources.append(EventSource(logical_id, "sns", topic=props["Topic"]))
+        elif kind == "SQS":
+            sources.append(
+                EventSource(
+                    logical_id,
+                    "sqs",
+                    queue=props["Queue"],
+                    batch_size=int(props.get("BatchSize", 10)),
+                    report_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
+                )
+            )
         else:
             raise ValueError(f"event source type {kind} ({logical_id}) is not supported by the sandbox")
     return sources

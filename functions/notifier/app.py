@@ -1,4 +1,5 @@
-"""notifier: messages from the alerts and reports topics to Slack (email goes through SNS subscriptions)."""
+"""notifier: alerts (SNS, one at a time) and reports (SQS batches, one digest each) to Slack; email goes through SNS
+subscriptions."""
 
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from eksops.aws import client
 from eksops.config import CommonConfig
-from eksops.notify.notifier import SECRET_MAX_AGE_S, NotifierConfig, NotifierService, SnsRecord
+from eksops.notify.notifier import SECRET_MAX_AGE_S, BurstDedup, NotifierConfig, NotifierService
+from eksops.notify.once import Once, RepeatCounter
+from eksops.notify.queue import is_sqs_batch, parse_sqs_batch
+from eksops.notify.sns import SnsRecord
 from eksops.notify.webhook import SlackWebhook
 from eksops.observability import TRACED_MODULES, log_failures, log_json
 
@@ -26,19 +30,44 @@ tracer = Tracer(patch_modules=TRACED_MODULES)
 metrics = Metrics()
 
 common = CommonConfig.from_env()
+settings = NotifierConfig.from_env()
+table = common.require_idempotency_table()
 # Powertools' own stores would each open another boto3 session (about 65 ms of cold start): hand them ours.
 secrets = SecretsProvider(boto3_client=client("secretsmanager"))
+# Identical alerts (same kind, severity, title, cluster and summary) within SLACK_DEDUP_SECONDS are posted once; 0 off.
+dedup = (
+    BurstDedup(
+        Once(
+            persistence=DynamoDBPersistenceLayer(table_name=table, boto3_client=client("dynamodb")),
+            key_prefix=f"{common.function_name}.alert-dedup",
+            expires_after_seconds=settings.dedup_seconds,
+        ),
+        RepeatCounter(table=table, dynamodb=client("dynamodb"), key_prefix=f"{common.function_name}.alert-repeats"),
+        settings.dedup_seconds,
+    )
+    if settings.dedup_seconds
+    else None
+)
+# The same reports redelivered together (a batch retried after a timeout) make one digest, not two.
+digest_once = Once(
+    persistence=DynamoDBPersistenceLayer(table_name=table, boto3_client=client("dynamodb")),
+    key_prefix=f"{common.function_name}.digest",
+    expires_after_seconds=24 * 3600,
+)
 service = NotifierService(
-    NotifierConfig.from_env(),
+    settings,
     dry_run=common.dry_run,
     get_secret=lambda arn: str(secrets.get(arn, max_age=SECRET_MAX_AGE_S)),
     webhook=SlackWebhook(),
     sqs=client("sqs"),
+    alerts_topic_arn=common.alerts_topic_arn,
+    dedup=dedup,
+    digest_once=digest_once,
 )
 # A duplicate delivery of the same SNS message (same MessageId; without one, the same content and time) returns
 # the first result and posts nothing.
 idempotency = IdempotencyConfig(event_key_jmespath="idempotency_key", expires_after_seconds=24 * 3600)
-persistence = DynamoDBPersistenceLayer(table_name=common.require_idempotency_table(), boto3_client=client("dynamodb"))
+persistence = DynamoDBPersistenceLayer(table_name=table, boto3_client=client("dynamodb"))
 _remaining: dict[str, Callable[[], int]] = {}
 
 
@@ -52,10 +81,52 @@ def deliver(record: SnsRecord) -> dict[str, Any]:
 @tracer.capture_lambda_handler
 @log_failures(logger, metrics)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    record = SnsRecord.parse(event)
     idempotency.register_lambda_context(context)
+    digest_once.register_lambda_context(context)
+    if dedup is not None:
+        dedup.once.register_lambda_context(context)
     _remaining["ms"] = context.get_remaining_time_in_millis
+    if is_sqs_batch(event):
+        return _reports(event, context)
+    record = SnsRecord.parse(event)
     result = deliver(record=record)
-    metrics.add_metric(name="SlackPosted" if result.get("posted") else "SlackNotPosted", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=_outcome(result), unit=MetricUnit.Count, value=1)
     logger.info("notification handled", extra={k: v for k, v in result.items() if k != "payload"})
     return result
+
+
+def _outcome(result: dict[str, Any]) -> str:
+    if result.get("posted"):
+        return "SlackPosted"
+    if result.get("filtered"):
+        return "SlackFiltered"
+    return "SlackDeduplicated" if result.get("deduplicated") else "SlackNotPosted"
+
+
+def _reports(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """A batch from the reports queue: one digest per webhook, then the partial batch response (the records of a
+    digest that could not be posted are retried by SQS; when none got through, the invocation fails)."""
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+    records = parse_sqs_batch(event)
+    outcome = service.deliver_batch(records, context.get_remaining_time_in_millis)
+    posted = [d for d in outcome.digests if d.get("posted")]
+    metrics.add_metric(name="SlackPosted", unit=MetricUnit.Count, value=len(posted))
+    metrics.add_metric(name="ReportsDigested", unit=MetricUnit.Count, value=sum(d["reports"] for d in posted))
+    metrics.add_metric(name="SlackFiltered", unit=MetricUnit.Count, value=outcome.filtered)
+    metrics.add_metric(name="ReportsRetried", unit=MetricUnit.Count, value=len(outcome.failures))
+    logger.info("reports handled", extra=outcome.summary())
+
+    def settle(record: SQSRecord) -> None:
+        failure = outcome.failures.get(record.message_id)
+        if failure is not None:
+            raise failure
+
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    response = process_partial_response(event=event, record_handler=settle, processor=processor, context=context)
+    if outcome.failures and len(outcome.failures) == len(records):
+        # Nothing got through (Slack down, a dead webhook, a bad secret): fail the invocation, so the error alarm
+        # fires with the real error; SQS makes the whole batch visible again.
+        raise next(iter(outcome.failures.values()))
+    return dict(response)

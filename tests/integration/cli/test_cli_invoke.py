@@ -23,8 +23,9 @@ SWEEP = "events/log_retention/scheduled_sweep.json"
 
 
 @pytest.fixture(autouse=True)
-def in_project(monkeypatch: pytest.MonkeyPatch) -> None:
+def in_project(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("EKSOPS_SANDBOX_DIR", str(tmp_path / "sandbox"))  # not the .sandbox the demo test may use
     for name in ("RETENTION_MODE", "RETENTION_DEFAULT_DAYS", "DRY_RUN", "ALERTS_TOPIC_ARN", "REPORTS_TOPIC_ARN"):
         monkeypatch.delenv(name, raising=False)
 

@@ -24,7 +24,10 @@ from eksops.notify.notifier import SnsRecord
 from tests.unit.notify.test_formats import _mrkdwn_texts, assert_valid_block_kit
 
 ROOT = Path(__file__).resolve().parents[3]
-SAMPLES = sorted((ROOT / "events/notifier").glob("*.json"))
+# SNS samples (alerts, and reports as SNS delivers them); SQS batches of reports are tested in tests/integration/notify
+SAMPLES = sorted(
+    p for p in (ROOT / "events/notifier").glob("*.json") if "Sns" in json.loads(p.read_text())["Records"][0]
+)
 ALERTS = "arn:aws:sns:us-east-1:123456789012:eksops-alerts"
 # A Slack webhook body is at most 50 blocks of at most 3,000 characters each, plus the fallback text.
 PAYLOAD_BOUND = 200_000

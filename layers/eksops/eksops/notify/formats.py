@@ -7,6 +7,7 @@ EKS, AWS Health events for EKS, and a readable fallback for anything else (a mes
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import re
@@ -52,11 +53,16 @@ CONSOLE_DOMAINS = {
 DOCS_HOSTS = frozenset({"docs.aws.amazon.com", "docs.amazonaws.cn"})
 KIND_LIMIT = 100  # a message kind goes into the result, the idempotency record and a log line
 MAX_LINKS = 10
+DIGEST_LINES_KEPT = 10  # a digest shows the first few lines of each report; more are never needed
 
 
 @dataclass
 class SlackMessage:
-    """A formatted message, with what routing needs (severity, cluster)."""
+    """A formatted message, with what routing needs (severity, cluster) and what identifies it.
+
+    ``title`` and ``summary`` are plain text (not mrkdwn): with ``kind``, ``severity`` and ``cluster`` they are
+    what burst dedup compares (``dedup_key``); a digest shows ``title`` with the first ``lines`` (or the summary).
+    """
 
     kind: str
     severity: str
@@ -64,12 +70,25 @@ class SlackMessage:
     blocks: list[dict[str, Any]]
     cluster: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    title: str = ""
+    summary: str = ""
+    lines: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Both come from the payload and go into the result, its log line and routing: bounded, well-formed, and
         # a cluster only when it is a name EKS accepts (a route's glob never sees a list or 300 KB of text).
         self.kind = well_formed(clip(self.kind, KIND_LIMIT, "…"))
         self.cluster = self.cluster if is_cluster_name(self.cluster) else None
+        self.title = well_formed(self.title or self.text)
+        self.summary = well_formed(self.summary)
+        self.lines = tuple(well_formed(str(line)) for line in self.lines[:DIGEST_LINES_KEPT])
+
+    def dedup_key(self) -> str:
+        """What makes two messages "the same alert": kind, severity, title, cluster and summary (never the SNS
+        MessageId or the time it was published). Each formatter puts what tells two alerts apart in the summary
+        (an alarm's state change time, a finding's id, an image digest)."""
+        content = json.dumps([self.kind, self.severity, self.title, self.cluster, self.summary])
+        return "sha256:" + hashlib.sha256(content.encode()).hexdigest()
 
     def payload(self) -> dict[str, Any]:
         """The webhook body: fallback text plus the blocks in a colour-barred attachment."""
@@ -223,11 +242,20 @@ def _alarm(body: Mapping[str, Any], subject: str | None) -> SlackMessage:
     )
     cluster = next((d.get("value") for d in trigger.get("Dimensions") or [] if d.get("name") == "ClusterName"), None)
     text = f"{EMOJI[severity]} {escape(name)} is {escape(state)}"
-    return SlackMessage("cloudwatch-alarm", severity, text, blocks, cluster)
+    # CloudWatch notifies once per state change: the change's time keeps two changes (ALARM, OK, ALARM again with
+    # the same reason) from counting as one alert repeated, so a dedup never hides that the alarm fired again.
+    summary = f"{body.get('NewStateReason', '')} (at {body.get('StateChangeTime', '-')})"
+    return SlackMessage(
+        "cloudwatch-alarm", severity, text, blocks, cluster, title=f"{name} is {state}", summary=summary
+    )
 
 
-def _plain_emoji(severity: str) -> str:
+def plain_emoji(severity: str) -> str:
+    """The emoji for a severity in plain text (headers)."""
     return {"critical": "🔴", "warning": "🟠", "info": "🔵", "ok": "✅", "unknown": "⚪"}[severity]
+
+
+_plain_emoji = plain_emoji
 
 
 # -- eksops envelopes -----------------------------------------------------------------------------------------
@@ -272,6 +300,9 @@ def _envelope(body: Mapping[str, Any], subject: str | None, partition: str = "aw
         f"{EMOJI[severity]} {escape(title)}",
         blocks,
         cluster if isinstance(cluster, str) and cluster else None,
+        title=title,
+        summary=str(body.get("summary", "")),
+        lines=tuple(str(line) for line in lines[:DIGEST_LINES_KEPT]) if isinstance(lines, list) else (),
     )
 
 
@@ -418,7 +449,14 @@ def _ecr_scan(event: Mapping[str, Any], subject: str | None) -> SlackMessage:
         context(f"{link(url, 'Scan results in the console')} · {region}"),
     ]
     text = f"{EMOJI[severity]} Image scan {escape(repo)}:{escape(tags)}: {escape(summary) or 'no findings'}"
-    return SlackMessage("ecr-image-scan", severity, text, blocks)
+    return SlackMessage(
+        "ecr-image-scan",
+        severity,
+        text,
+        blocks,
+        title=f"Image scan: {repo}:{tags}",
+        summary=f"{summary or 'no findings'}; image {digest or '-'}",  # another image with the same counts differs
+    )
 
 
 def _ECR_ORDER(severity: str) -> int:
@@ -466,7 +504,16 @@ def _guardduty(event: Mapping[str, Any], subject: str | None) -> SlackMessage:
             f"{link(url, 'Finding in the console')} · account {escape(str(detail.get('accountId', '-')))} · {region}"
         ),
     ]
-    return SlackMessage("guardduty-finding", severity, f"{EMOJI[severity]} GuardDuty: {escape(title)}", blocks, cluster)
+    return SlackMessage(
+        "guardduty-finding",
+        severity,
+        f"{EMOJI[severity]} GuardDuty: {escape(title)}",
+        blocks,
+        cluster,
+        title=f"GuardDuty: {title}",
+        # GuardDuty publishes a finding again as it recurs (same id): those are the repeats a dedup should fold
+        summary=f"{detail.get('description', '')} (finding {detail.get('id', '-')})",
+    )
 
 
 def _health(event: Mapping[str, Any], subject: str | None) -> SlackMessage:
@@ -508,7 +555,15 @@ def _health(event: Mapping[str, Any], subject: str | None) -> SlackMessage:
         blocks.append(lines_section([f"`{escape(e)}`" for e in entities], title="Affected"))
     blocks.append(context(f"{link(url, 'Event in AWS Health')} · {region}"))
     cluster = entities[0].rsplit("/", 1)[-1] if entities and ":cluster/" in entities[0] else None
-    return SlackMessage("aws-health", severity, f"{EMOJI[severity]} AWS Health {escape(code_name)}", blocks, cluster)
+    return SlackMessage(
+        "aws-health",
+        severity,
+        f"{EMOJI[severity]} AWS Health {escape(code_name)}",
+        blocks,
+        cluster,
+        title=f"AWS Health: {code_name}",
+        summary=f"{description} ({arn or '-'})",  # an update of the event has a new description: not a repeat
+    )
 
 
 # -- anything else ----------------------------------------------------------------------------------------------
@@ -522,7 +577,7 @@ def fallback(message: str, subject: str | None, topic: str) -> SlackMessage:
         pretty = message
     title = subject or f"Message on {topic}"
     blocks = [header(f"{_plain_emoji('unknown')} {title}"), code(pretty), context(f"eksops · from {escape(topic)}")]
-    return SlackMessage("other", "unknown", escape(title), blocks)
+    return SlackMessage("other", "unknown", escape(title), blocks, title=title, summary=message)
 
 
 EVENT_FORMATTERS: dict[tuple[str, str], Callable[[Mapping[str, Any], str | None], SlackMessage]] = {

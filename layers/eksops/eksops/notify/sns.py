@@ -43,11 +43,17 @@ class SnsRecord:
         sns = event["Records"][0].get("Sns") if isinstance(event["Records"][0], Mapping) else None
         if not isinstance(sns, Mapping):
             raise InvalidEvent("not an SNS record", field="Records[0].Sns")
+        return cls.from_notification(sns, "Records[0].Sns")
+
+    @classmethod
+    def from_notification(cls, sns: Mapping[str, Any], where: str) -> SnsRecord:
+        """An SNS notification: the ``Sns`` of a Lambda SNS record, or the JSON body SNS gives an SQS queue (raw
+        message delivery off). ``where`` names it in an InvalidEvent."""
         for key in ("MessageId", "TopicArn", "Message"):
             if not isinstance(sns.get(key), str):
-                raise InvalidEvent("missing or not a string", field=f"Records[0].Sns.{key}")
+                raise InvalidEvent("missing or not a string", field=f"{where}.{key}")
         if len(sns["MessageId"]) > MESSAGE_ID_LIMIT:
-            raise InvalidEvent(f"longer than {MESSAGE_ID_LIMIT} characters", field="Records[0].Sns.MessageId")
+            raise InvalidEvent(f"longer than {MESSAGE_ID_LIMIT} characters", field=f"{where}.MessageId")
         subject = _subject(sns.get("Subject"))
         message_id: str = sns["MessageId"]
         topic_arn: str = sns["TopicArn"]
