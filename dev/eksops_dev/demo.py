@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import sys
 import time
@@ -25,7 +26,7 @@ from eksops_dev.template import ACCOUNT, PARTITION, REGION, Template
 
 CLUSTER = "demo"
 # The compliance sweep may fix what this rule finds (the others are reported only).
-COMPLIANCE_REMEDIATE = ["namespace-default-deny"]
+COMPLIANCE_REMEDIATE = ["namespace-pod-security"]
 WEB_REPLICASET = "8a3c1f4e-5d2b-4c6a-9e7f-0b1d2c3e4f5a"
 NEVER = None
 # The node-scaling act: a node group of 4-core nodes, a demand trace in cores per minute, nodes ready 2 minutes
@@ -73,6 +74,7 @@ class Timeline:
     failures: list[str] = field(default_factory=list)
     invocations: list[Invocation] = field(default_factory=list)
     step_no: int = 0
+    functions_log: Path | None = None  # where the handlers log (what the notifier did with a batch is there)
 
     def step(self, title: str) -> None:
         self.step_no += 1
@@ -86,7 +88,7 @@ class Timeline:
             self.invocations.append(inv)
             self.line(f"[{inv.trigger}] -> {inv.function}")
             if inv.ok:
-                for text in describe_result(inv.result):
+                for text in describe_result(inv.result, inv.event, self.functions_log):
                     self.line(f"    {text}")
             else:
                 where = "dead-letter queue" if inv.dead_lettered else "nowhere (no failure destination!)"
@@ -102,10 +104,10 @@ class Timeline:
             self.failures.append(what)
 
 
-def describe_result(result: Any) -> list[str]:
+def describe_result(result: Any, event: Any = None, functions_log: Path | None = None) -> list[str]:
     if not isinstance(result, dict):
         return [repr(result)]
-    special = _describe_special(result)
+    special = _describe_special(result, event, functions_log)
     if special is not None:
         return special
     verb = "would" if result.get("dry_run") else ""
@@ -129,8 +131,10 @@ def describe_result(result: Any) -> list[str]:
     return [*lines, counts]
 
 
-def _describe_special(result: dict[str, Any]) -> list[str] | None:
+def _describe_special(result: dict[str, Any], event: Any = None, functions_log: Path | None = None) -> list[str] | None:
     """The functions whose summaries are not lists of changes; None for the others."""
+    if "batchItemFailures" in result:  # notifier, a batch of reports from the reports queue
+        return _describe_batch(result, event, functions_log)
     if isinstance(result.get("clusters"), dict):  # cluster_bootstrap
         return _describe_bootstrap(result)
     if "decisions" in result:  # node_scaler
@@ -144,6 +148,55 @@ def _describe_special(result: dict[str, Any]) -> list[str] | None:
     if "posted" in result:  # notifier
         where = f"posted to Slack ({result.get('webhook')})" if result["posted"] else f"not posted: {result['reason']}"
         return [f"{result['kind']} ({result['severity']}): {where}"]
+    return None
+
+
+def _describe_batch(result: dict[str, Any], event: Any, functions_log: Path | None) -> list[str]:
+    """A batch of reports: its partial batch response says only which records failed; what became of the others
+    (digests posted, reports below the Slack threshold) is in the notifier's "reports handled" log line."""
+    raw = event.get("Records") if isinstance(event, dict) else None
+    records = raw if isinstance(raw, list) else []
+    failed = len(result.get("batchItemFailures") or [])
+    lines = [f"batch: {len(records) if records else '?'} record(s), {failed} failed"]
+    handled = _reports_handled(functions_log, records) if functions_log and records else None
+    if handled is None:
+        return lines
+    for digest in handled.get("digests", []):
+        count = int(digest.get("reports", 0))
+        what = f"digest of {count} report(s)" if count > 1 else f"{digest.get('kind')} ({digest.get('severity')})"
+        where = f"posted to Slack ({digest.get('webhook')})" if digest.get("posted") else "not posted"
+        lines.append(f"{what}: {where}" + ("" if digest.get("posted") else f": {digest.get('reason')}"))
+    if handled.get("filtered"):
+        lines.append(f"{handled['filtered']} report(s) below the Slack threshold: not posted")
+    if failed:
+        lines.append(f"{failed} record(s) left in the queue for SQS to retry")
+    return lines
+
+
+def _reports_handled(functions_log: Path, records: list[Any]) -> dict[str, Any] | None:
+    """The notifier's "reports handled" log record for the batch ``records`` (known by the SNS message ids its
+    digests name), or None."""
+    ids = set()
+    for record in records:
+        try:
+            body = json.loads(record["body"])
+            ids.add(str(body["MessageId"]) if body.get("Type") == "Notification" else str(record["messageId"]))
+        except (KeyError, TypeError, AttributeError, ValueError):
+            ids.add(str(record.get("messageId")) if isinstance(record, dict) else "")
+    try:
+        text = functions_log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in reversed(text.splitlines()):
+        if '"reports handled"' not in line:
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        named = {i for d in entry.get("digests", []) for i in d.get("message_ids", [])}
+        if entry.get("records") == len(records) and (named <= ids if named else entry.get("filtered") == len(records)):
+            return entry  # type: ignore[no-any-return]
     return None
 
 
@@ -211,6 +264,7 @@ def _run(template: Template, timeline: Timeline, out: TextIO, parameters: dict[s
         secret = sandbox.client("secretsmanager").create_secret(Name="eksops/slack/demo", SecretString=slack.url)
         sandbox.set_parameters(SlackWebhookSecretArn=secret["ARN"])
         dispatcher = Dispatcher(sandbox)
+        timeline.functions_log = sandbox.workdir / "functions.log"
         try:
             _scenario(sandbox, dispatcher, timeline, git)
             _show_slack(slack, timeline)
@@ -323,6 +377,16 @@ def _compliance(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline) -> None:
     from eksops.compliance.model import rules
     from eksops.compliance.report import ClusterReport, render
 
+    t.step("A team creates namespace 'checkout' (kubectl create namespace): no Pod Security labels yet")
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(sandbox.kubeconfig_path), context=CLUSTER
+    )
+    k8s.CoreV1Api(api).create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name="checkout")))
+    t.line("namespace checkout created")
+
     t.step(f"The daily compliance sweep (schedule from template.yaml), REMEDIATE={COMPLIANCE_REMEDIATE}")
     runs = dispatcher.fire_schedule("compliance_sweep")
     t.show(runs)
@@ -336,8 +400,8 @@ def _compliance(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline) -> None:
         t.line(text)
     fixed = [f for r in reports for f in r.findings if f.status == "remediated"]
     t.check(
-        any(f.rule == "namespace-default-deny" and f.resource == "namespace/payments" for f in fixed),
-        "the sweep fixed namespace-default-deny on namespace/payments (eksops-default-deny applied)",
+        any(f.rule == "namespace-pod-security" and f.resource == "namespace/checkout" for f in fixed),
+        "the sweep fixed namespace-pod-security on namespace/checkout (the bootstrap's Pod Security labels)",
     )
 
     t.step("The next day's sweep: what was fixed is reported resolved")
@@ -351,8 +415,8 @@ def _compliance(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline) -> None:
         for r in ClusterReport.from_dict(c).resolved
     ]
     t.check(
-        "namespace-default-deny namespace/payments" in resolved,
-        "namespace-default-deny on namespace/payments is resolved since the last sweep",
+        "namespace-pod-security namespace/checkout" in resolved,
+        "namespace-pod-security on namespace/checkout is resolved since the last sweep",
     )
 
 
@@ -529,6 +593,7 @@ def _node_scaling(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline) -> None
     core = k8s.CoreV1Api(
         k8s_config.new_client_from_config(config_file=str(sandbox.kubeconfig_path), context=CLUSTER)  # type: ignore[no-untyped-call]
     )
+    _web_workload(api_client=core.api_client)
     scaler = dispatcher.module("node_scaler").service
     # On minute boundaries, as CloudWatch keeps one-minute points: every run reads the same history back.
     start = (time.time() // 60 - len(DEMAND_CORES)) * 60
@@ -597,6 +662,49 @@ def _seed_history(sandbox: Sandbox, start: float, t: Timeline) -> None:
     t.line(
         f"the last {STEADY_MINUTES} minutes, as node_scaler recorded them: a steady {STEADY_CORES:g} cores requested"
     )
+
+
+def _web_workload(api_client: Any) -> None:
+    """The Deployment and ReplicaSet the web pods belong to (what the compliance rules judge, once per workload)."""
+    from eksops.compliance.context import kube_request
+
+    labels = {"app": "web"}
+    container = {
+        "name": "web",
+        "image": "web:1",
+        "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True},
+    }
+    template = {"metadata": {"labels": labels}, "spec": {"containers": [container]}}
+    spec = {"replicas": 3, "selector": {"matchLabels": labels}, "template": template}
+    for path, obj in (
+        (
+            "/apis/apps/v1/namespaces/web/deployments",
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "web", "namespace": "web"},
+                "spec": spec,
+            },
+        ),
+        (
+            "/apis/apps/v1/namespaces/web/replicasets",
+            {
+                "apiVersion": "apps/v1",
+                "kind": "ReplicaSet",
+                "metadata": {
+                    "name": "web-5d8f7c",
+                    "namespace": "web",
+                    "uid": WEB_REPLICASET,
+                    "ownerReferences": [
+                        {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "controller": True}
+                    ],
+                },
+                "spec": spec,
+            },
+        ),
+    ):
+        kube_request(api_client, "POST", path, body=obj)
 
 
 def _boot_nodes(core: Any, autoscaling: Any, launched: dict[str, int], step: int) -> list[str]:
@@ -789,7 +897,17 @@ def _show_slack(slack: SlackReceiver, t: Timeline) -> None:
             t.line(f"  {text}")
     kinds = [p["attachments"][0]["blocks"][0]["text"]["text"] for p in slack.received]
     t.check(any("dead-letters is ALARM" in k for k in kinds), "the dead-letter alarm reached Slack")
-    t.check(sum("Log retention" in k for k in kinds) >= 5, "every retention change report reached Slack")
+    # A report is a message of its own, or one entry of a digest ("eksops: N reports"), which names its title.
+    retention = sum(
+        line.startswith(("== ", "• ")) and "Log retention:" in line for p in slack.received for line in render(p)
+    )
+    t.check(retention >= 5, f"every retention change report reached Slack ({retention}, some in digests)")
+    digests = [int(m.group(1)) for k in kinds if (m := re.search(r"eksops: (\d+) reports", k))]
+    t.check(
+        bool(digests),
+        f"reports that came together reached Slack as {len(digests)} digest(s) of {sum(digests)} reports, "
+        f"so {len(slack.received)} messages in all",
+    )
     t.check(any("application-errors is ALARM" in k for k in kinds), "the application error alarm reached Slack")
 
 

@@ -61,6 +61,10 @@ RESOURCES: tuple[tuple[str, str, bool], ...] = (
     ("autoscaling/v2/horizontalpodautoscalers", "HorizontalPodAutoscaler", True),
     ("policy/v1/poddisruptionbudgets", "PodDisruptionBudget", True),
     ("apps/v1/statefulsets", "StatefulSet", True),
+    # and every pod's controller: ReplicaSets, Jobs and CronJobs
+    ("apps/v1/replicasets", "ReplicaSet", True),
+    ("batch/v1/jobs", "Job", True),
+    ("batch/v1/cronjobs", "CronJob", True),
 )
 VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 APPLY_PATCH = "application/apply-patch+yaml"

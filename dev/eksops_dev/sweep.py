@@ -80,6 +80,8 @@ def _on_sandbox(
             dispatcher.close()
     sweeps = [i for i in runs if i.function == FUNCTION]
     results = [i.result for i in sweeps if i.ok and isinstance(i.result, dict)]
+    # A sweep that failed in part (a rule or a fix failed) reported first: its report is shown too.
+    results += [s for i in sweeps if not i.ok and (s := getattr(i.extra.get("exception"), "summary", None))]
     failures = [f"{i.error_type}: {i.error}" for i in sweeps if not i.ok]
     return results, failures
 
@@ -95,5 +97,6 @@ def _on_aws(
         code = invoke._on_aws(template, fn, event, overrides)  # the same run as `eksops invoke --aws`
     payload = json.loads(out.getvalue())
     if code != 0 or not payload.get("ok"):
-        return [], [f"{payload.get('errorType')}: {payload.get('error')}"]
+        partial = [payload["result"]] if isinstance(payload.get("result"), dict) else []
+        return partial, [f"{payload.get('errorType')}: {payload.get('error')}"]
     return list(payload.get("results") or [payload["result"]]), []

@@ -17,6 +17,7 @@ from eksops.compliance.service import ComplianceService
 from eksops.compliance.state import StateStore
 from eksops.compliance.triggers import parse_trigger
 from eksops.config import CommonConfig
+from eksops.errors import PartialFailure
 from eksops.kube.auth import KubeConfig, api_client
 from eksops.logs import ErrorAlarmsConfig, ErrorAlarmsService, RetentionConfig
 from eksops.notify import Publisher
@@ -81,5 +82,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     )
     record(metrics, summary.counts(), prefix="Compliance")
     logger.info("compliance sweep done", extra={"counts": summary.counts(), "dry_run": summary.dry_run})
-    summary.raise_for_errors()
+    try:
+        summary.raise_for_errors()
+    except PartialFailure as exc:
+        exc.summary = summary.as_dict()  # type: ignore[attr-defined]  # for `eksops sweep`: the report of a run that failed in part
+        raise
     return summary.as_dict()

@@ -71,6 +71,64 @@ def pod(
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": copy.deepcopy(spec or pod_spec())}
 
 
+def owner(kind: str, name: str, api_version: str = "apps/v1") -> dict[str, Any]:
+    """An owner reference (controller: true) for ``pod(owner=...)``, ``replica_set`` and ``job``."""
+    return {"apiVersion": api_version, "kind": kind, "name": name}
+
+
+def _owned(meta: dict[str, Any], by: dict[str, Any] | None) -> dict[str, Any]:
+    if by:
+        meta["ownerReferences"] = [{"controller": True, "uid": "x", **by}]
+    return meta
+
+
+def replica_set(
+    namespace: str,
+    name: str,
+    spec: dict[str, Any] | None = None,
+    *,
+    by: dict[str, Any] | None = None,
+    replicas: int = 1,
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """An apps/v1 ReplicaSet, controlled by ``by`` (an ``owner(...)``) when given."""
+    labels = labels or {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": _owned({"name": name, "namespace": namespace}, by),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": copy.deepcopy(spec or pod_spec())},
+        },
+    }
+
+
+def job(
+    namespace: str, name: str, spec: dict[str, Any] | None = None, *, by: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A batch/v1 Job (its pod template restarts Never), controlled by ``by`` when given (a CronJob's run)."""
+    template = {"restartPolicy": "Never", **copy.deepcopy(spec or pod_spec())}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _owned({"name": name, "namespace": namespace}, by),
+        "spec": {"template": {"metadata": {"labels": {"job-name": name}}, "spec": template}},
+    }
+
+
+def cron_job(namespace: str, name: str, spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A batch/v1 CronJob running nightly with ``spec`` as its Jobs' pod template's spec."""
+    template = {"restartPolicy": "Never", **copy.deepcopy(spec or pod_spec())}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": {"spec": template}}}},
+    }
+
+
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in extra.items():

@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from eksops.aws import RateLimiter, client
+from eksops.bootstrap.config import BootstrapConfig
 from eksops.compliance.context import ClusterContext
 from eksops.compliance.model import KubePermission, Rule, rules
 from eksops.logs import ErrorAlarmsConfig, ErrorAlarmsService, RetentionConfig
@@ -277,7 +278,9 @@ def world(cluster: ClusterUnderTest, aws: str) -> ClusterUnderTest:
             describe_limiter=RateLimiter(1000),
         )
 
-    cluster.tools_extra.update(error_alarms=error_alarms, retention=RetentionConfig.from_env({}))
+    # bootstrap opts every namespace in to the default deny here, so its remediation has something to do
+    bootstrap = BootstrapConfig.from_env({"BOOTSTRAP_DENY_NAMESPACES": '["*"]'})
+    cluster.tools_extra.update(error_alarms=error_alarms, retention=RetentionConfig.from_env({}), bootstrap=bootstrap)
     return cluster
 
 

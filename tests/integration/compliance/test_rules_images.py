@@ -11,6 +11,7 @@ import pytest
 from eksops.aws import client
 from eksops_dev.ecr import image_manifest
 from tests.integration.compliance.conftest import ClusterUnderTest
+from tests.integration.compliance.kube_objects import owner, replica_set
 from tests.integration.images.test_registry import post_findings
 
 REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
@@ -142,8 +143,9 @@ def test_ecr_mutable_tags_non_compliant(shop: ClusterUnderTest) -> None:
 def test_images_latest_tag_compliant(shop: ClusterUnderTest) -> None:
     deployment(shop, "shop", "cart", f"{REGISTRY}/cart:1.0", "busybox@sha256:" + "a" * 64)
     deployment(shop, "kube-system", "coredns", "coredns/coredns")  # platform namespaces are left out
-    owner = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "cart-5d4f", "uid": "1", "controller": True}
-    pod(shop, "shop", "cart-1", "nginx:latest", ownerReferences=[owner])  # its controller's template decides
+    shop.kube_create(replica_set("shop", "cart-5d4f", by=owner("Deployment", "cart")))  # the Deployment's
+    owned = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "cart-5d4f", "uid": "1", "controller": True}
+    pod(shop, "shop", "cart-1", "nginx:latest", ownerReferences=[owned])  # its controller's template decides
     assert shop.violations("images-latest-tag") == []
 
 

@@ -8,11 +8,18 @@ from typing import Any
 import pytest
 
 from eksops.bootstrap.config import BootstrapConfig
-from eksops.compliance.model import Violation, rules
-from eksops.errors import PermanentError
+from eksops.compliance.model import NotRemediated, Violation, rules
 from eksops.kube import manifests
 from tests.integration.compliance.conftest import ClusterUnderTest
-from tests.integration.compliance.kube_objects import container, deep_merge, pod, pod_spec, workload
+from tests.integration.compliance.kube_objects import (
+    container,
+    deep_merge,
+    owner,
+    pod,
+    pod_spec,
+    replica_set,
+    workload,
+)
 
 RBAC = "rbac.authorization.k8s.io/v1"
 
@@ -103,6 +110,7 @@ def test_namespace_default_deny_non_compliant(cluster: ClusterUnderTest) -> None
 
 
 def test_namespace_default_deny_remediation(cluster: ClusterUnderTest) -> None:
+    cluster.tools_extra["bootstrap"] = BootstrapConfig.from_env({"BOOTSTRAP_DENY_NAMESPACES": '["shop"]'})
     cluster.create_cluster()
     cluster.namespace("shop")
     path = f"/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/{manifests.DENY_POLICY_NAME}"
@@ -124,8 +132,22 @@ def test_namespace_default_deny_remediation(cluster: ClusterUnderTest) -> None:
     assert rules()["namespace-default-deny"].remediate(ctx, violation).endswith("(unchanged)")
 
 
+def test_namespace_default_deny_is_not_applied_where_bootstrap_would_not_apply_it(cluster: ClusterUnderTest) -> None:
+    """A default deny cuts traffic: only namespaces BOOTSTRAP_DENY_NAMESPACES opts in get it (default: none)."""
+    cluster.tools_extra["bootstrap"] = BootstrapConfig.from_env({"BOOTSTRAP_DENY_NAMESPACES": '["team-*"]'})
+    cluster.create_cluster()
+    cluster.namespace("shop")
+    with pytest.raises(NotRemediated, match="not in BOOTSTRAP_DENY_NAMESPACES"):
+        remediate_all(cluster, "namespace-default-deny")
+    path = f"/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/{manifests.DENY_POLICY_NAME}"
+    assert get(cluster, path) is None
+    assert [v.resource for v in cluster.violations("namespace-default-deny")] == ["namespace/shop"]
+
+
 def test_namespace_default_deny_remediation_uses_bootstrap_egress(cluster: ClusterUnderTest) -> None:
-    cluster.tools_extra["bootstrap"] = BootstrapConfig.from_env({"BOOTSTRAP_DENY_EGRESS": "true"})
+    cluster.tools_extra["bootstrap"] = BootstrapConfig.from_env(
+        {"BOOTSTRAP_DENY_EGRESS": "true", "BOOTSTRAP_DENY_NAMESPACES": '["*"]'}
+    )
     cluster.create_cluster()
     cluster.namespace("shop")
     assert remediate_all(cluster, "namespace-default-deny") == [
@@ -184,11 +206,22 @@ def test_namespace_pod_security_remediation(cluster: ClusterUnderTest) -> None:
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
     assert labels["team"] == "cart"  # the namespace's other labels stay
     # the owner's choice is reported, never overridden
-    with pytest.raises(PermanentError, match="never relabels"):
+    with pytest.raises(NotRemediated, match="never relabels"):
         rule.remediate(ctx, by_resource["namespace/legacy"])
     assert "pod-security.kubernetes.io/enforce" not in get(cluster, "/api/v1/namespaces/legacy")["metadata"]["labels"]
 
     assert [v.resource for v in cluster.violations("namespace-pod-security")] == ["namespace/legacy"]
+
+
+def test_namespace_pod_security_is_applied_only_where_bootstrap_labels(cluster: ClusterUnderTest) -> None:
+    cluster.tools_extra["bootstrap"] = BootstrapConfig.from_env({"BOOTSTRAP_PSA_NAMESPACES": '["team-*"]'})
+    cluster.namespace("shop")
+    rule = rules()["namespace-pod-security"]
+    ctx = cluster.context()
+    (shop,) = [v for v in rule.check(ctx) if v.resource == "namespace/shop"]
+    with pytest.raises(NotRemediated, match="not among BOOTSTRAP_PSA_NAMESPACES"):
+        rule.remediate(ctx, shop)
+    assert "pod-security.kubernetes.io/enforce" not in get(cluster, "/api/v1/namespaces/shop")["metadata"]["labels"]
 
 
 # -- RBAC -----------------------------------------------------------------------------------------------------------
@@ -337,7 +370,9 @@ def test_workloads_reported_once_per_workload_on_its_template(cluster: ClusterUn
         cluster,
         "pod-privileged",
         workload("Deployment", "shop", "cart", bad, annotations={"eksops.io/accept-pod-privileged": "why"}),
-        # its replicas: covered by the Deployment, never reported one by one
+        # its replicas: covered by the Deployment, never reported one by one (tests/integration/compliance/
+        # test_workloads.py walks the other controllers)
+        replica_set("shop", "cart-7d9f", bad, by=owner("Deployment", "cart")),
         pod("shop", "cart-7d9f-abcde", bad, owner={"kind": "ReplicaSet", "name": "cart-7d9f"}),
         pod("shop", "cart-7d9f-fghij", bad, owner={"kind": "ReplicaSet", "name": "cart-7d9f"}),
         workload("DaemonSet", "shop", "agent", bad),

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from botocore.stub import Stubber
 from eksops.aws import client
 from eksops.bootstrap.service import safe_message
 from eksops.compliance.context import ClusterContext, ClusterUnreachable, Tools, kube_request
-from eksops.compliance.model import Category, KubePermission, Rule, Severity, Violation
+from eksops.compliance.model import Category, KubePermission, NotRemediated, Rule, Severity, Violation
 from eksops.compliance.securityhub import SecurityHubExport
 from eksops.compliance.service import CLOSING_RESERVE_MS, ComplianceService, Summary
 from eksops.compliance.state import StateStore
@@ -241,6 +242,7 @@ class World:
         security_hub: SecurityHubExport | None = None,
         continuer: Continuer | None = None,
         clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] | None = None,
         **settings: Any,
     ) -> ComplianceService:
         path = str(kubeconfig or self.cluster.kubeconfig)
@@ -264,6 +266,7 @@ class World:
             security_hub=security_hub,
             emit_metric=lambda rule, severity, count: self.metrics.append((rule, severity, count)),
             rules=rules(*classes),
+            now=now,
         )
 
     def sweep(self, service: ComplianceService, deadline: Deadline = FOREVER) -> Summary:
@@ -526,6 +529,53 @@ def test_accepted_findings_are_reported_as_accepted_with_their_reason(world: Wor
     assert alert["severity"] == "critical"  # test-privileged is critical
 
 
+def test_a_finding_whose_acceptance_ends_alerts_again(world: World) -> None:
+    """Accepted in one sweep, open in the next (its acceptance expired, or was taken away): not new, but it alerts,
+    saying why; while it stays open it does not alert again."""
+    c = world.cluster
+    c.namespace("shop")
+    c.kube_create(privileged_deployment("shop", "cart"))
+    c.kube_create(privileged_deployment("shop", "api"))
+    entries = [
+        {"rule": "test-privileged", "resource": "deployment/shop/cart", "reason": "debug", "expires": "2026-06-30"},
+        {"rule": "test-privileged", "resource": "deployment/shop/api", "reason": "vendor image, SEC-12"},
+    ]
+
+    def sweep(day: str, accept: list[dict[str, str]]) -> dict[str, Any]:
+        at = datetime.fromisoformat(f"{day}T06:00:00+00:00")
+        service = world.service(Reachable, Privileged, now=lambda: at, accept_raw=json.dumps(accept))
+        return by_key(world.sweep(service))
+
+    first = sweep("2026-06-30", entries)  # the last day the acceptance holds
+    assert {f.resource: f.status for f in first.values()} == {
+        "deployment/shop/cart": "accepted",
+        "deployment/shop/api": "accepted",
+    }
+    assert drain(world.alerts) == []
+
+    second = sweep("2026-07-01", entries[:1])  # cart's acceptance has expired; api's was removed from the config
+    cart, api = second["test-privileged|deployment/shop/cart"], second["test-privileged|deployment/shop/api"]
+    assert (cart.status, cart.new, cart.reopened) == ("open", False, True)
+    assert (api.status, api.new, api.reopened) == ("open", False, True)
+    (alert,) = drain(world.alerts)
+    assert alert["title"] == f"2 reopened compliance finding(s) in {world.name}"
+    assert alert["summary"].startswith("2 reopened finding(s) (their acceptance ended) at or above high")
+    lines = [line for line in alert["lines"] if not line.startswith("    fix:")]
+    (cart_line,) = [line for line in lines if "deployment/shop/cart" in line]
+    assert cart_line.startswith("[critical] open REOPENED (acceptance expired) test-privileged deployment/shop/cart:")
+    assert "expired on 2026-06-30" in cart_line
+    (api_line,) = [line for line in lines if "deployment/shop/api" in line]
+    assert api_line.startswith("[critical] open REOPENED (no longer accepted) test-privileged deployment/shop/api:")
+    assert {f["resource"]: f.get("reopened") for f in alert["details"]["findings"]} == {
+        "deployment/shop/cart": True,
+        "deployment/shop/api": True,
+    }
+
+    third = sweep("2026-07-02", entries[:1])  # still open: reported every day, alerted once
+    assert [f.reopened for f in third.values()] == [False, False]
+    assert drain(world.alerts) == []
+
+
 def test_an_acceptance_of_an_unknown_rule_fails_at_start_up(world: World) -> None:
     accept = json.dumps([{"rule": "test-privileged", "resource": "*", "reason": "x"}])
     with pytest.raises(ConfigError, match=r"COMPLIANCE_ACCEPT: entry 0: \"rule\": unknown rule id 'test-privileged'"):
@@ -624,6 +674,20 @@ def test_a_failed_remediation_is_reported_on_the_finding(world: World) -> None:
     finding = by_key(summary)[f"test-log-retention|log-group/{forever}"]
     assert (finding.status, finding.remediation) == ("remediation-failed", "PutRetentionPolicy refused")
     assert [e["stage"] for e in summary.errors] == ["remediate"]
+
+
+def test_a_finding_left_as_it_is_on_purpose_stays_open_without_an_error(world: World) -> None:
+    forever = world.log_group("app")
+
+    class OptInOnly(Retention):
+        def remediate(self, ctx: ClusterContext, violation: Violation) -> str:
+            raise NotRemediated("not opted in")
+
+    summary = world.sweep(world.service(OptInOnly, remediate=frozenset({"test-log-retention"})))
+    finding = by_key(summary)[f"test-log-retention|log-group/{forever}"]
+    assert (finding.status, finding.remediation) == ("open", "not remediated: not opted in")
+    assert summary.errors == []
+    summary.raise_for_errors()  # nothing failed
 
 
 def test_metrics_per_rule_and_severity(world: World) -> None:

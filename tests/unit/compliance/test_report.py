@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -12,6 +14,8 @@ from eksops.compliance.report import ClusterReport, render, sarif
 from eksops.compliance.state import StoredFinding
 
 SARIF_LEVELS = {"none", "note", "warning", "error"}
+# A relative URI reference's characters (RFC 3986: unreserved, sub-delims, ":", "@", "/" and percent-encodings).
+URI_REFERENCE = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})+")
 
 
 class Privileged(Rule):
@@ -123,6 +127,15 @@ def test_alertable_findings_are_new_open_and_severe_enough(report: ClusterReport
     assert [f.resource for f in report.alertable(Severity.HIGH)] == ["deployment/shop/api"]
 
 
+def test_a_finding_whose_acceptance_ended_alerts_though_it_is_not_new(report: ClusterReport) -> None:
+    reopened = finding(Privileged, "deployment/shop/legacy", reopened=True, acceptance_note="acceptance expired")
+    report.findings.append(reopened)
+    assert [f.resource for f in report.alertable(Severity.HIGH)] == ["deployment/shop/api", "deployment/shop/legacy"]
+    assert report.counts()["reopened"] == 1
+    (back,) = [f for f in ClusterReport.from_dict(report.as_dict()).findings if f.resource == "deployment/shop/legacy"]
+    assert back.reopened and not back.new
+
+
 def test_the_table_shows_every_finding_the_accepted_reason_and_what_changed(report: ClusterReport) -> None:
     text = render([report], "table")
     lines = text.splitlines()
@@ -187,6 +200,27 @@ def test_sarif_has_one_run_with_the_registry_rules_and_a_result_per_finding(repo
     assert invocation["executionSuccessful"] is False  # a rule failed
     texts = [n["message"]["text"] for n in invocation["toolExecutionNotifications"]]
     assert "prod: test-unused not run: budget spent" in texts
+
+
+def test_sarif_results_have_a_physical_location_code_scanning_accepts(report: ClusterReport) -> None:
+    """GitHub code scanning rejects results without physicalLocation.artifactLocation.uri, and a URI with a scheme
+    other than the checkout's ("SARIF URI scheme ... did not match the checkout URI scheme file"): a relative
+    reference, eks/<cluster>/<resource>, percent-encoded where a resource name holds what a URI may not."""
+    report.findings.append(finding(Replicas, "log-group/app #1 [eu]"))
+    results = sarif([report], RULES)["runs"][0]["results"]
+    uris = {}
+    for result in results:
+        (location,) = result["locations"]
+        physical = location["physicalLocation"]
+        assert physical["region"] == {"startLine": 1}
+        uri = physical["artifactLocation"]["uri"]
+        assert urlsplit(uri).scheme == "" and not uri.startswith("/"), uri
+        assert URI_REFERENCE.fullmatch(uri), uri
+        (logical,) = location["logicalLocations"]  # kept, for tools that read them
+        uris[logical["name"]] = uri
+    assert uris["deployment/shop/api"] == "eks/prod/deployment/shop/api"
+    assert uris["log-group/app #1 [eu]"] == "eks/prod/log-group/app%20%231%20%5Beu%5D"
+    assert unquote(uris["log-group/app #1 [eu]"]) == "eks/prod/log-group/app #1 [eu]"
 
 
 def test_sarif_names_rules_the_registry_lacks() -> None:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from eksops.errors import EksopsError
+
 if TYPE_CHECKING:
     from eksops.compliance.context import ClusterContext
 
@@ -107,6 +109,11 @@ class Rule:
         raise NotImplementedError(f"rule {self.id} has no remediation")
 
 
+class NotRemediated(EksopsError):
+    """Raised by ``remediate`` for a finding it deliberately leaves as it is (e.g. a namespace the operator did not
+    opt in to a change that can cut traffic): the finding stays open with this reason; not an error."""
+
+
 REGISTRY: dict[str, Rule] = {}
 
 
@@ -157,6 +164,7 @@ class Finding:
     remediation: str | None = None  # what was done (or would be, or why it failed)
     new: bool = False  # not in the previous sweep's state
     acceptance_note: str | None = None  # why an acceptance that applies did not hold (expired, malformed)
+    reopened: bool = False  # accepted in the previous sweep's state, not now: its acceptance expired or was removed
 
     @property
     def key(self) -> str:
@@ -186,4 +194,6 @@ class Finding:
             body["remediation"] = self.remediation
         if self.acceptance_note:
             body["acceptance_note"] = self.acceptance_note
+        if self.reopened:
+            body["reopened"] = True
         return body

@@ -15,7 +15,7 @@ from eksops.compliance.model import Finding, Rule, Severity
 if TYPE_CHECKING:
     from eksops.compliance.state import StoredFinding
 
-__all__ = ["FORMATS", "OPEN_STATUSES", "ClusterReport", "render", "sarif"]
+__all__ = ["FORMATS", "OPEN_STATUSES", "ClusterReport", "artifact_uri", "render", "sarif"]
 
 FORMATS = ("table", "json", "sarif")
 # Statuses of a finding still in place after the sweep (accepted ones are in place too, but accepted).
@@ -82,9 +82,15 @@ class ClusterReport:
         """Findings fixed in this sweep (or, under dry run, that would have been)."""
         return [f for f in self.findings if f.status in ("remediated", "would-remediate")]
 
+    @property
+    def reopened(self) -> list[Finding]:
+        """Findings accepted in the last sweep and not now (their acceptance expired or was removed)."""
+        return [f for f in self.findings if f.reopened]
+
     def alertable(self, threshold: Severity) -> list[Finding]:
-        """New findings still open at or above ``threshold``; without state, every such open finding."""
-        return [f for f in self.open if f.severity.rank >= threshold.rank and (f.new or not self.state)]
+        """Findings still open at or above ``threshold`` that are new, or reopened (accepted in the last sweep: an
+        acceptance that ends is news too); without state, every such open finding."""
+        return [f for f in self.open if f.severity.rank >= threshold.rank and (f.new or f.reopened or not self.state)]
 
     def counts(self) -> dict[str, Any]:
         """Open findings by severity, all findings by status, and the totals reports and metrics show."""
@@ -95,6 +101,7 @@ class ClusterReport:
             "by_severity": {str(s): by_severity.get(str(s), 0) for s in Severity},
             "by_status": dict(sorted(Counter(f.status for f in self.findings).items())),
             "new": len(self.new),
+            "reopened": len(self.reopened),
             "resolved": len(self.resolved),
             "accepted": len(self.accepted),
             "remediated": len(self.remediated),
@@ -151,6 +158,7 @@ class ClusterReport:
                     remediation=raw.get("remediation"),
                     new=bool(raw.get("new")),
                     acceptance_note=raw.get("acceptance_note"),
+                    reopened=bool(raw.get("reopened")),
                 )
             )
         resolved = [
@@ -191,7 +199,8 @@ class ClusterReport:
         severities = ", ".join(f"{n} {s}" for s, n in counts["by_severity"].items() if n) or "none"
         parts = [f"{counts['open']} open finding(s) ({severities})"]
         if self.state:
-            parts.append(f"{counts['new']} new, {counts['resolved']} resolved")
+            reopened = f"{counts['reopened']} reopened, " if counts["reopened"] else ""
+            parts.append(f"{counts['new']} new, {reopened}{counts['resolved']} resolved")
         parts += [
             f"{counts[k]} {k.replace('_', ' ')}" for k in ("accepted", "remediated", "not_run", "errors") if counts[k]
         ]
@@ -241,7 +250,7 @@ def _table(report: ClusterReport) -> str:
                 (
                     str(finding.severity),
                     finding.status,
-                    "new" if finding.new else "",
+                    "new" if finding.new else "reopened" if finding.reopened else "",
                     _cut(finding.rule, _CELL["rule"]),
                     _cut(finding.resource, _CELL["resource"]),
                     _cut(finding.evidence, _CELL["evidence"]),
@@ -336,6 +345,18 @@ def _rule_descriptor(rule_id: str, rule: Rule | None) -> dict[str, Any]:
     }
 
 
+def artifact_uri(cluster: str, resource: str) -> str:
+    """Where a finding lies, as SARIF's artifactLocation.uri: ``eks/<cluster>/<resource>``, percent-encoded.
+
+    A relative reference on purpose: SARIF 2.1.0 allows any URI, but GitHub code scanning (the main reader of this
+    output) refuses a whole upload whose results lack a physicalLocation, or name one with a scheme other than its
+    checkout's ("SARIF URI scheme ... did not match the checkout URI scheme file"), so ``eks://...`` would be lost.
+    The region is line 1: code scanning places every result on a line."""
+    from urllib.parse import quote
+
+    return quote(f"eks/{cluster}/{resource}", safe="/@:")
+
+
 def _result(report: ClusterReport, finding: Finding, rule_index: int) -> dict[str, Any]:
     text = f"{finding.title}: {finding.evidence}" if finding.evidence else finding.title
     result: dict[str, Any] = {
@@ -345,13 +366,17 @@ def _result(report: ClusterReport, finding: Finding, rule_index: int) -> dict[st
         "message": {"text": text},
         "locations": [
             {
+                "physicalLocation": {
+                    "artifactLocation": {"uri": artifact_uri(report.cluster, finding.resource)},
+                    "region": {"startLine": 1},
+                },
                 "logicalLocations": [
                     {
                         "name": finding.resource,
                         "fullyQualifiedName": f"{report.cluster}/{finding.resource}",
                         "kind": "resource",
                     }
-                ]
+                ],
             }
         ],
         "partialFingerprints": {"eksopsFinding/v1": f"{report.cluster}|{finding.key}"},
@@ -362,6 +387,8 @@ def _result(report: ClusterReport, finding: Finding, rule_index: int) -> dict[st
             "new": finding.new,
         },
     }
+    if finding.reopened:
+        result["properties"]["reopened"] = True
     if finding.remediation:
         result["properties"]["remediation"] = finding.remediation
     if finding.acceptance_note:

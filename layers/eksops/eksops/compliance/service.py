@@ -17,7 +17,8 @@
   reports: they are written under DRY_RUN too, so a dry-run deployment does not report the same findings as new
   every day.
 * Reports: one ``compliance.sweep`` message per cluster to the reports topic; new findings still open at or above
-  COMPLIANCE_ALERT_SEVERITY to the alerts topic (``compliance.findings``; without state, every such open finding);
+  COMPLIANCE_ALERT_SEVERITY to the alerts topic (``compliance.findings``; without state, every such open finding),
+  and reopened ones: accepted in the last sweep's state, open now because their acceptance expired or was removed;
   an EMF metric per rule and severity (open findings) through ``emit_metric``; optionally Security Hub (ASFF).
   The report goes out before the state is written: if anything fails in between, the retry alerts again rather
   than never.
@@ -39,7 +40,7 @@ from eksops.aws import error_code
 from eksops.bootstrap.service import safe_message
 from eksops.compliance.accept import Acceptances, parse_entries
 from eksops.compliance.context import ClusterContext, ClusterUnreachable, SweepBudgetSpent, Tools
-from eksops.compliance.model import Finding, Rule, Severity, Violation
+from eksops.compliance.model import Finding, NotRemediated, Rule, Severity, Violation
 from eksops.compliance.report import ClusterReport
 from eksops.compliance.securityhub import SecurityHubExport
 from eksops.compliance.state import StateStore, StoredFinding
@@ -375,6 +376,8 @@ class ComplianceService:
             except SweepBudgetSpent as exc:
                 stop = f"budget spent ({safe_message(exc)})"
                 finding.remediation = f"not attempted: {stop}"
+            except NotRemediated as exc:  # left as it is on purpose: the finding stays open and says why
+                finding.remediation = f"not remediated: {safe_message(exc)}"
             except Exception as exc:  # reported on the finding and as an error; the other fixes go on
                 finding.status = "remediation-failed"
                 finding.remediation = safe_message(exc)
@@ -393,7 +396,9 @@ class ComplianceService:
         current = {f.key for f in report.findings}
         ran = set(report.rules_run)
         for finding in report.findings:
-            finding.new = finding.key not in previous
+            before = previous.get(finding.key)
+            finding.new = before is None
+            finding.reopened = before is not None and before.status == "accepted" and finding.status != "accepted"
         resolved = [s for key, s in previous.items() if key not in current and s.rule in ran]
         report.resolved = sorted(resolved, key=lambda s: (-_rank(s.severity), s.rule, s.resource))
 
@@ -465,7 +470,7 @@ class ComplianceService:
 
     def _alert_message(self, report: ClusterReport, findings: list[Finding]) -> Message:
         threshold = self.tools.settings.alert_severity
-        what, why = ("new", "") if report.state else ("open", " (no state to tell new ones)")
+        what, why = _alert_what(report, findings)
         lines: list[str] = []
         for finding in _by_severity(findings):
             lines += [_line(finding), f"    fix: {finding.fix}"]
@@ -521,11 +526,25 @@ def _add(found: dict[str, _Item], rule: Rule, violation: Violation, cluster: str
 
 
 def _by_severity(findings: list[Finding]) -> list[Finding]:
-    return sorted(findings, key=lambda f: (-f.severity.rank, not f.new, f.rule, f.resource))
+    return sorted(findings, key=lambda f: (-f.severity.rank, not (f.new or f.reopened), f.rule, f.resource))
+
+
+def _alert_what(report: ClusterReport, findings: list[Finding]) -> tuple[str, str]:
+    """What the alerted findings are ("new", "reopened", ...) and why they alert, for the alert's title and summary."""
+    if not report.state:
+        return "open", " (no state to tell new ones)"
+    reopened = sum(f.reopened for f in findings)
+    if not reopened:
+        return "new", ""
+    if reopened == len(findings):
+        return "reopened", " (their acceptance ended)"
+    return "new or reopened", f" ({reopened} whose acceptance ended)"
 
 
 def _line(finding: Finding) -> str:
     flag = " NEW" if finding.new else ""
+    if finding.reopened:  # the note, when there is one, says which acceptance expired and when
+        flag = " REOPENED (acceptance expired)" if finding.acceptance_note else " REOPENED (no longer accepted)"
     line = f"[{finding.severity}] {finding.status}{flag} {finding.rule} {finding.resource}: {finding.evidence}"
     if finding.accepted:
         line += f" (accepted: {finding.accepted.reason})"

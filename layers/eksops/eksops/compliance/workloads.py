@@ -1,9 +1,21 @@
 """What the Kubernetes rules walk: workloads and their pod templates, system namespaces and subjects, selectors.
 
-A workload is a Deployment, DaemonSet or StatefulSet (its pod template), or a bare pod (one no controller owns:
-nothing recreates it). Findings are reported once per workload (``deployment/shop/cart``), never once per replica.
-Pods that a controller owns are left to that controller's template; pods of Jobs and CronJobs are not walked yet
-(their pods come and go with each run, so a finding on them would churn between sweeps).
+A workload is what decides how pods run, checked once on its pod template: a Deployment, DaemonSet, StatefulSet or
+CronJob (``cronjob/<ns>/<name>``: its Jobs' pods are reported once per CronJob, not once per run). Every pod is
+covered by exactly one workload: a pod whose controller the walk knows is left to it (a Deployment's pods through
+their ReplicaSet, a CronJob's through their Job); everything else is checked too, so no pod escapes the rules:
+
+* a stand-alone Job (or one whose CronJob is gone) is its own workload, ``job/<ns>/<name>``;
+* a ReplicaSet without a Deployment (created by hand, or whose Deployment is gone) is its own workload,
+  ``replicaset/<ns>/<name>``; one that another controller created (an Argo Rollout) stands for that controller,
+  ``rollout/<ns>/<name>``, judged on its newest ReplicaSet that runs pods (its template is what the Rollout runs;
+  the Rollout's own API is not read), so a finding stays the same finding from one revision to the next;
+* a pod without a controller (a bare pod, or a static pod whose mirror the kubelet owns), or whose controller is of
+  a kind the walk does not read (an operator's custom resource) or is not there, is its own workload,
+  ``pod/<ns>/<name>``: reported per pod, since the operator's template cannot be read without its API.
+
+Findings are therefore reported once per workload (``deployment/shop/cart``), never once per replica of a known
+controller. Owners are matched by kind, namespace and name.
 
 System namespaces (the platform's, AWS add-ons' and eksops' own) are left out of namespace and workload rules, as
 the EKS Best Practices Guide and hardeneks leave them out: their agents need host access by design.
@@ -33,16 +45,22 @@ SYSTEM_NAMESPACES: tuple[str, ...] = (
     "eksops-*",
 )
 
+# The controllers whose pod template the walk reads directly (api version, plural, kind).
 WORKLOAD_KINDS: tuple[tuple[str, str, str], ...] = (
     ("apps/v1", "deployments", "Deployment"),
     ("apps/v1", "daemonsets", "DaemonSet"),
     ("apps/v1", "statefulsets", "StatefulSet"),
+    ("batch/v1", "cronjobs", "CronJob"),
 )
-# What walking the workloads reads (list, cluster-wide): every workload rule needs exactly these.
+# What walking the workloads reads (list, cluster-wide): every workload rule needs exactly these. ReplicaSets and
+# Jobs tell which pods a walked controller covers, and are workloads themselves when none does.
 WORKLOAD_READS: tuple[KubePermission, ...] = (
     KubePermission("apps", "deployments", ("list",)),
     KubePermission("apps", "daemonsets", ("list",)),
     KubePermission("apps", "statefulsets", ("list",)),
+    KubePermission("apps", "replicasets", ("list",)),
+    KubePermission("batch", "cronjobs", ("list",)),
+    KubePermission("batch", "jobs", ("list",)),
     KubePermission("", "pods", ("list",)),
 )
 
@@ -128,12 +146,14 @@ class Container:
 
 @dataclass(frozen=True)
 class Workload:
-    """A workload and its pod template: ``kind`` is Deployment, DaemonSet, StatefulSet or Pod (a bare pod)."""
+    """A workload and its pod template: ``kind`` is Deployment, DaemonSet, StatefulSet, CronJob, Job, ReplicaSet,
+    Pod, or the kind of another controller whose ReplicaSet ``obj`` is (then ``controller`` is its name)."""
 
     kind: str
     obj: Mapping[str, Any]
     pod_spec: Mapping[str, Any]
     pod_labels: Mapping[str, str]
+    controller: str | None = None  # the name of the controller this stands for, when ``obj`` is one of its ReplicaSets
 
     @property
     def metadata(self) -> Mapping[str, Any]:
@@ -141,7 +161,7 @@ class Workload:
 
     @property
     def name(self) -> str:
-        return str(self.metadata.get("name", ""))
+        return self.controller or str(self.metadata.get("name", ""))
 
     @property
     def namespace(self) -> str:
@@ -177,20 +197,81 @@ class Workload:
 
 
 def workloads(ctx: ClusterContext, *, system: bool = False) -> Iterator[Workload]:
-    """Every Deployment, DaemonSet, StatefulSet and bare pod, outside system namespaces unless ``system``."""
-    for api_version, plural, kind in WORKLOAD_KINDS:
-        for obj in ctx.kube_list(api_version, plural):
-            template = (obj.get("spec") or {}).get("template") or {}
-            workload = Workload(
-                kind, obj, template.get("spec") or {}, (template.get("metadata") or {}).get("labels") or {}
-            )
-            if system or not is_system_namespace(workload.namespace):
-                yield workload
-    for pod in ctx.pods():
-        owners = (pod.get("metadata") or {}).get("ownerReferences") or []
-        # A mirror pod (owner: its Node) is a static pod the kubelet runs: nothing else would recreate it either.
-        if any(o.get("controller") and o.get("kind") != "Node" for o in owners):
-            continue
-        workload = Workload("Pod", pod, pod.get("spec") or {}, (pod.get("metadata") or {}).get("labels") or {})
+    """Every workload (see the module docstring: each pod is covered by exactly one), outside system namespaces
+    unless ``system``."""
+    for workload in _walk(ctx):
         if system or not is_system_namespace(workload.namespace):
             yield workload
+
+
+Key = tuple[str, str, str]  # (kind, namespace, name) of an object, or of a controller an owner reference names
+
+
+def _key(kind: str, obj: Mapping[str, Any]) -> Key:
+    meta = obj.get("metadata") or {}
+    return kind, str(meta.get("namespace") or "default"), str(meta.get("name", ""))
+
+
+def _controller(obj: Mapping[str, Any]) -> Key | None:
+    """The key of the object's controller (its owner reference marked controller), None when it has none."""
+    meta = obj.get("metadata") or {}
+    for owner in meta.get("ownerReferences") or []:
+        if owner.get("controller"):
+            return str(owner.get("kind", "")), str(meta.get("namespace") or "default"), str(owner.get("name", ""))
+    return None
+
+
+def _workload(kind: str, obj: Mapping[str, Any], controller: str | None = None) -> Workload:
+    spec = obj.get("spec") or {}
+    if kind == "Pod":
+        return Workload(kind, obj, spec, (obj.get("metadata") or {}).get("labels") or {})
+    if kind == "CronJob":
+        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    template = spec.get("template") or {}
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    return Workload(kind, obj, template.get("spec") or {}, labels, controller)
+
+
+def _runs_newest(replica_set: Mapping[str, Any]) -> tuple[bool, str, str]:
+    """Sort key: ReplicaSets that run pods first, then the newest."""
+    spec, meta = replica_set.get("spec") or {}, replica_set.get("metadata") or {}
+    replicas = spec.get("replicas")
+    return (
+        (1 if replicas is None else int(replicas)) > 0,
+        str(meta.get("creationTimestamp") or ""),
+        str(meta.get("name", "")),
+    )
+
+
+def _walk(ctx: ClusterContext) -> Iterator[Workload]:
+    covered: set[Key] = set()  # objects whose pods a workload already stands for
+    for api_version, plural, kind in WORKLOAD_KINDS:
+        for obj in ctx.kube_list(api_version, plural):
+            covered.add(_key(kind, obj))
+            yield _workload(kind, obj)
+    yield from _replica_sets(ctx, covered)
+    for job in ctx.kube_list("batch/v1", "jobs"):
+        covered.add(_key("Job", job))
+        owner = _controller(job)
+        if owner is None or owner not in covered:  # stand-alone (or its CronJob is gone): a workload itself
+            yield _workload("Job", job)
+    for pod in ctx.pods():
+        owner = _controller(pod)
+        if owner is None or owner not in covered:
+            yield _workload("Pod", pod)
+
+
+def _replica_sets(ctx: ClusterContext, covered: set[Key]) -> Iterator[Workload]:
+    """ReplicaSets that no walked Deployment stands for, as workloads (each added to ``covered``)."""
+    others: dict[Key, list[Mapping[str, Any]]] = {}  # another controller's ReplicaSets (an Argo Rollout's)
+    for replica_set in ctx.kube_list("apps/v1", "replicasets"):
+        covered.add(_key("ReplicaSet", replica_set))
+        owner = _controller(replica_set)
+        if owner is not None and owner in covered:  # a walked Deployment's
+            continue
+        if owner is None or owner[0] == "Deployment":  # by hand, or its Deployment is gone
+            yield _workload("ReplicaSet", replica_set)
+        else:
+            others.setdefault(owner, []).append(replica_set)
+    for (kind, _, name), replica_sets in sorted(others.items()):
+        yield _workload(kind, max(replica_sets, key=_runs_newest), controller=name)

@@ -219,9 +219,9 @@ def _floating(image: str) -> str | None:
 
 @register
 class LatestTag(Rule):
-    """The workloads eksops.compliance.workloads walks (Deployments, DaemonSets, StatefulSets and bare pods, system
-    namespaces left out), by their pod template: one finding per workload, not per replica. An image pinned by digest
-    never floats."""
+    """The workloads eksops.compliance.workloads walks (Deployments, DaemonSets, StatefulSets, CronJobs, stand-alone
+    Jobs and ReplicaSets, and pods no walked controller stands for; system namespaces left out), by their pod template:
+    one finding per workload, not per replica. An image pinned by digest never floats."""
 
     id = "images-latest-tag"
     title = "Workload runs an image by the latest tag or without a tag"

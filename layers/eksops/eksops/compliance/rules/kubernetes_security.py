@@ -3,7 +3,8 @@
 Namespace and workload rules leave system namespaces out (``eksops.compliance.workloads.SYSTEM_NAMESPACES``:
 kube-*, amazon-*, aws-*, eks-*, eksops-*), as the EKS Best Practices Guide and hardeneks do: the platform's agents
 (VPC CNI, kube-proxy, CloudWatch agent, Fluent Bit) need host access by design. Workload findings are reported once
-per Deployment, DaemonSet, StatefulSet or bare pod, on its pod template.
+per workload, on its pod template: Deployment, DaemonSet, StatefulSet, CronJob (once for all its runs), stand-alone
+Job or ReplicaSet, Argo Rollout, and each pod no walked controller stands for (``eksops.compliance.workloads``).
 
 Two rules remediate, through the bootstrap module's manifests (the same objects cluster_bootstrap applies):
 ``namespace-default-deny`` applies ``eksops-default-deny`` (egress too when BOOTSTRAP_DENY_EGRESS is true) and
@@ -18,7 +19,7 @@ import fnmatch
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from eksops.compliance.model import Category, KubePermission, Rule, Severity, Violation, register
+from eksops.compliance.model import Category, KubePermission, NotRemediated, Rule, Severity, Violation, register
 from eksops.compliance.workloads import (
     WORKLOAD_READS,
     Container,
@@ -29,7 +30,6 @@ from eksops.compliance.workloads import (
     summarise,
     workloads,
 )
-from eksops.errors import PermanentError
 from eksops.kube import manifests
 
 if TYPE_CHECKING:
@@ -145,7 +145,9 @@ class NamespaceDefaultDeny(Rule):
     fix = (
         "Apply a NetworkPolicy with an empty podSelector, policyTypes [Ingress] and no ingress rules, then allow what"
         " each workload needs. REMEDIATE applies eksops-default-deny (the bootstrap manifest; it also denies egress"
-        " except DNS when BOOTSTRAP_DENY_EGRESS is true). The VPC CNI's network policy agent must be enabled for"
+        " except DNS when BOOTSTRAP_DENY_EGRESS is true), only in namespaces BOOTSTRAP_DENY_NAMESPACES opts in, as"
+        " bootstrap does: elsewhere the finding stays open, since a default deny cuts traffic. The VPC CNI's network"
+        " policy agent must be enabled for"
         " NetworkPolicies to be enforced."
     )
     reference = (
@@ -183,7 +185,15 @@ class NamespaceDefaultDeny(Rule):
 
     def remediate(self, ctx: ClusterContext, violation: Violation) -> str:
         namespace = str(violation.data["namespace"])
-        egress = bootstrap_settings(ctx).deny_egress
+        cfg = bootstrap_settings(ctx)
+        # A default deny cuts every flow the namespace's workloads have not been given a policy for: it goes only
+        # where the operator opted in to it for bootstrap (BOOTSTRAP_DENY_NAMESPACES), exactly as bootstrap does.
+        if not manifests.deny_namespaces([namespace], cfg.deny_namespaces):
+            raise NotRemediated(
+                f"namespace {namespace} is not in BOOTSTRAP_DENY_NAMESPACES (a default deny blocks its traffic);"
+                " add it there to have eksops apply the policy, or apply one by hand"
+            )
+        egress = cfg.deny_egress
         doc = manifests.default_deny(namespace, egress=egress)
         denies = "ingress and egress but DNS" if egress else "ingress"
         what = f"NetworkPolicy {namespace}/{manifests.DENY_POLICY_NAME} (denies {denies})"
@@ -242,11 +252,16 @@ class NamespacePodSecurity(Rule):
     def remediate(self, ctx: ClusterContext, violation: Violation) -> str:
         namespace = str(violation.data["namespace"])
         if not violation.data.get("may_set"):
-            raise PermanentError(
+            raise NotRemediated(
                 f"namespace {namespace}: its owner set its Pod Security labels; eksops never relabels such a namespace"
                 f" (add {PSA_ENFORCE} by hand, or accept the finding)"
             )
         cfg = bootstrap_settings(ctx)
+        if not cfg.labels_pod_security(namespace):
+            raise NotRemediated(
+                f"namespace {namespace} is not among BOOTSTRAP_PSA_NAMESPACES (less BOOTSTRAP_PSA_EXCLUDE), which"
+                " bootstrap labels; add it there, or label it by hand"
+            )
         labels = manifests.pod_security_labels(cfg.psa_enforce, cfg.psa_warn, cfg.psa_audit)
         doc = manifests.namespace_with_pod_security(namespace, labels)
         levels = f"enforce={cfg.psa_enforce}, warn={cfg.psa_warn}, audit={cfg.psa_audit}"

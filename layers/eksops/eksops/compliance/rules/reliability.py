@@ -1,8 +1,10 @@
 """Compliance rules: workload reliability (requests and limits, replicas, disruption budgets, autoscaling, probes).
 
 Like the security rules, these look at each workload's pod template once (Deployments, DaemonSets, StatefulSets,
-bare pods), outside system namespaces (``eksops.compliance.workloads.SYSTEM_NAMESPACES``). A Deployment scaled to
-zero is left alone by the replica, disruption-budget and autoscaling rules: nobody runs it.
+CronJobs, stand-alone Jobs and ReplicaSets, other pods; see ``eksops.compliance.workloads``), outside system namespaces
+(``eksops.compliance.workloads.SYSTEM_NAMESPACES``). A Deployment scaled to zero is left alone by the replica,
+disruption-budget and autoscaling rules: nobody runs it. Jobs and CronJobs are left out of the probe rule: their pods
+run to completion and serve no traffic.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
 HPAS = KubePermission("autoscaling", "horizontalpodautoscalers", ("list",))
 DEPLOYMENTS = KubePermission("apps", "deployments", ("list",))
 RESOURCES = ("cpu", "memory")
+BATCH_KINDS = frozenset({"Job", "CronJob"})  # pods that run to completion
 
 
 def _violation(workload: Workload, found: list[str]) -> Violation:
@@ -247,17 +250,23 @@ class WorkloadNoProbes(Rule):
     )
     fix = (
         "Add a readinessProbe that checks the pod can serve, and a livenessProbe that checks only the process itself"
-        " (never its dependencies); a startupProbe for slow starters."
+        " (never its dependencies); a startupProbe for slow starters. Jobs and CronJobs are not reported: their pods"
+        " run to completion and serve no traffic (bound a hung run with activeDeadlineSeconds instead)."
     )
     reference = (
         "hardeneks: check_readiness_probes, check_liveness_probes; EKS BP: Reliability > Applications > Use"
         " Readiness Probe to detect partial unavailability, Use Liveness Probe to remove unhealthy pods"
     )
-    adds = "one finding per workload naming each container's missing probes (hardeneks: one rule per probe, per pod)"
+    adds = (
+        "one finding per workload naming each container's missing probes (hardeneks: one rule per probe, per pod);"
+        " Jobs and CronJobs are left out"
+    )
     kube_permissions = WORKLOAD_READS
 
     def check(self, ctx: ClusterContext) -> Iterable[Violation]:
         for workload in workloads(ctx):
+            if workload.kind in BATCH_KINDS:
+                continue
             found = []
             for container in workload.containers(init=False):
                 missing = [p for p in ("readiness", "liveness") if not container.spec.get(f"{p}Probe")]
