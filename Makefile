@@ -9,7 +9,15 @@ export AWS_DEFAULT_REGION ?= $(REGION)
 
 .PHONY: help demo test unit integration e2e lint build deploy invoke bench clean
 
+# Lambda runs python3.11: the venv must too. A venv made by another Python is refused with what to do (it would
+# otherwise fail later in ways that do not say why).
+CHECK_311 := import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)
+
 $(STAMP): pyproject.toml layers/eksops/requirements.txt
+	@if test -x $(BIN)/python && ! $(BIN)/python -c '$(CHECK_311)'; then \
+		echo "eksops: $(VENV) was made with $$($(BIN)/python -V 2>&1), not Python 3.11: run 'make clean', then make again (PYTHON=<a python3.11>)" >&2; exit 1; fi
+	@if ! test -x $(BIN)/python && ! $(PYTHON) -c '$(CHECK_311)' 2>/dev/null; then \
+		echo "eksops: $(PYTHON) is not Python 3.11 (or is missing); install Python 3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 1; fi
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
@@ -41,7 +49,7 @@ help:
 	@echo "make unit | integration | e2e   one layer of the tests"
 	@echo "make lint         ruff, mypy, cfn-lint and checkov (zero findings)"
 	@echo "make build        sam build, botocore data trimmed, bytecode compiled, build checked"
-	@echo "make deploy       build, then sam deploy (--guided the first time)"
+	@echo "make deploy [ENV=prod] [REGION=eu-west-1]   build, then sam deploy of that samconfig environment (--guided the first time)"
 	@echo "make invoke FN=<function> EVENT=<file> [ARGS=...]   one handler on an event, on the sandbox"
 	@echo "make bench        the retention sweep benchmark (more in benchmarks/)"
 	@echo "make clean        remove the venvs, build output and sandbox state"
@@ -76,10 +84,16 @@ build: $(STAMP)
 	$(BIN)/sam build --parallel --region $(REGION)
 	$(BIN)/python -m eksops_dev.buildcheck --trim-botocore --compile .aws-sam/build
 
-# First deploy asks its questions and writes samconfig.toml; later ones reuse it.
+# make deploy [ENV=prod] [REGION=eu-west-1]: the samconfig.toml environment ENV (default: default); its first deploy
+# asks its questions and writes them there, later ones reuse them. REGION, when given, overrides the environment's
+# region for the build and the deploy alike (docs/deploy.md: several accounts and regions).
+ENV ?= default
+STACK_NAME ?= eksops
+DEPLOY_REGION := $(if $(filter command line environment,$(origin REGION)),--region $(REGION))
 deploy: build
-	@if grep -q '^\[default.deploy' samconfig.toml 2>/dev/null && grep -q 'stack_name' samconfig.toml; then \
-		$(BIN)/sam deploy; else $(BIN)/sam deploy --guided; fi
+	@if grep -q '^\[$(ENV)\.deploy' samconfig.toml 2>/dev/null && grep -A20 '^\[$(ENV)\.deploy' samconfig.toml | grep -q 'stack_name'; then \
+		$(BIN)/sam deploy --config-env $(ENV) $(DEPLOY_REGION); \
+	else $(BIN)/sam deploy --guided --config-env $(ENV) --stack-name $(STACK_NAME) $(DEPLOY_REGION); fi
 
 # make invoke FN=log_retention EVENT=events/log_retention/create_log_group.json [ARGS="--aws --dry-run"]
 invoke: $(STAMP)
