@@ -1,4 +1,5 @@
-"""The `eksops` command: `demo`, `invoke`, `validate`, `sweep` and `simulate`, with one error handler for all of them.
+"""The `eksops` command: `demo`, `invoke`, `validate`, `sweep`, `status`, `uninstall` and `simulate`, with one
+error handler for all of them.
 
 A mistake of the user's (a wrong name, a missing file, a bad value) prints one line, ``eksops: error: <what and how
 to fix it>``, on stderr and exits 2, as argparse does; anything else prints one line too and exits 1. ``--debug``
@@ -124,6 +125,30 @@ def _parser() -> argparse.ArgumentParser:
         "--param", action="append", default=[], metavar="NAME=VALUE", help="set a template parameter (repeatable)"
     )
 
+    status = sub.add_parser(
+        "status",
+        parents=[common],
+        help="what eksops manages, per capability: counts and drift",
+        description="Per capability, what eksops manages and where it differs from what its rules want: on the "
+        "sandbox (a seeded cluster) by default, on your account and region with --aws (read-only). The table or "
+        "JSON goes to stdout, notes to stderr.",
+    )
+    status.add_argument("--aws", action="store_true", help="use your own AWS account (credentials, region)")
+    status.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+
+    uninstall = sub.add_parser(
+        "uninstall",
+        parents=[common],
+        help="remove what eksops created at run time (before `sam delete`)",
+        description="Remove everything eksops' functions created while running that carries eksops' ownership "
+        "marks (alarms, dashboards, metric filters, saved queries, Kubernetes objects and labels, tags), and list "
+        "what is left in place and why. On the sandbox by default (seeded and run first); --aws on your account and "
+        "region, then run `sam delete` (docs/uninstall.md). The JSON result goes to stdout.",
+    )
+    uninstall.add_argument("--aws", action="store_true", help="use your own AWS account (credentials, region)")
+    uninstall.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
+    uninstall.add_argument("--yes", action="store_true", help="with --aws: remove without asking")
+
     simulate.add_arguments(
         sub.add_parser("simulate", parents=[common], help="compare node scaling policies on a demand trace")
     )
@@ -162,6 +187,14 @@ def _run(args: argparse.Namespace) -> int:
             remediate=args.remediate,
             params=args.param,
         )
+    if args.command == "status":
+        from eksops_dev import status
+
+        return status.run(template, aws=args.aws, fmt=args.format)
+    if args.command == "uninstall":
+        from eksops_dev import uninstall
+
+        return uninstall.run(template, aws=args.aws, dry_run=args.dry_run, yes=args.yes)
     from eksops_dev import invoke
 
     return invoke.run(args.function, args.event, aws=args.aws, dry_run=args.dry_run, params=args.param)

@@ -82,8 +82,11 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         if answered is not None:
             self._reply(answered[0], {"Content-Type": "application/x-amz-json-1.1"}, answered[1])
             return
+        # No body on a bodiless GET or DELETE: urllib would add a form Content-Type, and moto then answers 404 to
+        # a DELETE such as EKS UntagResource.
+        body = raw if raw or method not in ("GET", "DELETE") else None
         request = urllib.request.Request(  # noqa: S310 - loopback moto
-            proxy.upstream + self.path, data=raw if raw or method != "GET" else None, headers=headers, method=method
+            proxy.upstream + self.path, data=body, headers=headers, method=method
         )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback moto
