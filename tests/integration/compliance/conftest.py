@@ -118,22 +118,24 @@ def _plural(kind: str) -> str:
     return _PLURALS.get(kind) or (kind.lower() + ("es" if kind.endswith("s") else "s"))
 
 
+def kubeconfig_file(path: Path, name: str, server: str) -> Path:
+    """A kubeconfig at ``path`` whose one context, ``name``, points at ``server`` (a token user)."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": {"server": server}}],
+        "users": [{"name": "test", "user": {"token": "test"}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": "test"}}],
+        "current-context": name,
+    }
+    path.write_text(json.dumps(config))
+    return path
+
+
 @pytest.fixture
 def cluster(aws: str, tmp_path: Path) -> Iterator[ClusterUnderTest]:
     """A fresh moto account and a fresh Kubernetes emulator for one cluster named like ``c-1a2b3c4d``."""
     name = f"c-{uuid.uuid4().hex[:8]}"
     with serve() as (url, emulator):
-        kubeconfig = tmp_path / "kubeconfig.json"
-        kubeconfig.write_text(
-            json.dumps(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [{"name": name, "cluster": {"server": url}}],
-                    "users": [{"name": "test", "user": {"token": "test"}}],
-                    "contexts": [{"name": name, "context": {"cluster": name, "user": "test"}}],
-                    "current-context": name,
-                }
-            )
-        )
+        kubeconfig = kubeconfig_file(tmp_path / "kubeconfig.json", name, url)
         yield ClusterUnderTest(name, kubeconfig, emulator)

@@ -22,6 +22,7 @@ from eksops.compliance.model import Severity, Violation, rules
 from eksops.compliance.rules import cluster as cluster_rules
 from eksops.kube import auth
 from tests.integration.compliance.conftest import ClusterUnderTest
+from tests.integration.compliance.conftest import kubeconfig_file as kubeconfig
 
 KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 
@@ -66,22 +67,6 @@ def on(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 # -- cluster-kubernetes-unreachable ------------------------------------------------------------------------------
-
-
-def kubeconfig(path: Path, name: str, server: str) -> Path:
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": name, "cluster": {"server": server}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": name, "context": {"cluster": name, "user": "u"}}],
-                "current-context": name,
-            }
-        )
-    )
-    return path
 
 
 def closed_port() -> int:

@@ -38,6 +38,7 @@ from eksops.kube.errors import AccessDenied
 from eksops.notify import Publisher
 from eksops.sweeps import MARGIN_MS, Continuer, Deadline
 from tests.integration.compliance.conftest import ClusterUnderTest
+from tests.integration.compliance.conftest import kubeconfig_file as kubeconfig
 
 FOREVER = Deadline(lambda: 900_000)
 ACCOUNT = "123456789012"
@@ -202,22 +203,6 @@ def drain(url: str) -> list[dict[str, Any]]:
         for message in batch:
             out.append(json.loads(json.loads(message["Body"])["Message"]))
             client("sqs").delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-
-
-def kubeconfig(path: Path, name: str, server: str) -> Path:
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": name, "cluster": {"server": server}}],
-                "users": [{"name": "test", "user": {"token": "test"}}],
-                "contexts": [{"name": name, "context": {"cluster": name, "user": "test"}}],
-                "current-context": name,
-            }
-        )
-    )
-    return path
 
 
 @dataclass
