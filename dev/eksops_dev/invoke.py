@@ -209,7 +209,9 @@ def _on_sandbox(template: Template, fn: FunctionSpec, event: Any, overrides: dic
                 dispatcher.handler(fn)  # the cold start first: a ConfigError there is the user's to fix
             except ConfigError as exc:
                 raise _startup_error(fn, exc, layers) from exc
-            inv = dispatcher.invoke(fn.name, event, "invoke", retries=0)
+            # An SQS batch comes from an event source mapping: a synchronous call, whose failure goes back to the
+            # queue (its redrive policy), not to the function's on-failure destination.
+            inv = dispatcher.invoke(fn.name, event, "invoke", retries=0, synchronous=_is_sqs_batch(event))
             follow_ups = dispatcher.drain()  # e.g. a sweep's continuation
         finally:
             dispatcher.close()
@@ -233,6 +235,16 @@ def _on_sandbox(template: Template, fn: FunctionSpec, event: Any, overrides: dic
         _note(f"{fn.name} failed: the log lines above (also in {log_path}) say why; alerts and reports went to the "
               "sandbox's topics, which nothing reads here")  # fmt: skip
     return 0 if ok else 1
+
+
+def _is_sqs_batch(event: Any) -> bool:
+    """Whether ``event`` is shaped as an SQS event source mapping's batch (its records come from aws:sqs)."""
+    records = event.get("Records") if isinstance(event, dict) else None
+    return (
+        isinstance(records, list)
+        and bool(records)
+        and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
+    )
 
 
 # -- your AWS account --------------------------------------------------------------------------------------------

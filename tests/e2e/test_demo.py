@@ -36,6 +36,10 @@ def test_demo_runs_end_to_end_and_exits_zero(monkeypatch: pytest.MonkeyPatch, tm
     assert "ok   saved queries eksops/demo/errors-by-namespace-and-pod, eksops/demo/recent-errors" in text
     assert "ok   the application error alarm reached Slack" in text
     assert "ok   the dead-letter alarm reached Slack" in text
+    # Reports reach the notifier in batches from the reports queue, and Slack as one digest per batch.
+    assert "ok   every retention change report reached Slack" in text
+    assert re.search(r"ok   reports that came together reached Slack as [1-9]\d* digest\(s\)", text)
+    assert re.search(r"batch: 4 record\(s\), 0 failed\n +digest of 4 report\(s\): posted to Slack", text)
     assert "cluster demo: not-active" in text and "cluster demo: bootstrapped" in text
     assert "ok   the CloudWatch agent, Fluent Bit and metrics-server are in the cluster" in text
     assert "ok   the reconcile changed nothing" in text

@@ -4,6 +4,8 @@ events/<function>/*.json must reach <function>; events/<function>/unmatched/*.js
 moto's EventPattern, the one the sandbox's moto server uses to route events to rule targets.
 events/<function>/direct/*.json are invoked directly (``aws lambda invoke``, ``eksops invoke``: compliance_sweep's
 on-demand sweeps), never through a rule, so no rule may route them anywhere.
+SNS samples reach a function through its SNS subscription, or through an SQS event source whose queue is subscribed
+to the topic (the notifier's reports queue); SQS batch samples through the event source of their queue.
 """
 
 from __future__ import annotations
@@ -26,11 +28,39 @@ SAMPLES = sorted(p for p in EVENTS.rglob("*.json"))
 
 def topic_matches(template: Template, topic_ref: Any, topic_arn: str) -> bool:
     """Whether an SNS sample's TopicArn names the topic ``topic_ref`` (its TopicName, any stack name)."""
-    name = template.resources[topic_ref["Ref"]]["Properties"]["TopicName"]["Fn::Sub"]
-    return (
-        re.fullmatch(re.escape(name).replace(re.escape("${AWS::StackName}"), ".+"), topic_arn.rsplit(":", 1)[-1])
-        is not None
-    )
+    return _named(template.resources[topic_ref["Ref"]]["Properties"]["TopicName"], topic_arn)
+
+
+def queue_matches(template: Template, queue_ref: Any, queue_arn: str) -> bool:
+    """Whether an SQS sample's eventSourceARN names the queue ``queue_ref`` (its QueueName, any stack name)."""
+    return _named(template.resources[queue_ref["Fn::GetAtt"][0]]["Properties"]["QueueName"], queue_arn)
+
+
+def _named(name: Any, arn: str) -> bool:
+    pattern = re.escape(name["Fn::Sub"]).replace(re.escape("${AWS::StackName}"), ".+")
+    return re.fullmatch(pattern, arn.rsplit(":", 1)[-1]) is not None
+
+
+def subscribed_topics(template: Template, queue_ref: Any) -> list[Any]:
+    """The topics the queue ``queue_ref`` (``Fn::GetAtt [queue, Arn]``) is subscribed to."""
+    return [
+        s["Properties"]["TopicArn"]
+        for s in template.of_type("AWS::SNS::Subscription").values()
+        if s["Properties"].get("Protocol") == "sqs" and s["Properties"].get("Endpoint") == queue_ref
+    ]
+
+
+def is_sqs_batch(event: Any) -> bool:
+    records = event.get("Records") if isinstance(event, dict) else None
+    return bool(records) and all(r.get("eventSource") == "aws:sqs" for r in records)
+
+
+def notifications(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """The SNS notifications a sample carries: an SNS event's records, or the bodies of an SQS batch (the queue's
+    subscription delivers the notification, raw delivery off)."""
+    if is_sqs_batch(event):
+        return [json.loads(r["body"]) for r in event["Records"]]
+    return [r["Sns"] for r in event["Records"]]
 
 
 def forwarded_by(template: Template, topic_ref: Any, event: dict[str, Any]) -> list[str]:
@@ -47,9 +77,18 @@ def routed_to(template: Template, function: str, event: dict[str, Any]) -> list[
     """Event sources of ``function`` that receive ``event``."""
     hits = []
     for source in template.functions[function].events:
-        if source.kind == "sns" and "Records" in event:
-            if topic_matches(template, source.topic, event["Records"][0]["Sns"]["TopicArn"]):
-                hits.append(source.logical_id)
+        if "Records" in event:
+            topics = {n["TopicArn"] for n in notifications(event)}
+            if source.kind == "sns" and not is_sqs_batch(event):
+                if all(topic_matches(template, source.topic, arn) for arn in topics):
+                    hits.append(source.logical_id)
+            elif source.kind == "sqs":
+                queues = {r["eventSourceARN"] for r in event["Records"]} if is_sqs_batch(event) else set()
+                subscribed = subscribed_topics(template, source.queue)
+                if all(queue_matches(template, source.queue, arn) for arn in queues) and all(
+                    any(topic_matches(template, t, arn) for t in subscribed) for arn in topics
+                ):
+                    hits.append(source.logical_id)
             continue
         if source.kind == "eventbridge" and EventPattern.load(json.dumps(source.pattern)).matches_event(event):
             hits.append(source.logical_id)
@@ -81,21 +120,28 @@ def test_sample_reaches_its_function_or_not(template: Template, path: Path) -> N
 
 @pytest.mark.parametrize("path", [p for p in SAMPLES if "Records" in p.read_text()], ids=lambda p: p.name)
 def test_forwarded_aws_events_match_their_forwarding_rule(template: Template, path: Path) -> None:
-    """SNS samples that carry an EventBridge event must be what a rule in the template forwards."""
-    sns = json.loads(path.read_text())["Records"][0]["Sns"]
-    try:
-        inner = json.loads(sns["Message"])
-    except ValueError:
-        return
-    if not isinstance(inner, dict) or "detail-type" not in inner:
-        return
-    topic = next(
-        s.topic
-        for f in template.functions.values()
-        for s in f.events
-        if s.kind == "sns" and topic_matches(template, s.topic, sns["TopicArn"])
-    )
-    assert len(forwarded_by(template, topic, inner)) == 1, f"{path.name}: no rule forwards this event"
+    """SNS samples (and SQS batches of SNS notifications) that carry an EventBridge event must be what a rule in the
+    template forwards."""
+    for sns in notifications(json.loads(path.read_text())):
+        try:
+            inner = json.loads(sns["Message"])
+        except ValueError:
+            continue
+        if not isinstance(inner, dict) or "detail-type" not in inner:
+            continue
+        topic = next(
+            ref
+            for ref in (r for f in template.functions.values() for s in f.events for r in _topics_of(template, s))
+            if topic_matches(template, ref, sns["TopicArn"])
+        )
+        assert len(forwarded_by(template, topic, inner)) == 1, f"{path.name}: no rule forwards this event"
+
+
+def _topics_of(template: Template, source: Any) -> list[Any]:
+    """The topics whose messages reach an event source: its own (SNS), or those its queue is subscribed to (SQS)."""
+    if source.kind == "sns":
+        return [source.topic]
+    return subscribed_topics(template, source.queue) if source.kind == "sqs" else []
 
 
 def _notifier_topics(template: Template) -> list[Any]:
@@ -115,7 +161,7 @@ def test_the_moto_server_routes_samples_as_the_patterns_say(make_sandbox: Any, t
             continue  # schedules are rules without patterns; moto does not fire them
         if "Records" in event:  # an AWS event the template forwards to a topic: it must arrive via SNS
             try:
-                inner = json.loads(event["Records"][0]["Sns"]["Message"])
+                inner = json.loads(notifications(event)[0]["Message"])
             except ValueError:
                 continue
             if not isinstance(inner, dict) or "detail-type" not in inner:

@@ -462,15 +462,18 @@ def rules_dead_lettering_to(template: Template, queue: str, deployed: Resolver) 
 
 @pytest.mark.parametrize("parameters", [{}, {"ImageConfigRepoUrl": "codecommit://config"}])
 def test_dead_letter_queue_policy_admits_only_eksops_rules(template: Template, parameters: dict[str, str]) -> None:
+    # The reports queue's policy (the reports topic only) is checked in tests/integration/notify; no other queue has
+    # one.
+    assert set(template.of_type("AWS::SQS::QueuePolicy")) == {"DeadLetterQueuePolicy", "ReportsQueuePolicy"}
     deployed = resolver(template, **parameters)
-    for policy in template.of_type("AWS::SQS::QueuePolicy").values():
-        (queue,) = [q["Ref"] for q in policy["Properties"]["Queues"]]
-        (statement,) = deployed.resolve(policy["Properties"]["PolicyDocument"])["Statement"]
-        assert statement["Principal"] == {"Service": "events.amazonaws.com"}
-        assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": "123456789012"}
-        named = [arn["Fn::GetAtt"][0] for arn in statement["Condition"]["ArnEquals"]["aws:SourceArn"]]
-        assert len(named) == len(set(named))
-        assert set(named) == rules_dead_lettering_to(template, queue, deployed)
+    policy = template.resources["DeadLetterQueuePolicy"]
+    assert [q["Ref"] for q in policy["Properties"]["Queues"]] == ["DeadLetterQueue"]
+    (statement,) = deployed.resolve(policy["Properties"]["PolicyDocument"])["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": "123456789012"}
+    named = [arn["Fn::GetAtt"][0] for arn in statement["Condition"]["ArnEquals"]["aws:SourceArn"]]
+    assert len(named) == len(set(named))
+    assert set(named) == rules_dead_lettering_to(template, "DeadLetterQueue", deployed)
 
 
 def test_access_entry_grants_cluster_admin_or_only_the_least_privilege_group(template: Template) -> None:

@@ -1,4 +1,5 @@
-"""Every sample event in events/ has an id of its own: an EventBridge ``id``, an SNS ``MessageId``.
+"""Every sample event in events/ has an id of its own: an EventBridge ``id``, an SNS ``MessageId`` (in an SQS batch
+from the reports queue, each body's, and each record's ``messageId``).
 
 Idempotency keys on them: two samples sharing one would make the second a "duplicate" in any test or demo that
 delivers both (issue 9, defect 8: ecr_image_scan and eksops_error_alarms_changes did). Samples of direct invocations
@@ -20,13 +21,17 @@ SAMPLES = sorted((ROOT / "events").rglob("*.json"))
 
 def ids_of(event: Any) -> Iterator[str]:
     """The delivery ids of one sample: its EventBridge id, or each SNS record's MessageId (and the id of an
-    EventBridge event the message carries)."""
+    EventBridge event the message carries); an SQS record's messageId and the SNS notification in its body."""
     if not isinstance(event, dict):
         return
     if isinstance(event.get("id"), str) and "detail-type" in event:
         yield f"id {event['id']}"
     for record in event.get("Records") or []:
-        sns = record.get("Sns") or {}
+        if record.get("eventSource") == "aws:sqs":
+            yield f"messageId {record['messageId']}"  # what a partial batch response names
+            sns = json.loads(record["body"])  # the notification, as the reports queue's subscription delivers it
+        else:
+            sns = record.get("Sns") or {}
         if "MessageId" in sns:
             yield f"MessageId {sns['MessageId']}"
         try:

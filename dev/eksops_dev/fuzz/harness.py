@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 REJECTED = frozenset({"InvalidEvent", "UnsupportedEvent"})
 # Invocations between emptying the dead-letter queue (the platform's copy of each failure) and the functions' inboxes
-# (where their reports and continuations also land); nothing reads them during a fuzz run.
+# and event source queues (where their reports and continuations also land: the reports queue); nothing reads them
+# during a fuzz run.
 EMPTY_EVERY = 200
 
 
@@ -164,7 +165,8 @@ class Harness:
         """Invoke ``target``'s handler with ``event`` and check the contract (see the module docstring)."""
         self._invocations += 1
         if self._invocations % EMPTY_EVERY == 0:  # keep moto's memory flat over long runs
-            for url in (self.sandbox.refs["DeadLetterQueue"], *self.sandbox.inboxes, *self.sandbox.bridges):
+            queues = (*self.sandbox.inboxes, *self.sandbox.batch_inboxes, *self.sandbox.bridges)
+            for url in (self.sandbox.refs["DeadLetterQueue"], *queues):
                 self.empty(url)
         armed = self.armed[target.function]
         sent, posts = self.requests.count, self.slack.attempts

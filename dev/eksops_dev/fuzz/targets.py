@@ -228,8 +228,13 @@ def _notifier_rearm(h: Harness, _now: Snapshot) -> None:
 
 
 def _delivered_once(h: Harness, result: Any, before: Snapshot, after: Snapshot) -> str | None:
-    """Any SNS record is delivered as text: one post to Slack, the result says so."""
-    posted = isinstance(result, Mapping) and result.get("posted") is True
+    """Any SNS record is delivered as text: one post to Slack, the result says so. A batch from the reports queue
+    (every report bound for the one webhook the harness configures) is one digest: one post, and its partial batch
+    response leaves no record to retry."""
+    if isinstance(result, Mapping) and "batchItemFailures" in result:
+        posted = result["batchItemFailures"] == []
+    else:
+        posted = isinstance(result, Mapping) and result.get("posted") is True
     posts = after["slack_posts"] - before["slack_posts"]
     if not posted or posts != 1:
         return f"accepted but not delivered once: {posts} post(s), result {result!r:.300}"

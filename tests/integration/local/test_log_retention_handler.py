@@ -33,9 +33,12 @@ def test_create_event_is_routed_and_enforced(make_sandbox: Any) -> None:
     sandbox, dispatcher = make_sandbox()
     CloudTrailShim(sandbox.client).call("logs", "create_log_group", logGroupName="/aws/containerinsights/c1/host")
     runs = dispatcher.drain()
-    # the change report reaches the notifier through the reports topic
+    # the change report reaches the notifier through the reports topic and its queue: a batch of one, none failed
     assert [(r.function, r.ok) for r in runs] == [("log_retention", True), ("notifier", True)]
-    assert runs[1].result["kind"] == "eksops:retention.changes"
+    assert runs[1].trigger == "Reports: SQS batch of 1 from eksops-local-reports"
+    assert runs[1].result == {"batchItemFailures": []}
+    [record] = runs[1].event["Records"]
+    assert json.loads(json.loads(record["body"])["Message"])["kind"] == "retention.changes"
     assert runs[0].result["changed"] == [{"group": "/aws/containerinsights/c1/host", "from": None, "to": 14}]
     assert retentions(sandbox)["/aws/containerinsights/c1/host"] == 14
 

@@ -28,9 +28,9 @@ def resolved(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for st in found:
         resources = [
-            r.replace("${AWS::Partition}", "aws").replace("${AWS::Region}", "us-east-1").replace(
-                "${AWS::AccountId}", "123456789012"
-            )
+            r.replace("${AWS::Partition}", "aws")
+            .replace("${AWS::Region}", "us-east-1")
+            .replace("${AWS::AccountId}", "123456789012")
             if isinstance(r, str)
             else r
             for r in as_list(st.get("Resource", []))
