@@ -5,6 +5,11 @@ The JSON result alone goes to stdout; the function's log lines and notes go to s
 template parameter its value comes from), by the process environment, then by the template default; the same rule
 holds in the sandbox and with ``--aws``, except that in the sandbox the variables naming the stack's own resources
 (topics, queue, table, kubeconfig) stay the sandbox's: a value from your shell would point at your real account.
+
+The sandbox is seeded first (``--no-seed`` starts it empty) with what the event implies (eksops_dev.seed): the log
+group, cluster, node group, image or alarm it names, and a Slack webhook, a local receiver whose messages are shown
+on stderr as Slack would show them. Seeded parameters and the sandbox's DryRun=false (a sandbox acts; a deployed
+stack starts as a dry run) are defaults: --param and your environment override them.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,13 +31,15 @@ from eksops.errors import ConfigError, PartialFailure, TemporaryError
 from eksops.events import CONTINUATION_DETAIL_TYPE, CONTINUATION_SOURCE
 from eksops.sweeps import MAX_PARTS, Continuer
 from eksops_dev.cli import UsageError, did_you_mean, find_template
-from eksops_dev.dispatch import Dispatcher, LambdaContext, load_module
+from eksops_dev.dispatch import Dispatcher, Invocation, LambdaContext, load_module
 from eksops_dev.sandbox import Sandbox, patched_environ
 from eksops_dev.template import FunctionSpec, Resolver, Template
 from eksops_dev.validate import check_constraints, env_str, references
 
 # Variables the sandbox sets to reach its own emulators, whatever the environment says.
 SANDBOX_WIRING = frozenset({"EKSOPS_KUBECONFIG"})
+# Parameters of the sandbox that differ from the template's defaults (which are for a first deploy): it acts.
+SANDBOX_DEFAULTS = {"DryRun": "false"}
 
 
 @dataclass(frozen=True)
@@ -42,7 +50,7 @@ class Layering:
     from_param: dict[str, tuple[str, ...]]  # variable -> the --param names it comes from
 
 
-def run(function: str, event_file: str, *, aws: bool, dry_run: bool, params: list[str]) -> int:
+def run(function: str, event_file: str, *, aws: bool, dry_run: bool, params: list[str], seed: bool = True) -> int:
     template = find_template()
     fn = resolve_function(template, function)
     event = read_event(event_file, fn, template)
@@ -50,8 +58,10 @@ def run(function: str, event_file: str, *, aws: bool, dry_run: bool, params: lis
     if dry_run:
         overrides["DryRun"] = "true"
     if aws:
+        if not seed:
+            raise UsageError("--no-seed is for the sandbox; --aws runs on your account as it is")
         return _on_aws(template, fn, event, overrides)
-    return _on_sandbox(template, fn, event, overrides)
+    return _on_sandbox(template, fn, event, overrides, seed=seed)
 
 
 # -- the command line's inputs -----------------------------------------------------------------------------------
@@ -149,9 +159,10 @@ class _InvokeSandbox(Sandbox):
         self.layers = {
             fn.name: layering(template, fn, overrides, environ, sandbox=True) for fn in template.functions.values()
         }
+        self.seeded_env: Mapping[str, Mapping[str, str]] = {}  # function -> variables the seed sets (eksops_dev.seed)
 
     def function_env(self, fn: FunctionSpec) -> dict[str, str]:
-        return {**super().function_env(fn), **self.layers[fn.name].from_environment}
+        return {**super().function_env(fn), **self.seeded_env.get(fn.name, {}), **self.layers[fn.name].from_environment}
 
 
 class _Tee:
@@ -195,13 +206,23 @@ def _startup_error(fn: FunctionSpec, exc: ConfigError, layers: Layering) -> Usag
 # -- the sandbox -------------------------------------------------------------------------------------------------
 
 
-def _on_sandbox(template: Template, fn: FunctionSpec, event: Any, overrides: dict[str, str]) -> int:
+def _on_sandbox(template: Template, fn: FunctionSpec, event: Any, overrides: dict[str, str], *, seed: bool) -> int:
     sandbox = _InvokeSandbox(template, overrides, dict(os.environ))
-    with sandbox:
+    defaults = {k: v for k, v in SANDBOX_DEFAULTS.items() if k not in overrides}
+    with contextlib.ExitStack() as stack:
+        seeding = _plan_seed(sandbox, fn, event, overrides, stack) if seed else None
+        if seeding is not None:
+            defaults.update({k: v for k, v in seeding.parameters.items() if k not in overrides})
+            sandbox.seeded_env = seeding.environment
+        sandbox.set_parameters(**defaults)
+        stack.enter_context(sandbox)  # stops before the seed's servers (Git, Slack) do
         for note in sandbox.notes:
             _note(f"sandbox: {note}")
         layers = sandbox.layers[fn.name]
         _note_environment(fn, layers)
+        started = time.perf_counter()
+        seeded = seeding.prepare(sandbox) if seeding is not None else []
+        seconds = time.perf_counter() - started
         log_path = sandbox.workdir / "functions.log"
         dispatcher = Dispatcher(sandbox, log=cast(TextIO, _Tee(open(log_path, "a", encoding="utf-8"), sys.stderr)))  # noqa: SIM115
         try:
@@ -209,12 +230,19 @@ def _on_sandbox(template: Template, fn: FunctionSpec, event: Any, overrides: dic
                 dispatcher.handler(fn)  # the cold start first: a ConfigError there is the user's to fix
             except ConfigError as exc:
                 raise _startup_error(fn, exc, layers) from exc
+            if seeding is not None:
+                started = time.perf_counter()
+                seeded += seeding.apply(sandbox)
+                _note_seeded(seeded, seconds + time.perf_counter() - started)
             # An SQS batch comes from an event source mapping: a synchronous call, whose failure goes back to the
             # queue (its redrive policy), not to the function's on-failure destination.
             inv = dispatcher.invoke(fn.name, event, "invoke", retries=0, synchronous=_is_sqs_batch(event))
-            follow_ups = dispatcher.drain()  # e.g. a sweep's continuation
+            follow_ups = dispatcher.drain()  # e.g. a sweep's continuation, the notifier with the reports
         finally:
             dispatcher.close()
+        _note_runs([inv, *follow_ups], log_path)
+        if seeding is not None:
+            _show_slack(seeding.slack.received)
     ok = inv.ok and all(i.ok for i in follow_ups)
     result: dict[str, Any] = {
         "function": fn.name,
@@ -235,6 +263,51 @@ def _on_sandbox(template: Template, fn: FunctionSpec, event: Any, overrides: dic
         _note(f"{fn.name} failed: the log lines above (also in {log_path}) say why; alerts and reports went to the "
               "sandbox's topics, which nothing reads here")  # fmt: skip
     return 0 if ok else 1
+
+
+def _plan_seed(
+    sandbox: _InvokeSandbox, fn: FunctionSpec, event: Any, overrides: Mapping[str, str], stack: contextlib.ExitStack
+) -> Any:
+    """The seed for ``fn`` and ``event`` (eksops_dev.seed), closed with ``stack``."""
+    from eksops_dev import seed
+
+    seeding = seed.plan(fn.name, event, workdir=sandbox.workdir, fixed=overrides)
+    stack.callback(seeding.close)
+    return seeding
+
+
+def _note_seeded(lines: list[str], seconds: float) -> None:
+    for line in lines:
+        _note(f"sandbox: seeded {line}")
+    _note(f"sandbox: seeded in {seconds:.1f} s (--no-seed starts empty)")
+
+
+def _note_runs(runs: list[Invocation], log_path: Path) -> None:
+    """What each run did, in words (the demo's own descriptions): the JSON result on stdout has it all."""
+    from eksops_dev.demo import describe_result
+
+    for number, inv in enumerate(runs):
+        what = f"{inv.function}" if number == 0 else f"then {inv.function} ({inv.trigger})"
+        if not inv.ok:
+            _note(f"{what} failed: {inv.error_type}: {inv.error}")
+            continue
+        _note(f"{what}:")
+        for line in describe_result(inv.result, inv.event, log_path):
+            sys.stderr.write(f"    {line}\n")
+
+
+def _show_slack(received: list[dict[str, Any]]) -> None:
+    """Each message the local Slack webhook received, as Slack shows it."""
+    if not received:
+        _note("Slack: no message posted")
+        return
+    from eksops_dev.slack import render
+
+    _note(f"Slack: {len(received)} message(s) posted to the webhook, as Slack shows them:")
+    for number, payload in enumerate(received, 1):
+        sys.stderr.write(f"    --- message {number} ---\n")
+        for line in render(payload):
+            sys.stderr.write(f"    {line}\n")
 
 
 def _is_sqs_batch(event: Any) -> bool:
@@ -304,11 +377,18 @@ def _on_aws(template: Template, fn: FunctionSpec, event: Any, overrides: dict[st
             try:
                 results.append(handler(pending.pop(0), context))
             except Exception as exc:
-                failure = _aws_failure(fn, exc, env, parts=len(results) + 1)
-                break
+                failure = failure or _aws_failure(fn, exc, env, parts=len(results) + 1)
+                summary = getattr(exc, "summary", None)
+                if summary is None:
+                    break
+                # A part that failed after doing its work (a fan-out's cluster whose rule failed): keep its
+                # summary and go on with the other parts, as Lambda runs each part on its own.
+                results.append(summary)
             pending.extend(continuations)
             continuations.clear()
     if failure is not None:
+        if results:
+            failure["results"] = results
         _print(failure)
         return 1
     payload: dict[str, Any] = {"function": fn.name, "ok": True, "result": results[-1], "parts": len(results)}

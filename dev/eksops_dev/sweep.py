@@ -45,6 +45,8 @@ def run(
     # Read-only unless remediation is asked for: --remediate (or --param ComplianceRemediate) decides, never a
     # template default or a value from your environment.
     overrides.setdefault("ComplianceRemediate", json.dumps(sorted(remediate or [])))
+    # --dry-run (or --param DryRun) decides, not the template's default (a dry run, for a first deploy's safety).
+    overrides.setdefault("DryRun", "false")
     if dry_run:
         overrides["DryRun"] = "true"
     event: dict[str, Any] = {"sweep": {"cluster": cluster}} if cluster else {"sweep": "all"}
@@ -97,6 +99,6 @@ def _on_aws(
         code = invoke._on_aws(template, fn, event, overrides)  # the same run as `eksops invoke --aws`
     payload = json.loads(out.getvalue())
     if code != 0 or not payload.get("ok"):
-        partial = [payload["result"]] if isinstance(payload.get("result"), dict) else []
+        partial = [r for r in payload.get("results") or [payload.get("result")] if isinstance(r, dict)]
         return partial, [f"{payload.get('errorType')}: {payload.get('error')}"]
     return list(payload.get("results") or [payload["result"]]), []

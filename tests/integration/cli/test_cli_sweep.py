@@ -91,3 +91,35 @@ def test_a_sweep_that_fails_in_part_still_prints_its_report(
     assert any(e["rule"] == "pod-privileged" for e in report["errors"])
     assert any(f["rule"] == "cluster-endpoint-public" for f in report["findings"])  # the other rules' findings
     assert "eksops: sweep failed: PartialFailure" in err
+
+
+def test_aws_sweeps_every_cluster_even_when_one_fails_in_part(
+    aws: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """With --aws the fan-out runs here, part after part: one cluster's failing rule must not stop the others, and
+    every cluster's report is printed (the moto server stands in for your account)."""
+    from eksops.aws import client
+    from eksops.compliance.model import rules
+
+    role = client("iam").create_role(RoleName="eks", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    for name in ("alpha", "beta", "gamma"):
+        client("eks").create_cluster(name=name, roleArn=role, resourcesVpcConfig={"subnetIds": ["subnet-1"]})
+    empty = tmp_path / "kubeconfig"  # no contexts: the Kubernetes rules report the clusters unreachable
+    empty.write_text(json.dumps({"apiVersion": "v1", "kind": "Config", "clusters": [], "contexts": [], "users": []}))
+    monkeypatch.setenv("EKSOPS_KUBECONFIG", str(empty))
+    endpoint = rules()["cluster-endpoint-public"]
+    check = type(endpoint).check
+
+    def broken_on_beta(self: Any, ctx: Any) -> Any:
+        if ctx.name == "beta":
+            raise RuntimeError("a rule broke on beta")
+        return check(self, ctx)
+
+    monkeypatch.setattr(type(endpoint), "check", broken_on_beta)
+    code, out, err = run(capsys, "--aws", "--format", "json")
+    assert code == 1, err[-2000:]
+    reports = {r["cluster"]: r for r in json.loads(out)}
+    assert set(reports) == {"alpha", "beta", "gamma"}
+    assert [e["rule"] for e in reports["beta"]["errors"]] == ["cluster-endpoint-public"]
+    assert reports["alpha"]["errors"] == [] and reports["gamma"]["errors"] == []
+    assert "eksops: sweep failed: PartialFailure" in err

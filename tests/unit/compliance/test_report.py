@@ -221,6 +221,12 @@ def test_sarif_results_have_a_physical_location_code_scanning_accepts(report: Cl
     assert uris["deployment/shop/api"] == "eks/prod/deployment/shop/api"
     assert uris["log-group/app #1 [eu]"] == "eks/prod/log-group/app%20%231%20%5Beu%5D"
     assert unquote(uris["log-group/app #1 [eu]"]) == "eks/prod/log-group/app #1 [eu]"
+    # a log group's own leading slash gives no empty path segment
+    from eksops.compliance.report import artifact_uri
+
+    assert artifact_uri("prod", "log-group//aws/containerinsights/prod/host") == (
+        "eks/prod/log-group/aws/containerinsights/prod/host"
+    )
 
 
 def test_sarif_names_rules_the_registry_lacks() -> None:

@@ -354,7 +354,8 @@ def artifact_uri(cluster: str, resource: str) -> str:
     The region is line 1: code scanning places every result on a line."""
     from urllib.parse import quote
 
-    return quote(f"eks/{cluster}/{resource}", safe="/@:")
+    kind, _, name = resource.partition("/")
+    return quote(f"eks/{cluster}/{kind}/{name.lstrip('/')}" if name else f"eks/{cluster}/{kind}", safe="/@:")
 
 
 def _result(report: ClusterReport, finding: Finding, rule_index: int) -> dict[str, Any]:

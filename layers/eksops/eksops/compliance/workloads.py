@@ -221,10 +221,10 @@ def _controller(obj: Mapping[str, Any]) -> Key | None:
     return None
 
 
-def _workload(kind: str, obj: Mapping[str, Any], controller: str | None = None) -> Workload:
+def _workload(kind: str, obj: Mapping[str, Any], controller: str | None = None, *, pod: bool = False) -> Workload:
     spec = obj.get("spec") or {}
-    if kind == "Pod":
-        return Workload(kind, obj, spec, (obj.get("metadata") or {}).get("labels") or {})
+    if kind == "Pod" or pod:  # a pod itself (``pod``: one of an unknown controller's pods, standing for it)
+        return Workload(kind, obj, spec, (obj.get("metadata") or {}).get("labels") or {}, controller)
     if kind == "CronJob":
         spec = (spec.get("jobTemplate") or {}).get("spec") or {}
     template = spec.get("template") or {}
@@ -250,15 +250,49 @@ def _walk(ctx: ClusterContext) -> Iterator[Workload]:
             covered.add(_key(kind, obj))
             yield _workload(kind, obj)
     yield from _replica_sets(ctx, covered)
+    yield from _jobs(ctx, covered)
+    yield from _pods(ctx, covered)
+
+
+# Jobs and pods of a controller eksops cannot read (a KEDA ScaledJob, an Argo Workflow, an operator's resource) are
+# each judged, but reported on that controller (``<kind>/<namespace>/<name>``; the service joins one controller's
+# findings into one): their own names change on every run, and findings named after them would be new and resolved
+# again on every sweep.
+
+
+def _jobs(ctx: ClusterContext, covered: set[Key]) -> Iterator[Workload]:
+    unknown: dict[Key, list[Mapping[str, Any]]] = {}
     for job in ctx.kube_list("batch/v1", "jobs"):
         covered.add(_key("Job", job))
         owner = _controller(job)
-        if owner is None or owner not in covered:  # stand-alone (or its CronJob is gone): a workload itself
+        if owner is None or (owner[0] == "CronJob" and owner not in covered):  # stand-alone, or its CronJob is gone
             yield _workload("Job", job)
+        elif owner not in covered:
+            unknown.setdefault(owner, []).append(job)
+    for (kind, namespace, name), jobs in sorted(unknown.items()):
+        covered.add((kind, namespace, name))
+        for job in jobs:
+            yield _workload(kind, job, controller=name)
+
+
+def _pods(ctx: ClusterContext, covered: set[Key]) -> Iterator[Workload]:
+    unknown: dict[Key, list[Mapping[str, Any]]] = {}
     for pod in ctx.pods():
         owner = _controller(pod)
-        if owner is None or owner not in covered:
+        if owner is not None and owner in covered:
+            continue
+        if owner is None or owner[0] in _POD_OWNERS:  # bare, static (a Node's), or its Job/ReplicaSet is gone
             yield _workload("Pod", pod)
+        else:
+            unknown.setdefault(owner, []).append(pod)
+    for (kind, _, name), pods in sorted(unknown.items()):
+        for pod in pods:
+            yield _workload(kind, pod, controller=name, pod=True)
+
+
+# Owners whose pods are judged one by one when the owner itself is not walked (a Node: static pods).
+_POD_OWNERS = frozenset({"Node", "Job", "ReplicaSet", "DaemonSet", "StatefulSet"})
+
 
 
 def _replica_sets(ctx: ClusterContext, covered: set[Key]) -> Iterator[Workload]:
