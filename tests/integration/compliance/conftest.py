@@ -67,7 +67,12 @@ class ClusterUnderTest:
             "resourcesVpcConfig": {"subnetIds": ["subnet-1", "subnet-2"]},
             **overrides,
         }
-        return client("eks").create_cluster(**params)["cluster"]  # type: ignore[no-any-return]
+        eks = client("eks")
+        try:
+            return eks.create_cluster(**params)["cluster"]  # type: ignore[no-any-return]
+        except eks.exceptions.ResourceInUseException:
+            # a retried request (the first one timed out on a loaded machine, after moto had created the cluster)
+            return eks.describe_cluster(name=self.name)["cluster"]  # type: ignore[no-any-return]
 
     # -- Kubernetes ---------------------------------------------------------------------------------------------
 
