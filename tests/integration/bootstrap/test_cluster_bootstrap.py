@@ -116,9 +116,13 @@ def kube_client(sandbox: Sandbox, context: str) -> Any:
     return k8s_config.new_client_from_config(config_file=str(sandbox.kubeconfig_path), context=context)
 
 
+# The template's default is a dry run (safe first deploy); these tests watch bootstrap act.
+ACTING = {"DryRun": "false"}
+
+
 @pytest.fixture
 def sandbox(make_sandbox: Any) -> tuple[Sandbox, Dispatcher]:
-    return make_sandbox()  # type: ignore[no-any-return]
+    return make_sandbox(parameters=ACTING)  # type: ignore[no-any-return]
 
 
 def test_event_bootstraps_a_new_cluster_and_a_second_run_changes_nothing(sandbox: tuple[Sandbox, Dispatcher]) -> None:
@@ -130,6 +134,8 @@ def test_event_bootstraps_a_new_cluster_and_a_second_run_changes_nothing(sandbox
     result = run.result["clusters"]["c1"]
     assert result["status"] == "bootstrapped"
     assert result["kubernetes"]["created"] == len(expected_refs("c1"))
+    # A fresh cluster: nothing of anyone else's under eksops' names, so nothing is left out or warned about.
+    assert result["warnings"] == [] and result["left"] == [] and run.result["warned"] == []
     assert CLOUDWATCH_AGENT in attached(sb, roles["node"])
     names = {r.split("/", 1)[1] for r in objects(emulator)}
     assert "amazon-cloudwatch/cloudwatch-agent" in names and "amazon-cloudwatch/fluent-bit" in names
@@ -236,7 +242,7 @@ def test_metrics_server_keeps_the_kubelet_port_when_no_profile_selects_kube_syst
 def test_namespaces_get_pod_security_labels_and_opted_in_ones_default_deny(make_sandbox: Any) -> None:
     from kubernetes import client as k8s
 
-    sb, dispatcher = make_sandbox(parameters={"BootstrapDenyNamespaces": '["team-*"]'})
+    sb, dispatcher = make_sandbox(parameters={**ACTING, "BootstrapDenyNamespaces": '["team-*"]'})
     emulator = sb.add_kube_cluster("c1")
     core = k8s.CoreV1Api(kube_client(sb, "c1"))
     for ns in ("team-a", "kube-system", "shop", "amazon-guardduty", "calico-system"):

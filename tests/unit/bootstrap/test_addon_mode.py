@@ -12,7 +12,7 @@ import pytest
 from botocore.stub import Stubber
 
 from eksops.bootstrap import BootstrapConfig, BootstrapService
-from eksops.bootstrap.service import OBSERVABILITY_ADDON, TAG, Plan, Summary
+from eksops.bootstrap.service import METRICS_SERVER_ADDON, OBSERVABILITY_ADDON, TAG, Plan, Summary
 from eksops.config import CommonConfig
 from eksops.kube import manifests
 from eksops.kube.apply import apply_manifests
@@ -54,6 +54,17 @@ def stub_cluster(stub: Stubber) -> None:
     stub.add_response("list_fargate_profiles", {"fargateProfileNames": []}, expected_params={"clusterName": "c1"})
 
 
+def no_addon(stub: Stubber, *names: str) -> None:
+    """DescribeAddon of each add-on in ``names`` (metrics-server, fluent-bit: eksops' own components): not installed."""
+    for name in names:
+        stub.add_client_error(
+            "describe_addon",
+            "ResourceNotFoundException",
+            http_status_code=404,
+            expected_params={"clusterName": "c1", "addonName": name},
+        )
+
+
 VERSIONS = {"addonName": OBSERVABILITY_ADDON, "kubernetesVersion": "1.31"}
 
 
@@ -75,9 +86,13 @@ def bootstrap_with_the_addon_installed(mode: str, api: Any, *, force: bool) -> S
     eks = eks_client()
     with Stubber(eks) as stub:
         stub_cluster(stub)
+        if mode == "addon":  # add-on mode asks for metrics-server's add-on first, then whether to switch
+            no_addon(stub, METRICS_SERVER_ADDON)
         stub.add_response(
             "describe_addon", {"addon": {"addonName": OBSERVABILITY_ADDON, "status": "ACTIVE"}}, expected_params=ADDON
         )
+        if mode == "manifests":  # the add-on installed: no Fluent Bit of eksops', so no question about its add-on
+            no_addon(stub, METRICS_SERVER_ADDON)
         stub_tag(stub)
         summary = Summary(dry_run=False)
         service(mode, eks, api=api).bootstrap("c1", summary, force=force)
@@ -167,6 +182,7 @@ def test_addon_mode_removes_the_agent_and_fluent_bit_eksops_applied_before_insta
     eks.meta.events.register("before-parameter-build.eks.CreateAddon", lambda **_: before_addon.append(live(emulator)))
     with Stubber(eks) as stub:
         stub_cluster(stub)
+        no_addon(stub, METRICS_SERVER_ADDON)
         stub.add_client_error(
             "describe_addon", "ResourceNotFoundException", http_status_code=404, expected_params=ADDON
         )
@@ -225,6 +241,7 @@ def test_addon_mode_keeps_eksops_agent_when_eks_offers_no_addon_version(
     eks = eks_client()
     with Stubber(eks) as stub:
         stub_cluster(stub)
+        no_addon(stub, METRICS_SERVER_ADDON)
         stub.add_client_error(
             "describe_addon", "ResourceNotFoundException", http_status_code=404, expected_params=ADDON
         )

@@ -17,7 +17,7 @@ import yaml
 from botocore.stub import Stubber
 
 from eksops.bootstrap import BootstrapConfig, BootstrapService
-from eksops.bootstrap.service import OBSERVABILITY_ADDON, TAG, Summary
+from eksops.bootstrap.service import FLUENT_BIT_ADDON, METRICS_SERVER_ADDON, OBSERVABILITY_ADDON, TAG, Summary
 from eksops.config import CommonConfig
 from eksops.kube import manifests
 from eksops.kube.apply import apply_manifests
@@ -164,7 +164,19 @@ def test_access_denied_guidance_offers_both_modes() -> None:
 # -- what cluster_bootstrap really asks the API server for ------------------------------------------------------
 
 ARN = "arn:aws:eks:us-east-1:123456789012:cluster/c1"
-ADDON = {"clusterName": "c1", "addonName": OBSERVABILITY_ADDON}
+
+
+def no_addon(stub: Stubber, *names: str) -> None:
+    """DescribeAddon of each add-on in ``names``: not installed."""
+    for name in names:
+        stub.add_client_error(
+            "describe_addon",
+            "ResourceNotFoundException",
+            http_status_code=404,
+            expected_params={"clusterName": "c1", "addonName": name},
+        )
+
+
 PROFILE = {
     "fargateProfileName": "system",
     "clusterName": "c1",
@@ -258,9 +270,7 @@ def test_every_request_of_a_bootstrap_is_allowed_by_the_role(kube: tuple[str, Ek
 
     def manifests_mode(stub: Stubber, *, tagged: bool = False) -> None:
         stub_cluster(stub, tagged=tagged)
-        stub.add_client_error(
-            "describe_addon", "ResourceNotFoundException", http_status_code=404, expected_params=ADDON
-        )
+        no_addon(stub, OBSERVABILITY_ADDON, METRICS_SERVER_ADDON, FLUENT_BIT_ADDON)
         if not tagged:
             stub.add_response(
                 "tag_resource", {}, expected_params={"resourceArn": ARN, "tags": {TAG: manifests.MANIFEST_VERSION}}
@@ -268,9 +278,7 @@ def test_every_request_of_a_bootstrap_is_allowed_by_the_role(kube: tuple[str, Ek
 
     def addon_mode(stub: Stubber) -> None:
         stub_cluster(stub, tagged=True)
-        stub.add_client_error(
-            "describe_addon", "ResourceNotFoundException", http_status_code=404, expected_params=ADDON
-        )
+        no_addon(stub, METRICS_SERVER_ADDON, OBSERVABILITY_ADDON)
         versions = [{"addonVersion": "v4.1.0-eksbuild.1", "compatibilities": [{"clusterVersion": "1.31"}]}]
         stub.add_response(
             "describe_addon_versions",

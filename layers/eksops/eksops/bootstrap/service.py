@@ -6,6 +6,12 @@ cluster. The tag eksops:bootstrap=<manifest version> records success: a reconcil
 reads (every object still there, namespaces labelled) and applies when something is missing or the shipped
 manifest version is newer.
 
+eksops applies only what is its own. Before applying, it reads each object it would apply: a component (the
+CloudWatch agent, Fluent Bit, metrics-server, Fargate logging, a default-deny policy) of which any object is
+managed by Helm, an EKS add-on or another tool (eksops.kube.apply.foreign_owner), or whose EKS add-on is installed
+(DescribeAddon), is left whole and reported as a warning; conflicts are forced only on objects eksops owns or
+creates.
+
 One cluster's failure (no access, an endpoint that cannot be reached, anything else) never stops the sweep: it is
 recorded as that cluster's error, the other clusters are bootstrapped and reported, and the invocation fails at
 the end (Summary.raise_for_errors). Every request to a cluster's API has a timeout (eksops.kube.auth) and each
@@ -31,7 +37,14 @@ from eksops.config import CommonConfig
 from eksops.errors import PartialFailure, PermanentError, TemporaryError, UnsupportedEvent
 from eksops.events import AnyEvent, CloudTrailCall, ScheduledRun, cluster_name, is_cluster_name
 from eksops.kube import manifests
-from eksops.kube.apply import apply_manifests, check_deadline, delete_managed
+from eksops.kube.apply import (
+    Owner,
+    apply_manifests,
+    delete_managed,
+    foreign_owner,
+    read_objects,
+    ref_of,
+)
 from eksops.kube.errors import AccessDenied, principal_arn, raise_for_status
 from eksops.notify import Message, Publisher, Severity
 from eksops.sweeps import Deadline
@@ -41,6 +54,11 @@ TAG = "eksops:bootstrap"
 EVENTS = {"CreateCluster": "name", "CreateNodegroup": "clusterName", "CreateFargateProfile": "clusterName"}
 CLOUDWATCH_AGENT_POLICY = "CloudWatchAgentServerPolicy"
 OBSERVABILITY_ADDON = "amazon-cloudwatch-observability"
+# EKS community add-ons that install a component eksops also ships (EKS user guide, "Community add-ons"): with one of
+# them installed, eksops leaves its own version of that component out. The Fluent Bit add-on runs in its own
+# namespace (fluent-bit), so no object name collides, but two log shippers on every node would send each line twice.
+METRICS_SERVER_ADDON = "metrics-server"
+FLUENT_BIT_ADDON = "fluent-bit"
 # Kubernetes work on one cluster stops (TemporaryError) once this is spent; each request has its own timeout too.
 CLUSTER_BUDGET_SECONDS = 120.0
 # A request already in flight when the budget runs out may still take its read timeouts and retries.
@@ -63,6 +81,8 @@ class ClusterResult:
     kubernetes: dict[str, int] = field(default_factory=dict)
     changed_objects: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Components eksops left to another installer: {"component", "owner", "sign", "object", "objects"}.
+    left: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -72,6 +92,46 @@ class Plan:
     fargate: bool  # it has Fargate profiles: aws-observability and the aws-logging ConfigMap
     metrics_server_on_fargate: bool  # a Fargate profile selects metrics-server's pods: secure port 10251
     observability: bool  # the CloudWatch agent and Fluent Bit manifests
+    addons: frozenset[str] = frozenset()  # installed EKS add-ons of components eksops ships (METRICS_SERVER_ADDON...)
+
+
+@dataclass(frozen=True)
+class Component:
+    """Objects that go on a cluster together. eksops applies all of them, or none when another installer has any of
+    them or its EKS add-on (``addons``) is installed. Namespaces do not decide: they hold others' objects too.
+    ``shared``: objects of others on which eksops only sets labels (Pod Security); never left whole."""
+
+    name: str
+    docs: tuple[dict[str, Any], ...]
+    addons: tuple[str, ...] = ()
+    shared: bool = False
+
+
+@dataclass(frozen=True)
+class Left:
+    """A component eksops leaves to ``owner``, as ``sign`` on ``ref`` shows; ``docs``: what it does not apply."""
+
+    component: Component
+    owner: Owner
+    ref: str
+    docs: tuple[dict[str, Any], ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "component": self.component.name,
+            "owner": self.owner.who,
+            "sign": self.owner.sign,
+            "object": self.ref,
+            "objects": [ref_of(d) for d in self.docs],
+        }
+
+    def warning(self) -> str:
+        where = f" on {self.ref}" if self.ref else ""
+        return (
+            f"{self.component.name} is installed by {self.owner.who} ({self.owner.sign}{where}): eksops leaves it"
+            f" and applies none of its {len(self.docs)} object(s); remove that installation for eksops to manage"
+            f" {self.component.name}, or keep it and ignore this warning"
+        )
 
 
 def node_policy_arn(partition: str) -> str:
@@ -251,10 +311,12 @@ class BootstrapService:
         ]
         result.aws += self._node_roles(name, nodegroups)
         result.aws += self._fargate_roles(profiles)
+        observability = self._wants_observability_manifests(name, result)
         plan = Plan(
             fargate=bool(profiles),
             metrics_server_on_fargate=_selects_metrics_server(profiles),
-            observability=self._wants_observability_manifests(name, result),
+            observability=observability,
+            addons=self._component_addons(name, observability=observability),
         )
         # Add-on mode, add-on not there yet: make sure it can be installed before eksops' own agent and Fluent Bit
         # are removed (_kubernetes), then install it: never both, and never neither for lack of an add-on version.
@@ -299,9 +361,9 @@ class BootstrapService:
             changes += self._attach(role, self.cfg.fargate_logging_policy_arn)
         return changes
 
-    def _addon_installed(self, cluster: str) -> bool:
+    def _addon_installed(self, cluster: str, addon: str = OBSERVABILITY_ADDON) -> bool:
         try:
-            self._eks.describe_addon(clusterName=cluster, addonName=OBSERVABILITY_ADDON)
+            self._eks.describe_addon(clusterName=cluster, addonName=addon)
         except ClientError as exc:
             # A missing add-on is ResourceNotFoundException, HTTP 404; an emulator without add-ons answers a bare 404.
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -309,6 +371,12 @@ class BootstrapService:
                 return False
             raise
         return True
+
+    def _component_addons(self, cluster: str, *, observability: bool) -> frozenset[str]:
+        """The EKS add-ons installed on ``cluster`` that install a component eksops would apply (DescribeAddon:
+        the function's role may describe add-ons; it is not allowed eks:ListAddons)."""
+        names = [METRICS_SERVER_ADDON] + ([FLUENT_BIT_ADDON] if observability else [])
+        return frozenset(addon for addon in names if self._addon_installed(cluster, addon))
 
     def _addon(self, cluster: str) -> list[str]:
         return [] if self._addon_installed(cluster) else self._create_addon(cluster)
@@ -352,25 +420,37 @@ class BootstrapService:
 
     def desired(self, name: str, region: str, namespaces: list[dict[str, Any]], plan: Plan) -> list[dict[str, Any]]:
         """Every object the cluster should have, rendered for it. ``namespaces``: the metadata of each namespace."""
-        docs: list[dict[str, Any]] = []
+        return [doc for component in self.components(name, region, namespaces, plan) for doc in component.docs]
+
+    def components(self, name: str, region: str, namespaces: list[dict[str, Any]], plan: Plan) -> list[Component]:
+        """What the cluster should have, by component (see Component), rendered for it."""
+        found: list[Component] = []
         if plan.observability:
-            docs += manifests.render_observability(name, region)
-        docs += manifests.render_metrics_server(plan.metrics_server_on_fargate)
+            found.append(Component("CloudWatch agent", tuple(manifests.render_container_insights(name, region))))
+            found.append(
+                Component("Fluent Bit", tuple(manifests.render_fluent_bit(name, region)), addons=(FLUENT_BIT_ADDON,))
+            )
+        metrics_server = manifests.render_metrics_server(plan.metrics_server_on_fargate)
+        found.append(Component("metrics-server", tuple(metrics_server), addons=(METRICS_SERVER_ADDON,)))
         if plan.fargate:
-            docs += manifests.render_fargate_logging(name, region)
+            found.append(Component("Fargate logging", tuple(manifests.render_fargate_logging(name, region))))
         labels = manifests.pod_security_labels(self.cfg.psa_enforce, self.cfg.psa_warn, self.cfg.psa_audit)
+        pod_security: list[dict[str, Any]] = []
         for meta in namespaces:
             ns = str(meta["name"])
             if ns in manifests.PROTECTED_NAMESPACES:
                 continue
             if self.cfg.labels_pod_security(ns):
                 if manifests.may_set_pod_security(meta):
-                    docs.append(manifests.namespace_with_pod_security(ns, labels))
+                    pod_security.append(manifests.namespace_with_pod_security(ns, labels))
                 else:
                     log.info("namespace %s: its owner set its Pod Security labels; eksops leaves them", ns)
             if any(fnmatch.fnmatchcase(ns, g) for g in self.cfg.deny_namespaces):
-                docs.append(manifests.default_deny(ns, egress=self.cfg.deny_egress))
-        return docs
+                deny = manifests.default_deny(ns, egress=self.cfg.deny_egress)
+                found.append(Component(f"the default-deny NetworkPolicy of namespace {ns}", (deny,)))
+        if pod_security:
+            found.append(Component("Pod Security labels", tuple(pod_security), shared=True))
+        return found
 
     def _kubernetes(
         self,
@@ -395,12 +475,17 @@ class BootstrapService:
                 n["metadata"]
                 for n in dynamic.resources.get(api_version="v1", kind="Namespace").get().to_dict()["items"]
             ]
-            docs = self.desired(name, region, namespaces, plan)
+            components = self.components(name, region, namespaces, plan)
+            found = read_objects(api, [d for c in components for d in c.docs], deadline=deadline)
+            docs, left = _own_part(components, found, plan.addons)
+            self._warn_left(name, result, left)
             current = cluster.get("tags", {}).get(TAG) == manifests.MANIFEST_VERSION
-            if not force and current and _all_present(dynamic, docs, deadline):
-                result.kubernetes = {"unchanged": len(docs)}
+            if not force and current and _all_present(docs, found):
+                result.kubernetes = {"unchanged": len(docs), **_left_count(left)}
                 return
-            applied = apply_manifests(api, docs, dry_run=self.common.dry_run, deadline=deadline)
+            # Force only where eksops owns the object (or creates it): a namespace or a Pod Security label set
+            # that others own too is applied without force, and a conflict there leaves it as it is.
+            applied = apply_manifests(api, docs, dry_run=self.common.dry_run, deadline=deadline, force="owned")
         except Exception as exc:
             cause = exc if hasattr(exc, "status") else exc.__cause__
             if cause is not None:
@@ -408,7 +493,22 @@ class BootstrapService:
             _raise_if_unreachable(exc, name, cluster)
             raise
         result.kubernetes = {o: applied.count(o) for o in ("created", "configured", "unchanged")}
-        result.changed_objects += [o.ref for o in applied.objects if o.outcome != "unchanged"]
+        result.kubernetes.update(_left_count(left))
+        if applied.conflicts:
+            result.kubernetes["conflict"] = len(applied.conflicts)
+        result.changed_objects += [o.ref for o in applied.objects if o.outcome in ("created", "configured")]
+        for obj in applied.conflicts:
+            result.warnings.append(
+                f"{obj.ref} is left as it is: another field manager owns a field eksops sets ({obj.message})"
+            )
+            log.warning("cluster %s: %s", name, result.warnings[-1])
+
+    @staticmethod
+    def _warn_left(name: str, result: ClusterResult, left: list[Left]) -> None:
+        for part in left:
+            result.left.append(part.as_dict())
+            result.warnings.append(part.warning())
+            log.warning("cluster %s: %s", name, result.warnings[-1])
 
     def _remove_observability_manifests(
         self, api: Any, name: str, region: str, result: ClusterResult, deadline: float
@@ -498,19 +598,61 @@ def _raise_if_unreachable(exc: BaseException, name: str, cluster: dict[str, Any]
         ) from exc
 
 
-def _all_present(dynamic: Any, docs: list[dict[str, Any]], deadline: float | None = None) -> bool:
-    """Whether every desired object exists (and namespaces carry their labels): reads only."""
-    from kubernetes.dynamic.exceptions import NotFoundError
-
+def _all_present(docs: list[dict[str, Any]], found: Mapping[str, dict[str, Any] | None]) -> bool:
+    """Whether every desired object exists (and namespaces carry their labels), from the objects read."""
     for doc in docs:
-        check_deadline(deadline, "checking the cluster's objects")
-        resource = dynamic.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
-        namespace = doc["metadata"].get("namespace") if resource.namespaced else None
-        try:
-            found = resource.get(name=doc["metadata"]["name"], namespace=namespace).to_dict()
-        except NotFoundError:
+        live = found.get(ref_of(doc))
+        if live is None:
             return False
         wanted = doc["metadata"].get("labels", {})
-        if wanted.items() - (found["metadata"].get("labels") or {}).items():
+        if wanted.items() - (live.get("metadata", {}).get("labels") or {}).items():
             return False
     return True
+
+
+def _component_owner(
+    component: Component, found: Mapping[str, dict[str, Any] | None], addons: frozenset[str]
+) -> tuple[Owner, str] | None:
+    """Who else installed ``component`` and where that shows (an object's ref; "" for an EKS add-on), or None."""
+    for addon in component.addons:
+        if addon in addons:
+            return Owner(f"the EKS add-on {addon}", f"eks:DescribeAddon {addon}"), ""
+    # Workloads first: the Deployment or DaemonSet is what an operator knows the other installation by.
+    for doc in sorted(component.docs, key=lambda d: d["kind"] not in ("Deployment", "DaemonSet")):
+        if doc["kind"] == "Namespace":
+            continue
+        live = found.get(ref_of(doc))
+        owner = foreign_owner(live) if live is not None else None
+        if owner is not None:
+            return owner, ref_of(doc)
+    return None
+
+
+def _own_part(
+    components: list[Component], found: Mapping[str, dict[str, Any] | None], addons: frozenset[str]
+) -> tuple[list[dict[str, Any]], list[Left]]:
+    """The documents eksops applies, and the components it leaves to another installer.
+
+    A left component's Namespace is still applied when something eksops applies lives in it (Fluent Bit in
+    amazon-cloudwatch when the CloudWatch agent is Helm's): then it is not counted as left.
+    """
+    docs: list[dict[str, Any]] = []
+    left: list[tuple[Component, Owner, str]] = []
+    for component in components:
+        other = None if component.shared else _component_owner(component, found, addons)
+        if other is None:
+            docs += component.docs
+        else:
+            left.append((component, *other))
+    used = {d["metadata"].get("namespace") for d in docs}
+    parts: list[Left] = []
+    for component, owner, ref in left:
+        namespaces = [d for d in component.docs if d["kind"] == "Namespace" and d["metadata"]["name"] in used]
+        docs += namespaces
+        parts.append(Left(component, owner, ref, tuple(d for d in component.docs if d not in namespaces)))
+    return docs, parts
+
+
+def _left_count(left: list[Left]) -> dict[str, int]:
+    count = sum(len(part.docs) for part in left)
+    return {"left": count} if count else {}

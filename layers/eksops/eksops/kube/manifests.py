@@ -34,7 +34,9 @@ __all__ = [
     "metrics_server_pod_labels",
     "namespace_with_pod_security",
     "pod_security_labels",
+    "render_container_insights",
     "render_fargate_logging",
+    "render_fluent_bit",
     "render_metrics_server",
     "render_observability",
 ]
@@ -119,8 +121,17 @@ def _cluster_values(cluster: str, region: str) -> dict[str, str]:
 
 def render_observability(cluster: str, region: str) -> list[dict[str, Any]]:
     """Container Insights (CloudWatch agent) and Fluent Bit objects for one cluster, in file order."""
-    values = _cluster_values(cluster, region)
-    return _render("container-insights", values) + _render("fluent-bit", values)
+    return render_container_insights(cluster, region) + render_fluent_bit(cluster, region)
+
+
+def render_container_insights(cluster: str, region: str) -> list[dict[str, Any]]:
+    """The CloudWatch agent's objects (with the amazon-cloudwatch namespace) for one cluster."""
+    return _render("container-insights", _cluster_values(cluster, region))
+
+
+def render_fluent_bit(cluster: str, region: str) -> list[dict[str, Any]]:
+    """Fluent Bit's objects (in the amazon-cloudwatch namespace) for one cluster."""
+    return _render("fluent-bit", _cluster_values(cluster, region))
 
 
 def render_metrics_server(fargate: bool) -> list[dict[str, Any]]:

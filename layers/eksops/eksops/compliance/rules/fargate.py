@@ -149,7 +149,7 @@ class FargateLoggingConfigMap(Rule):
             docs = [d for d in docs if d["kind"] == "Namespace"]
         for doc in docs:
             ctx.spend(f"apply {doc['kind']}")
-        applied = apply_manifests(ctx.api(), docs, dry_run=ctx.dry_run)
+        applied = apply_manifests(ctx.api(), docs, dry_run=ctx.dry_run, force="owned")
         changed = [f"{o.outcome} {o.ref}" for o in applied.objects if o.outcome != "unchanged"]
         if not changed:
             return "nothing to change: the namespace and ConfigMap are in place"

@@ -87,8 +87,11 @@ def _apply(ctx: ClusterContext, doc: dict[str, Any], what: str) -> str:
     from eksops.kube.apply import apply_manifests
 
     ctx.spend(f"apply {what}")
-    summary = apply_manifests(ctx.api(), [doc], dry_run=ctx.dry_run)
+    # Forced only where eksops owns the object: another manager's fields are never taken over.
+    summary = apply_manifests(ctx.api(), [doc], dry_run=ctx.dry_run, force="owned")
     outcome = summary.objects[0].outcome
+    if outcome == "conflict":
+        raise NotRemediated(f"{what}: another manager owns these fields ({summary.objects[0].message[:300]})")
     if ctx.dry_run:
         return f"would apply {what} (server dry run: {outcome})"
     return f"applied {what} ({outcome})"
