@@ -55,7 +55,8 @@ from eksops.logs.retention_config import SKIP_TAG_KEY, SKIP_TAG_VALUE, VALID_DAY
 from eksops.notify import Publisher
 from eksops.sweeps import Continuer, Deadline
 
-RETENTION_ENV = {"RETENTION_DEFAULT_DAYS": "365"}
+# the /app/svc-* groups get the default: every group of the region (RetentionScope=region)
+RETENTION_ENV = {"RETENTION_DEFAULT_DAYS": "365", "RETENTION_SCOPE": "region"}
 BOUND = 1.02  # a sweep may make at most 2 % more calls than the minimum
 REGION = "us-east-1"
 FUNCTION = "log_retention"
@@ -348,7 +349,7 @@ def part_a(args: argparse.Namespace, failures: list[str]) -> None:
         print(
             f"  rate limits lifted (RateLimiter({UNLIMITED:,.0f}/s) for puts and describes): the call counts do not "
             "depend on the rate; boto3 retries: standard, 10 attempts; config RETENTION_DEFAULT_DAYS=365, "
-            f"mode {cfg.mode}"
+            f"RETENTION_SCOPE={cfg.scope}, mode {cfg.mode}"
         )
         rig = MotoRig.build(moto, cfg)
         single_sweeps(rig, args.groups, args.seed, failures)

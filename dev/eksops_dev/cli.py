@@ -83,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
     invoke.add_argument("--aws", action="store_true", help="use your own AWS account (credentials, region)")
     invoke.add_argument("--dry-run", action="store_true", help="report what would change, change nothing")
     invoke.add_argument(
+        "--no-seed",
+        action="store_true",
+        help="start the sandbox empty (by default it is seeded with what the event names, and a Slack webhook)",
+    )
+    invoke.add_argument(
         "--param", action="append", default=[], metavar="NAME=VALUE", help="set a template parameter (repeatable)"
     )
 
@@ -197,7 +202,9 @@ def _run(args: argparse.Namespace) -> int:
         return uninstall.run(template, aws=args.aws, dry_run=args.dry_run, yes=args.yes)
     from eksops_dev import invoke
 
-    return invoke.run(args.function, args.event, aws=args.aws, dry_run=args.dry_run, params=args.param)
+    return invoke.run(
+        args.function, args.event, aws=args.aws, dry_run=args.dry_run, params=args.param, seed=not args.no_seed
+    )
 
 
 def _say(message: str) -> None:

@@ -252,6 +252,7 @@ def run(out: TextIO = sys.stdout, root: Path | None = None) -> int:
     with GitServer(served) as git:
         config_url = git.create(CONFIG_REPO, {PAYMENTS_FILE: PAYMENTS_KUSTOMIZATION})
         parameters = {
+            "DryRun": "false",  # the demo shows eksops acting; a deployed stack starts as a dry run
             "ImageConfigRepoUrl": config_url,
             "ImageMap": json.dumps(IMAGE_MAP),
             "ComplianceRemediate": json.dumps(COMPLIANCE_REMEDIATE),
@@ -297,14 +298,17 @@ def _scenario(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline, git: GitSer
     existing: dict[str, tuple[int | None, dict[str, str]]] = {
         f"/aws/containerinsights/{CLUSTER}/performance": (NEVER, {}),
         f"/aws/eks/{CLUSTER}/cluster": (3653, {}),
-        "/aws/lambda/payments-api": (NEVER, {}),
+        "/aws/lambda/payments-api": (NEVER, {}),  # another team's: outside RetentionScope eks
         "/legacy/audit-trail": (NEVER, {"eksops:retention": "skip"}),
     }
     for name, (days, tags) in existing.items():
         logs.create_log_group(logGroupName=name, **({"tags": tags} if tags else {}))
         if days:
             logs.put_retention_policy(logGroupName=name, retentionInDays=days)
-        t.line(f"{name}: {_days(days)}{' (tagged eksops:retention=skip)' if tags else ''}")
+        note = " (tagged eksops:retention=skip)" if tags else ""
+        if not name.startswith(("/aws/eks/", "/aws/containerinsights/")) and not tags:
+            note = " (not an EKS group: RetentionScope=eks leaves it alone)"
+        t.line(f"{name}: {_days(days)}{note}")
 
     t.step(f"Container Insights starts on cluster {CLUSTER!r}: Fluent Bit creates its log groups (CloudTrail events)")
     for kind in ("application", "host", "dataplane"):
@@ -356,7 +360,7 @@ def _scenario(sandbox: Sandbox, dispatcher: Dispatcher, t: Timeline, git: GitSer
         f"/aws/containerinsights/{CLUSTER}/dataplane": 14,
         f"/aws/containerinsights/{CLUSTER}/performance": 7,
         f"/aws/eks/{CLUSTER}/cluster": 3653,
-        "/aws/lambda/payments-api": 365,
+        "/aws/lambda/payments-api": NEVER,  # RetentionScope=eks: RetentionDefaultDays is not for other teams' groups
         "/legacy/audit-trail": NEVER,
         f"/aws/lambda/{STACK}-log-retention": 30,
     }

@@ -212,7 +212,8 @@ class LogRetentionSweep(SweepTarget):
     suite_timeout_s = 90.0  # so that the suite's sweep of 300 groups continues over several parts, faults or not
     persistent_fault = "PutEvents"  # the part's work is done and reported, but it cannot continue
     groups = 300
-    env: ClassVar[dict[str, str]] = {"RETENTION_DEFAULT_DAYS": "365"}
+    # the /app/svc-* groups get the default too: every group of the region (RetentionScope=region)
+    env: ClassVar[dict[str, str]] = {"RETENTION_DEFAULT_DAYS": "365", "RETENTION_SCOPE": "region"}
 
     def seed(self) -> None:
         from eksops.logs.retention_config import SKIP_TAG_KEY, SKIP_TAG_VALUE
@@ -461,7 +462,12 @@ class ClusterBootstrapSweep(SweepTarget):
         from eksops_dev.dispatch import Dispatcher
         from eksops_dev.sandbox import Sandbox
 
-        self.sandbox = Sandbox(self.template, endpoint=self.endpoint, workdir=self.workdir / "bootstrap")
+        self.sandbox = Sandbox(
+            self.template,
+            parameters={"DryRun": "false"},  # bootstrap acts (the template's default is a dry run)
+            endpoint=self.endpoint,
+            workdir=self.workdir / "bootstrap",
+        )
         self.sandbox.start()
         self._stack.callback(self.sandbox.stop)
         self._invocation_started = 0.0

@@ -232,7 +232,7 @@ def _on_sandbox(template: Template, fn: FunctionSpec, event: Any, overrides: dic
                 raise _startup_error(fn, exc, layers) from exc
             if seeding is not None:
                 started = time.perf_counter()
-                seeded += seeding.apply(sandbox)
+                seeded += _apply_seed(seeding, sandbox)
                 _note_seeded(seeded, seconds + time.perf_counter() - started)
             # An SQS batch comes from an event source mapping: a synchronous call, whose failure goes back to the
             # queue (its redrive policy), not to the function's on-failure destination.
@@ -260,8 +260,12 @@ def _on_sandbox(template: Template, fn: FunctionSpec, event: Any, overrides: dic
         ]
     _print(result)
     if not ok:
-        _note(f"{fn.name} failed: the log lines above (also in {log_path}) say why; alerts and reports went to the "
-              "sandbox's topics, which nothing reads here")  # fmt: skip
+        alerts = (
+            "what reached Slack is shown above"
+            if seed
+            else "alerts and reports went to the sandbox's topics, which nothing reads here (no Slack: --no-seed)"
+        )
+        _note(f"{fn.name} failed: the log lines above (also in {log_path}) say why; {alerts}")
     return 0 if ok else 1
 
 
@@ -274,6 +278,16 @@ def _plan_seed(
     seeding = seed.plan(fn.name, event, workdir=sandbox.workdir, fixed=overrides)
     stack.callback(seeding.close)
     return seeding
+
+
+def _apply_seed(seeding: Any, sandbox: _InvokeSandbox) -> list[str]:
+    """The seed's state; a seed that fails (an event of your own naming what the emulators refuse) is said, and the
+    function runs on the sandbox as it is."""
+    try:
+        return list(seeding.apply(sandbox))
+    except Exception as exc:  # the seed is a convenience: the function's own run is what was asked for
+        _note(f"sandbox: seeding stopped ({type(exc).__name__}: {exc}); the function runs on what was seeded")
+        return []
 
 
 def _note_seeded(lines: list[str], seconds: float) -> None:
@@ -292,7 +306,9 @@ def _note_runs(runs: list[Invocation], log_path: Path) -> None:
             _note(f"{what} failed: {inv.error_type}: {inv.error}")
             continue
         _note(f"{what}:")
-        for line in describe_result(inv.result, inv.event, log_path):
+        lines = describe_result(inv.result, inv.event, log_path)
+        ignored = inv.result.get("ignored") if isinstance(inv.result, dict) else None
+        for line in lines or ([f"ignored: {ignored}"] if ignored else []):
             sys.stderr.write(f"    {line}\n")
 
 

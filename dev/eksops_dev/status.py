@@ -62,7 +62,8 @@ def sandbox_target(template: Template, prepare: Callable[[Any], list[str]] | Non
     from eksops_dev.sandbox import Sandbox
     from eksops_dev.seed import seed_cluster
 
-    with Sandbox(template) as sandbox:
+    # DryRun=false: the functions ``prepare`` runs act, so there is something for status and uninstall to find.
+    with Sandbox(template, parameters={"DryRun": "false"}) as sandbox:
         for line in seed_cluster(sandbox, SANDBOX_CLUSTER):
             note(f"sandbox: seeded {line}")
         for line in prepare(sandbox) if prepare else []:
@@ -216,6 +217,7 @@ def log_retention(target: Target) -> dict[str, Any]:
         "drift": len(drifted),
         "summary": f"{managed} log group(s) under a rule, {len(drifted)} with another retention than the rules "
         f"decide (mode {cfg.mode.value}); left alone: {reasons['no-rule']} without rule, "
+        f"{reasons['out-of-scope']} outside RETENTION_SCOPE {cfg.scope.value}, "
         f"{reasons['excluded'] + reasons['tagged-skip']} excluded",
         "counts": dict(sorted(reasons.items())),
         "drifted": drifted[:SAMPLE],

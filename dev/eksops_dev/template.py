@@ -197,7 +197,8 @@ class Resolver:
             return value
         if len(value) == 1:
             ((key, arg),) = value.items()
-            if key == "Ref" or key.startswith("Fn::"):
+            # {"Condition": name} (!Condition inside Fn::And/Or/Not) too; a property named Condition holds a mapping
+            if key == "Ref" or key.startswith("Fn::") or (key == "Condition" and isinstance(arg, str)):
                 if key not in self._intrinsics:
                     raise ValueError(f"intrinsic {key} is not supported by the sandbox")
                 return self._intrinsics[key](arg)

@@ -46,13 +46,14 @@ TEST_CONFIG_REPO = "codecommit://eksops-config"
 @pytest.fixture
 def make_sandbox(aws: str, template: Template, tmp_path: Path) -> Iterator[Callable[..., tuple[Sandbox, Dispatcher]]]:
     """Bring template.yaml up on the (emptied) moto server; returns (sandbox, dispatcher). image_updater is in it
-    (a CodeCommit config repository, which needs nothing at start-up) unless the parameters say otherwise."""
+    (a CodeCommit config repository, which needs nothing at start-up) unless the parameters say otherwise, and the
+    functions act (DryRun=false; the template's default is a dry run) unless the parameters say DryRun=true."""
     opened: list[tuple[Sandbox, Dispatcher]] = []
 
     def make(
         parameters: dict[str, str] | None = None, remaining_ms: Callable[[str], Callable[[], int] | None] | None = None
     ) -> tuple[Sandbox, Dispatcher]:
-        parameters = {"ImageConfigRepoUrl": TEST_CONFIG_REPO, **(parameters or {})}
+        parameters = {"ImageConfigRepoUrl": TEST_CONFIG_REPO, "DryRun": "false", **(parameters or {})}
         sandbox = Sandbox(template, parameters=parameters, endpoint=aws, workdir=tmp_path / f"sb{len(opened)}")
         sandbox.start()
         dispatcher = Dispatcher(sandbox, remaining_ms=remaining_ms)

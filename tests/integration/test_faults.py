@@ -58,7 +58,8 @@ def clock() -> Iterator[VirtualClock]:
 def retention_service(clock: VirtualClock, topic: str) -> tuple[RetentionService, RecordingContinuer]:
     continuer = RecordingContinuer("log_retention")
     service = RetentionService(
-        RetentionConfig.from_env({"RETENTION_DEFAULT_DAYS": "365"}),
+        # /app/svc-* groups get the default: every group of the region (RetentionScope=region)
+        RetentionConfig.from_env({"RETENTION_DEFAULT_DAYS": "365", "RETENTION_SCOPE": "region"}),
         CommonConfig.from_env({"DRY_RUN": "false", "REPORTS_TOPIC_ARN": topic}),
         logs=client("logs"),
         tagging=client("resourcegroupstaggingapi"),

@@ -460,7 +460,18 @@ def rules_dead_lettering_to(template: Template, queue: str, deployed: Resolver) 
     return found
 
 
-@pytest.mark.parametrize("parameters", [{}, {"ImageConfigRepoUrl": "codecommit://config"}])
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        {},
+        {"ImageConfigRepoUrl": "codecommit://config"},
+        {"EnableNodeScaler": "false", "EnableComplianceSweep": "false"},
+        {
+            f"Enable{c}": "false"
+            for c in ("LogRetention", "ErrorAlarms", "ClusterBootstrap", "NodeScaler", "ComplianceSweep")
+        },
+    ],
+)
 def test_dead_letter_queue_policy_admits_only_eksops_rules(template: Template, parameters: dict[str, str]) -> None:
     # The reports queue's policy (the reports topic only) is checked in tests/integration/notify; no other queue has
     # one.
@@ -492,6 +503,12 @@ def test_access_entry_grants_cluster_admin_or_only_the_least_privilege_group(tem
     assert "AccessPolicies" not in least
     assert least["KubernetesGroups"] == [LEAST_PRIVILEGE_GROUP]
     assert least["PrincipalArn"] == {"Fn::GetAtt": ["ClusterBootstrapFunctionRole", "Arn"]}
+    # only for a named cluster, and never without the function whose role it names
+    assert not resolver(template).condition_holds(entry)
+    assert resolver(template, BootstrapAccessEntryCluster="prod").condition_holds(entry)
+    assert not resolver(template, BootstrapAccessEntryCluster="prod", EnableClusterBootstrap="false").condition_holds(
+        entry
+    )
 
 
 def test_every_scanner_suppression_gives_its_reason(template: Template) -> None:
@@ -524,6 +541,7 @@ def test_parameter_defaults_pass_the_functions_own_validation(template: Template
             "RETENTION_MODE": defaults["RetentionMode"],
             "RETENTION_EXCLUDE": defaults["RetentionExclude"],
             "RETENTION_PUT_RATE": defaults["RetentionPutRate"],
+            "RETENTION_SCOPE": defaults["RetentionScope"],
         }
     )
 
@@ -555,3 +573,42 @@ def test_only_the_config_module_reads_the_environment() -> None:
 @pytest.mark.parametrize("name", ["AlertsTopic", "ReportsTopic", "DeadLetterQueue", "IdempotencyTable"])
 def test_shared_resources_exist(template: Template, name: str) -> None:
     assert name in template.resources
+
+
+# Enable<Capability> parameter -> the function it deploys (the notifier has no switch; image_updater exists only with
+# ImageConfigRepoUrl).
+SWITCHES = {
+    "EnableLogRetention": "log_retention",
+    "EnableErrorAlarms": "error_alarms",
+    "EnableClusterBootstrap": "cluster_bootstrap",
+    "EnableNodeScaler": "node_scaler",
+    "EnableComplianceSweep": "compliance_sweep",
+}
+
+
+def test_switched_off_capabilities_are_not_in_the_sandbox(make_sandbox: Any) -> None:
+    """With every switch false, the sandbox creates none of those functions, rules, schedules, log groups or alarms
+    (tests/unit/test_template_safety.py checks each switch alone on the template as CloudFormation receives it)."""
+    sandbox, dispatcher = make_sandbox({name: "false" for name in SWITCHES})
+    off = set(SWITCHES.values())
+    template = sandbox.template
+    for function in off:
+        fn = template.functions[function]
+        assert f"skipped {fn.logical_id}: condition" in " ".join(sandbox.notes)
+        assert fn.logical_id not in sandbox.refs
+    assert not off & set(sandbox.schedules)
+    assert not off & {name for name, _ in sandbox.inboxes.values()}
+    assert not off & {name for name, _ in sandbox.batch_inboxes.values()}
+    rules = [r["Name"] for r in sandbox.client("events").list_rules()["Rules"]]
+    assert rules and not [r for r in rules if any(f"-{function}-" in r for function in off)], rules
+    groups = [g["logGroupName"] for g in sandbox.client("logs").describe_log_groups()["logGroups"]]
+    # the two functions left: the notifier, and image_updater (make_sandbox gives it a CodeCommit repository)
+    assert sorted(groups) == ["/aws/lambda/eksops-local-image-updater", "/aws/lambda/eksops-local-notifier"], groups
+    alarms = {a["AlarmName"] for a in sandbox.client("cloudwatch").describe_alarms()["MetricAlarms"]}
+    assert not [a for a in alarms if any(f.replace("_", "-") in a for f in off)], alarms
+    with pytest.raises(KeyError, match="ScalingTopic"):
+        sandbox.resolver.resolve({"Ref": "ScalingTopic"})
+    # what stays works: an alert still reaches the notifier
+    assert dispatcher.invoke(
+        "notifier", json.loads((ROOT / "events/notifier/cloudwatch_alarm.json").read_text()), "t"
+    ).ok

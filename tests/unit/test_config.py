@@ -4,7 +4,7 @@ import pytest
 
 from eksops.config import CommonConfig
 from eksops.errors import ConfigError
-from eksops.logs import Mode, RetentionConfig
+from eksops.logs import Mode, RetentionConfig, Scope
 from eksops.logs.retention_config import VALID_DAYS
 
 
@@ -51,6 +51,7 @@ def test_rules_first_match_wins_and_default_applies() -> None:
             "RETENTION_DEFAULT_DAYS": "60",
             "RETENTION_EXCLUDE": '["/audit/*"]',
             "RETENTION_MODE": "cap",
+            "RETENTION_SCOPE": "region",
         }
     )
     assert cfg.target("/aws/lambda/critical-payments") == 365
@@ -58,6 +59,25 @@ def test_rules_first_match_wins_and_default_applies() -> None:
     assert cfg.target("/something/else") == 60
     assert cfg.excluded("/audit/trail") and not cfg.excluded("/aws/lambda/other")
     assert cfg.mode is Mode.CAP
+    assert cfg.scope is Scope.REGION
+
+
+def test_retention_scope_defaults_to_eks_groups() -> None:
+    cfg = RetentionConfig.from_env(
+        {
+            "RETENTION_RULES": '[{"pattern": "/aws/lambda/critical-*", "days": 365}]',
+            "RETENTION_DEFAULT_DAYS": "60",
+            "RETENTION_STACK_LOG_GROUPS": '["/aws/lambda/eksops-notifier"]',
+        }
+    )
+    assert cfg.scope is Scope.EKS  # unset: the template's default
+    assert cfg.target("/aws/eks/prod/cluster") == 60  # no default rules here: the default reaches EKS groups
+    assert cfg.target("/aws/containerinsights/prod/prometheus") == 60
+    assert cfg.target("/aws/lambda/critical-payments") == 365  # a rule names it: in scope
+    assert cfg.target("/aws/lambda/someone-else") is None
+    assert cfg.target("/aws/eksctl/whatever") is None  # "/aws/eks/*" is a path prefix, not a name prefix
+    assert cfg.in_scope("/aws/lambda/eksops-notifier")  # the stack's own (excluded all the same)
+    assert cfg.excluded("/aws/lambda/eksops-notifier")
 
 
 @pytest.mark.parametrize(
@@ -75,6 +95,8 @@ def test_rules_first_match_wins_and_default_applies() -> None:
         ({"RETENTION_EXCLUDE": '"/audit/*"'}, "RETENTION_EXCLUDE", "JSON list"),
         ({"RETENTION_PUT_RATE": "0"}, "RETENTION_PUT_RATE", "outside 1..100"),
         ({"RETENTION_PUT_RATE": "fast"}, "RETENTION_PUT_RATE", "not a whole number"),
+        ({"RETENTION_SCOPE": "global"}, "RETENTION_SCOPE", "use one of: eks, region"),
+        ({"RETENTION_SCOPE": "EKS"}, "RETENTION_SCOPE", "use one of: eks, region"),
     ],
 )
 def test_retention_invalid_values_name_the_variable(env: dict[str, str], variable: str, fragment: str) -> None:

@@ -128,7 +128,8 @@ class Harness:
                 reset = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")  # noqa: S310
                 urllib.request.urlopen(reset, timeout=10).close()  # noqa: S310 - the loopback moto server
             self.slack = self._stack.enter_context(SlackReceiver())
-            parameters = {k: v for target in TARGETS for k, v in target.parameters.items()}
+            # The functions act (the template's default is a dry run): the invariants are about what they change.
+            parameters = {"DryRun": "false", **{k: v for target in TARGETS for k, v in target.parameters.items()}}
             for target in TARGETS:  # worlds outside moto (a Git server) that the template's parameters must name
                 parameters.update(target.prepare(self))
             self.sandbox = Sandbox(self.template, parameters=parameters, workdir=self.workdir, endpoint=self.endpoint)

@@ -52,8 +52,9 @@ def test_the_sample_batch_is_one_digest_with_no_failures(
         for line in captured.err.splitlines()
         if line.startswith("{") and json.loads(line).get("message") == "reports handled"
     ]
-    [digest] = handled["digests"]  # the sandbox has no webhook: one digest of all four, not posted
-    assert (handled["records"], digest["reports"], digest["posted"]) == (4, 4, False)
+    [digest] = handled["digests"]  # one digest of all four, posted to the seeded sandbox's local webhook
+    assert (handled["records"], digest["reports"], digest["posted"]) == (4, 4, True)
+    assert "eksops invoke: Slack: 1 message(s) posted to the webhook" in captured.err
     assert dead_lettered == []
 
 

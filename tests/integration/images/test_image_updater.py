@@ -188,6 +188,7 @@ def updater(moto_endpoint: str, template: Template, tmp_path_factory: pytest.Tem
                 "ImageConfigRepoUrl": url,
                 "ImageMap": json.dumps(IMAGE_MAP),
                 "ImagePipelineStages": '["checkout/Build", "billing/Build"]',
+                "DryRun": "false",  # commits for real (the template's default is a dry run)
             },
             endpoint=moto_endpoint,
             workdir=workdir,

@@ -64,7 +64,10 @@ def test_dry_run_on_your_account_changes_nothing_and_continues_here(
 def test_a_live_run_on_your_account_sets_every_group(aws: str, capsys: pytest.CaptureFixture[str]) -> None:
     names = _seed(30)
     with mock.patch.object(Deadline, "low", _low_every(7)):
-        code = invoke.run("log_retention", SWEEP, aws=True, dry_run=False, params=[])
+        # acting (the template's default is a dry run), on groups of any name (the default scope is EKS groups)
+        code = invoke.run(
+            "log_retention", SWEEP, aws=True, dry_run=False, params=["DryRun=false", "RetentionScope=region"]
+        )
     report = _output(capsys)
     assert code == 0 and report["ok"], report
     assert report["parts"] > 2

@@ -108,7 +108,10 @@ def test_sweep_continues_through_eventbridge_until_done(make_sandbox: Any, count
 
         return remaining
 
-    sandbox, dispatcher = make_sandbox(parameters={"RetentionPutRate": "100"}, remaining_ms=remaining_for)
+    # groups of any name: RetentionScope=region (the default scope, eks, is tested in logs/test_retention_scope.py)
+    sandbox, dispatcher = make_sandbox(
+        parameters={"RetentionPutRate": "100", "RetentionScope": "region"}, remaining_ms=remaining_for
+    )
     names = [f"/app/svc-{i:03}" for i in range(120)]
     for name in names:
         sandbox.client("logs").create_log_group(logGroupName=name)
@@ -131,7 +134,9 @@ def test_cli_invoke_runs_a_sample_event_on_the_sandbox(
     output = json.loads(capsys.readouterr().out)
     assert code == 0 and output["ok"] is True
     assert output["result"]["dry_run"] is True
-    assert output["result"]["gone"] == ["/aws/containerinsights/prod-eu/application"]  # not in the sandbox
+    # the sandbox is seeded with the group the event names; the dry run says what it would set
+    group = "/aws/containerinsights/prod-eu/application"
+    assert output["result"]["changed"] == [{"group": group, "from": None, "to": 30}]
 
 
 def test_cli_invoke_reports_failure_with_exit_code(
@@ -163,7 +168,7 @@ def test_a_group_already_gone_is_a_logged_no_op(make_sandbox: Any) -> None:
 
 
 def test_counts_go_out_as_emf_metrics(make_sandbox: Any) -> None:
-    sandbox, dispatcher = make_sandbox()
+    sandbox, dispatcher = make_sandbox(parameters={"RetentionScope": "region"})  # /app/new gets the default
     sandbox.client("logs").create_log_group(logGroupName="/app/new")
     inv = dispatcher.invoke(
         "log_retention", cloudtrail_event("logs", "CreateLogGroup", {"logGroupName": "/app/new"}), "t"

@@ -57,7 +57,9 @@ def make_service(
         counter.attach(logs)
     continuer = RecordingContinuer()
     service = RetentionService(
-        RetentionConfig.from_env(env or {"RETENTION_DEFAULT_DAYS": "365"}),
+        # The sweep's mechanics on groups of any name: the default reaches every group (RetentionScope=region;
+        # the eks scope, the template's default, is tested in test_retention_scope.py).
+        RetentionConfig.from_env({"RETENTION_SCOPE": "region", **(env or {"RETENTION_DEFAULT_DAYS": "365"})}),
         CommonConfig.from_env(
             {"DRY_RUN": "true" if dry_run else "false", **({"REPORTS_TOPIC_ARN": reports} if reports else {})}
         ),

@@ -17,10 +17,13 @@ from eksops_dev.template import Template
 def make_notifier_sandbox(
     aws: str, template: Template, tmp_path: Path
 ) -> Iterator[Callable[..., tuple[Sandbox, Dispatcher]]]:
-    """The sandbox on template.yaml with only the parameters given; returns (sandbox, dispatcher)."""
+    """The sandbox on template.yaml with only the parameters given, and DryRun=false (the template's default is a
+    dry run, under which the notifier previews and posts nothing) unless they say otherwise; returns (sandbox,
+    dispatcher)."""
     opened: list[tuple[Sandbox, Dispatcher]] = []
 
     def make(parameters: dict[str, str] | None = None) -> tuple[Sandbox, Dispatcher]:
+        parameters = {"DryRun": "false", **(parameters or {})}
         sandbox = Sandbox(template, parameters=parameters, endpoint=aws, workdir=tmp_path / f"sb{len(opened)}")
         sandbox.start()
         dispatcher = Dispatcher(sandbox)

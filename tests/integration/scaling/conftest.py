@@ -295,8 +295,9 @@ def fleet(make_sandbox: Callable[..., tuple[Sandbox, Dispatcher]]) -> Iterator[C
         fleet.finish()
 
 
-# Clusters named hr-* get the headroom actuator, every other one asg.
-SHARED_PARAMETERS = {"ScalerActuator": '{"hr-*": "headroom", "*": "asg"}'}
+# Clusters named hr-* get the headroom actuator, every other one asg; the scaler acts (the template's default is a
+# dry run).
+SHARED_PARAMETERS = {"ScalerActuator": '{"hr-*": "headroom", "*": "asg"}', "DryRun": "false"}
 
 
 @pytest.fixture(scope="module")

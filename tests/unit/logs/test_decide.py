@@ -3,16 +3,18 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eksops.logs import Mode, RetentionConfig, RetentionRule, decide
+from eksops.logs import Mode, RetentionConfig, RetentionRule, Scope, decide
 from eksops.logs.retention_config import VALID_DAYS
 
 
-def config(mode: Mode, default: int | None = 30) -> RetentionConfig:
+def config(mode: Mode, default: int | None = 30, scope: Scope = Scope.REGION) -> RetentionConfig:
     return RetentionConfig(
         rules=(RetentionRule("/aws/containerinsights/*/performance", 7),),
         default_days=default,
         mode=mode,
         exclude=("/audit/*",),
+        scope=scope,
+        stack_log_groups=("/aws/lambda/eksops-notifier",),
     )
 
 
@@ -37,6 +39,32 @@ def test_table() -> None:
 
 def test_no_rule_and_no_default_leaves_group_alone() -> None:
     assert decide(config(Mode.EXACT, default=None), "/app/a", None).reason == "no-rule"
+
+
+def test_scope_eks_keeps_the_default_to_eks_groups() -> None:
+    cases = [
+        # name, current -> (target, reason) under scope "eks", default 30
+        ("/aws/lambda/someone-else", None, (None, "out-of-scope")),
+        ("/app/a", None, (None, "out-of-scope")),
+        ("/aws/eks/prod/cluster", None, (30, "set")),
+        ("/aws/containerinsights/prod/application", None, (30, "set")),
+        ("/aws/containerinsights/prod/performance", None, (7, "set")),  # the rule, as in every scope
+        ("/aws/eks/prod/cluster", 30, (None, "compliant")),
+        ("/audit/trail", None, (None, "excluded")),  # excluded first, out of scope or not
+    ]
+    for name, current, expected in cases:
+        d = decide(config(Mode.MISSING, scope=Scope.EKS), name, current)
+        assert (d.target, d.reason) == expected, (name, current)
+    # no default: nothing is out of scope, there is simply no rule
+    assert decide(config(Mode.MISSING, default=None, scope=Scope.EKS), "/app/a", None).reason == "no-rule"
+    # the stack's own groups are in scope (and excluded by from_env, which also lists them in exclude)
+    assert config(Mode.MISSING, scope=Scope.EKS).in_scope("/aws/lambda/eksops-notifier")
+
+
+def test_scope_region_sets_the_default_everywhere() -> None:
+    for name in ("/aws/lambda/someone-else", "/app/a", "/aws/eks/prod/cluster"):
+        d = decide(config(Mode.MISSING, scope=Scope.REGION), name, None)
+        assert (d.target, d.reason) == (30, "set"), name
 
 
 names = st.one_of(
@@ -64,3 +92,12 @@ def test_cap_never_lengthens(name: str, current: int | None) -> None:
     d = decide(config(Mode.CAP), name, current)
     if d.change and current is not None:
         assert d.target is not None and d.target < current
+
+
+@given(names, currents, st.booleans())
+def test_scope_eks_changes_a_subset_of_what_region_changes(name: str, current: int | None, tagged: bool) -> None:
+    eks = decide(config(Mode.EXACT, scope=Scope.EKS), name, current, tagged_skip=tagged)
+    region = decide(config(Mode.EXACT, scope=Scope.REGION), name, current, tagged_skip=tagged)
+    assert not eks.change or eks == region
+    if eks.reason == "out-of-scope":
+        assert region.change or region.reason == "compliant"

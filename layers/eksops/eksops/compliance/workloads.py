@@ -271,8 +271,8 @@ def _jobs(ctx: ClusterContext, covered: set[Key]) -> Iterator[Workload]:
             unknown.setdefault(owner, []).append(job)
     for (kind, namespace, name), jobs in sorted(unknown.items()):
         covered.add((kind, namespace, name))
-        for job in jobs:
-            yield _workload(kind, job, controller=name)
+        for each in jobs:
+            yield _workload(kind, each, controller=name)
 
 
 def _pods(ctx: ClusterContext, covered: set[Key]) -> Iterator[Workload]:
@@ -286,13 +286,12 @@ def _pods(ctx: ClusterContext, covered: set[Key]) -> Iterator[Workload]:
         else:
             unknown.setdefault(owner, []).append(pod)
     for (kind, _, name), pods in sorted(unknown.items()):
-        for pod in pods:
-            yield _workload(kind, pod, controller=name, pod=True)
+        for each in pods:
+            yield _workload(kind, each, controller=name, pod=True)
 
 
 # Owners whose pods are judged one by one when the owner itself is not walked (a Node: static pods).
 _POD_OWNERS = frozenset({"Node", "Job", "ReplicaSet", "DaemonSet", "StatefulSet"})
-
 
 
 def _replica_sets(ctx: ClusterContext, covered: set[Key]) -> Iterator[Workload]:

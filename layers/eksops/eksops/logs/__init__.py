@@ -3,7 +3,7 @@
 from eksops.logs.error_alarms import ErrorAlarmsService, LogsQueryDefinitions, QueryDefinition
 from eksops.logs.error_alarms_config import ErrorAlarmsConfig
 from eksops.logs.retention import RetentionService, Summary
-from eksops.logs.retention_config import Mode, RetentionConfig, RetentionRule, decide
+from eksops.logs.retention_config import Mode, RetentionConfig, RetentionRule, Scope, decide
 
 __all__ = [
     "ErrorAlarmsConfig",
@@ -14,6 +14,7 @@ __all__ = [
     "RetentionConfig",
     "RetentionRule",
     "RetentionService",
+    "Scope",
     "Summary",
     "decide",
 ]

@@ -17,6 +17,7 @@ RETENTION_MODE = "RETENTION_MODE"
 RETENTION_EXCLUDE = "RETENTION_EXCLUDE"
 RETENTION_STACK_LOG_GROUPS = "RETENTION_STACK_LOG_GROUPS"  # names of the stack's own groups: CloudFormation sets theirs
 RETENTION_PUT_RATE = "RETENTION_PUT_RATE"
+RETENTION_SCOPE = "RETENTION_SCOPE"
 
 DEFAULT_PUT_RATE = 5  # PutRetentionPolicy quota, requests per second per account and region
 
@@ -38,6 +39,18 @@ DEFAULT_RULES_JSON = (
 )
 
 
+# What RETENTION_DEFAULT_DAYS may reach under scope "eks": the groups EKS and Container Insights create. A group a
+# rule matches, or one of the stack's own, is in scope whatever its name.
+EKS_SCOPE_GLOBS = ("/aws/eks/*", "/aws/containerinsights/*")
+
+
+class Scope(StrEnum):
+    """Which log groups RETENTION_DEFAULT_DAYS applies to (rules always apply to the groups they match)."""
+
+    EKS = "eks"  # EKS_SCOPE_GLOBS, groups a rule matches and the stack's own: other teams' groups are left alone
+    REGION = "region"  # every log group of the account and region
+
+
 class Mode(StrEnum):
     MISSING = "missing"  # only groups that never expire
     CAP = "cap"  # also shorten groups kept longer than the target
@@ -57,12 +70,15 @@ class RetentionConfig:
     mode: Mode
     exclude: tuple[str, ...]
     put_rate: int = DEFAULT_PUT_RATE
+    scope: Scope = Scope.EKS
+    stack_log_groups: tuple[str, ...] = ()  # the stack's own groups (also in ``exclude``): in scope "eks"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RetentionConfig:
         raw_rules = config.read(RETENTION_RULES, environ) or DEFAULT_RULES_JSON
         raw_default = config.read(RETENTION_DEFAULT_DAYS, environ)
         raw_exclude = config.read(RETENTION_EXCLUDE, environ) or "[]"
+        stack_log_groups = _stack_log_groups(environ)
         return cls(
             rules=_parse_rules(config.parse_json(RETENTION_RULES, raw_rules)),
             default_days=_parse_days(RETENTION_DEFAULT_DAYS, raw_default) if raw_default else None,
@@ -72,21 +88,39 @@ class RetentionConfig:
                 )
             ),
             exclude=_parse_globs(RETENTION_EXCLUDE, config.parse_json(RETENTION_EXCLUDE, raw_exclude))
-            + _stack_log_groups(environ),
+            + stack_log_groups,
             put_rate=config.parse_int(
                 RETENTION_PUT_RATE,
                 config.read(RETENTION_PUT_RATE, environ) or str(DEFAULT_PUT_RATE),
                 minimum=1,
                 maximum=100,
             ),
+            # Unset means "eks", the template's default: the default days never reach other teams' groups unless
+            # someone asked for the whole region.
+            scope=Scope(
+                config.parse_choice(
+                    RETENTION_SCOPE, config.read(RETENTION_SCOPE, environ) or Scope.EKS.value, [s.value for s in Scope]
+                )
+            ),
+            stack_log_groups=stack_log_groups,
         )
 
+    def rule_for(self, name: str) -> RetentionRule | None:
+        """The first rule whose pattern matches ``name``."""
+        return next((rule for rule in self.rules if fnmatch.fnmatchcase(name, rule.pattern)), None)
+
+    def in_scope(self, name: str) -> bool:
+        """Whether RETENTION_DEFAULT_DAYS may apply to ``name`` (RETENTION_SCOPE)."""
+        if self.scope is Scope.REGION or name in self.stack_log_groups or self.rule_for(name) is not None:
+            return True
+        return any(fnmatch.fnmatchcase(name, glob) for glob in EKS_SCOPE_GLOBS)
+
     def target(self, name: str) -> int | None:
-        """Days for ``name``: the first matching rule, else the default (None: leave the group alone)."""
-        for rule in self.rules:
-            if fnmatch.fnmatchcase(name, rule.pattern):
-                return rule.days
-        return self.default_days
+        """Days for ``name``: the first matching rule, else the default within the scope (None: leave it alone)."""
+        rule = self.rule_for(name)
+        if rule is not None:
+            return rule.days
+        return self.default_days if self.in_scope(name) else None
 
     def excluded(self, name: str) -> bool:
         return any(fnmatch.fnmatchcase(name, glob) for glob in self.exclude)
@@ -141,7 +175,7 @@ class Decision:
     """What to do with one log group, and why."""
 
     target: int | None  # days to set, None when nothing is to be set
-    reason: str  # "compliant", "excluded", "tagged-skip", "no-rule", "delivery-class", "set"
+    reason: str  # "compliant", "excluded", "tagged-skip", "no-rule", "out-of-scope", "delivery-class", "set"
 
     @property
     def change(self) -> bool:
@@ -161,7 +195,9 @@ def decide(
         return Decision(None, "delivery-class")
     target = cfg.target(name)
     if target is None:
-        return Decision(None, "no-rule")
+        # A default that RETENTION_SCOPE keeps from this group is "out-of-scope"; no rule and no default, "no-rule".
+        out_of_scope = cfg.default_days is not None and not cfg.in_scope(name)
+        return Decision(None, "out-of-scope" if out_of_scope else "no-rule")
     if current == target:
         return Decision(None, "compliant")
     if current is None or cfg.mode is Mode.EXACT or (cfg.mode is Mode.CAP and current > target):

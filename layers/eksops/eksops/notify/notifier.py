@@ -78,6 +78,10 @@ class NotifierConfig:
         default = config.read(SLACK_WEBHOOK_SECRET_ARN, environ)
         if default and not _SECRET_ARN.match(default):
             raise ConfigError(SLACK_WEBHOOK_SECRET_ARN, "is not a Secrets Manager secret ARN")
+        if default and not _secret_name(default).startswith(SECRET_PREFIX):
+            # As for the routes: the role could not read it, so say so at start-up rather than on the first post.
+            reason = f"must be a secret named {SECRET_PREFIX}... (the notifier may read only those)"
+            raise ConfigError(SLACK_WEBHOOK_SECRET_ARN, reason)
         raw_routes = config.parse_json(SLACK_ROUTES, config.read(SLACK_ROUTES, environ) or "[]")
         routes = _parse_routes(raw_routes)
         # The role may read secrets of its own region only (template.yaml): say so now, not on the first post.
