@@ -39,27 +39,10 @@ from eksops.notify import Publisher
 from eksops.sweeps import MARGIN_MS, Continuer, Deadline
 from tests.integration.compliance.conftest import ClusterUnderTest
 from tests.integration.compliance.conftest import kubeconfig_file as kubeconfig
+from tests.integration.compliance.test_state import TABLE, create_table
 
 FOREVER = Deadline(lambda: 900_000)
 ACCOUNT = "123456789012"
-TABLE = "eksops-compliance-state"
-
-
-def create_table() -> None:
-    """The state table as template.yaml declares it: cluster (S) / finding (S), TTL on expires_at."""
-    dynamodb = client("dynamodb")
-    dynamodb.create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "cluster", "KeyType": "HASH"}, {"AttributeName": "finding", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "cluster", "AttributeType": "S"},
-            {"AttributeName": "finding", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    dynamodb.update_time_to_live(
-        TableName=TABLE, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
-    )
 
 
 # -- test rules -------------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ NOW = 1_780_000_000.0
 
 
 def create_table(name: str = TABLE) -> None:
+    """The state table as template.yaml declares it: cluster (S) / finding (S), TTL on expires_at."""
     dynamodb = client("dynamodb")
     dynamodb.create_table(
         TableName=name,
