@@ -57,6 +57,9 @@ def run(function: str, event_file: str, *, aws: bool, dry_run: bool, params: lis
     overrides = parse_params(template, params)
     if dry_run:
         overrides["DryRun"] = "true"
+    # On the seeded sandbox, image_updater gets a local config repository (eksops_dev.seed) when none is given.
+    seeded = {"ImageConfigRepoUrl": "https://seeded.invalid/config.git"} if seed and not aws else {}
+    _require_deployed(template, fn, {**seeded, **overrides})
     if aws:
         if not seed:
             raise UsageError("--no-seed is for the sandbox; --aws runs on your account as it is")
@@ -65,6 +68,28 @@ def run(function: str, event_file: str, *, aws: bool, dry_run: bool, params: lis
 
 
 # -- the command line's inputs -----------------------------------------------------------------------------------
+
+
+def _require_deployed(template: Template, fn: FunctionSpec, overrides: Mapping[str, str]) -> None:
+    """A UsageError when the template's condition leaves ``fn`` out with these parameters (an Enable switch off)."""
+    condition = template.resources[fn.logical_id].get("Condition")
+    if condition is None:
+        return
+    resolver = Resolver(
+        template,
+        {**template.parameter_defaults(), **overrides},
+        ref=lambda _name: "",
+        getatt=lambda _name, _attr: "",
+        stack_name="eksops",
+    )
+    if not resolver.condition(condition):
+        text = json.dumps(template.doc.get("Conditions", {}).get(condition, {}))
+        values = {**template.parameter_defaults(), **overrides}
+        said = ", ".join(f"{p}={values.get(p, '')!r}" for p in sorted(template.parameters) if f'"{p}"' in text)
+        raise UsageError(
+            f"{fn.name} is not deployed with these parameters (condition {condition} is false:"
+            f" {said or 'see template.yaml'}); set them with --param to invoke it"
+        )
 
 
 def resolve_function(template: Template, name: str) -> FunctionSpec:

@@ -162,3 +162,26 @@ def test_aws_credentials_refused(
         "eksops: error: --aws: AWS refused your credentials (InvalidClientTokenId: The security token included in "
         "the request is invalid.); refresh them (`aws sso login`, or new access keys)\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (
+            ["node_scaler", "--event", "events/node_scaler/reserved_cpu_alarm.json", "--param=EnableNodeScaler=false"],
+            "node_scaler is not deployed with these parameters (condition ScalesNodes is false:"
+            " EnableNodeScaler='false')",
+        ),
+        (
+            ["image_updater", "--no-seed", "--event", "events/image_updater/ecr_image_push.json"],
+            "image_updater is not deployed with these parameters (condition UpdatesImages is false",
+        ),
+    ],
+)
+def test_a_function_the_parameters_leave_out_is_a_one_line_error(
+    capsys: pytest.CaptureFixture[str], argv: list[str], fragment: str
+) -> None:
+    code = main(["invoke", *argv])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert captured.err.count("\n") == 1 and fragment in captured.err and "Traceback" not in captured.err
