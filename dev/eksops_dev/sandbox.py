@@ -8,7 +8,9 @@ handlers, so which function receives which event is decided by moto's pattern ma
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -66,6 +68,7 @@ class Sandbox:
         self.bridges: dict[str, str] = {}  # queue URL -> SNS topic ARN (moto's EventBridge has no SNS targets)
         self.notes: list[str] = []
         self.created: list[str] = []
+        self._read_parameters: dict[str, Any] = {}  # the parameters provisioning looked up, and their values
         self.resolver = Resolver(template, self.parameters, ref=self._ref, getatt=self._getatt, stack_name=STACK)
 
     # -- lifecycle --------------------------------------------------------------------------------------------
@@ -116,9 +119,13 @@ class Sandbox:
         os.environ.update(env)
         clear_client_cache()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        add_aws_managed_policies(AWS_MANAGED_POLICIES)
+        fresh = _moto_is_empty()
         self._write_kubeconfig()
-        self._provision()
+        if not (fresh and self._restore()):
+            add_aws_managed_policies(AWS_MANAGED_POLICIES)
+            self._provision()
+            if fresh:
+                self._save()
 
     def stop(self) -> None:
         for key, value in self._saved_env.items():
@@ -214,7 +221,42 @@ class Sandbox:
 
     # -- provisioning -----------------------------------------------------------------------------------------
 
+    # -- provisioning snapshots ------------------------------------------------------------------------------
+    # Provisioning makes ~110 requests (about 1.2 s). Sandboxes started one after another in a process (the tests,
+    # `eksops invoke` in a test) on an empty in-process moto would make the same ones: the first saves moto's
+    # state and the sandbox's own, later ones with the same template and the same values of the parameters the
+    # provisioning read get a copy of it instead. EKSOPS_SANDBOX_SNAPSHOTS=0 provisions every time.
+
+    def _restore(self) -> bool:
+        if os.environ.get("EKSOPS_SANDBOX_SNAPSHOTS", "1") == "0":
+            return False
+        for snap in _SNAPSHOTS.get(_template_key(self.template), []):
+            if all(self.parameters.get(name) == value for name, value in snap.parameters.items()):
+                snap.restore_moto()
+                own = _rebase(copy.deepcopy(snap.sandbox), snap.endpoint, str(self.endpoint))
+                own.update(_rebase(snap.sandbox_shared, snap.endpoint, str(self.endpoint)))
+                for name, value in own.items():
+                    setattr(self, name, value)
+                return True
+        return False
+
+    def _save(self) -> None:
+        if os.environ.get("EKSOPS_SANDBOX_SNAPSHOTS", "1") == "0" or not _moto_in_process(self.queue_urls.values()):
+            return
+        snaps = _SNAPSHOTS.setdefault(_template_key(self.template), [])
+        snaps.insert(0, _Snapshot(self, self._read_parameters))
+        del snaps[_SNAPSHOTS_PER_TEMPLATE:]
+
     def _provision(self) -> None:
+        recording = _RecordingDict(self.resolver.parameters)
+        self.resolver.parameters = recording
+        try:
+            self._provision_resources()
+        finally:
+            self.resolver.parameters = dict(recording)
+        self._read_parameters = {name: recording[name] for name in recording.read}
+
+    def _provision_resources(self) -> None:
         t = self.template
         for logical_id, resource in t.resources.items():
             if not self.resolver.condition_holds(resource):
@@ -449,6 +491,117 @@ class Sandbox:
         if (name, attribute) not in self.attrs:
             raise KeyError(f"!GetAtt {name}.{attribute}: not available in the sandbox")
         return self.attrs[(name, attribute)]
+
+
+# What a sandbox's provisioning sets on it, restored from a snapshot (batch_inboxes holds template objects: shared)
+_SANDBOX_STATE = ("refs", "attrs", "queue_urls", "inboxes", "schedules", "bridges", "notes", "created")
+_SNAPSHOTS_PER_TEMPLATE = 8
+
+
+class _RecordingDict(dict):  # type: ignore[type-arg]
+    """The resolver's parameters, noting which ones provisioning looks up."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        super().__init__(values)
+        self.read: set[str] = set()
+
+    def __contains__(self, key: object) -> bool:
+        found = super().__contains__(key)
+        if found:
+            self.read.add(str(key))
+        return found
+
+    def __getitem__(self, key: str) -> Any:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+
+class _Snapshot:
+    """moto's backends and a sandbox's state just after provisioning, deep-copied (locks stay shared)."""
+
+    def __init__(self, sandbox: Sandbox, parameters: Mapping[str, Any]) -> None:
+        from moto.core.base_backend import BackendDict
+
+        self.parameters = dict(parameters)
+        self.endpoint = str(sandbox.endpoint)
+        self._dicts: list[tuple[Any, str, str]] = []
+        backends = []
+        for backend_dict in list(BackendDict._instances):  # type: ignore[misc]  # moto's only list of its state
+            for account, region, backend in backend_dict.iter_backends():
+                self._dicts.append((backend_dict, account, region))
+                backends.append(backend)
+        self._shared = _uncopyable(backends)
+        self._backends = copy.deepcopy(backends, dict(self._shared))
+        self.sandbox = copy.deepcopy({name: getattr(sandbox, name) for name in _SANDBOX_STATE})
+        self.sandbox_shared = {"batch_inboxes": dict(sandbox.batch_inboxes)}
+
+    def restore_moto(self) -> None:
+        backends = copy.deepcopy(self._backends, dict(self._shared))
+        for (backend_dict, account, region), backend in zip(self._dicts, backends, strict=True):
+            dict.__setitem__(backend_dict[account], region, backend)  # backend_dict[account] registers it for reset
+
+
+_SNAPSHOTS: dict[str, list[_Snapshot]] = {}
+
+
+def _template_key(template: Template) -> str:
+    return hashlib.sha256(json.dumps(template.doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _moto_is_empty() -> bool:
+    """Whether this process's moto holds nothing (just reset): only then is a snapshot taken or restored."""
+    from moto.core.base_backend import BackendDict
+
+    return not BackendDict._instances  # type: ignore[misc]
+
+
+def _moto_in_process(queue_urls: Iterator[str] | Any) -> bool:
+    """Whether the queues provisioning made are in this process's moto (not a server in another process)."""
+    from moto.sqs.models import sqs_backends
+
+    names = {url.rsplit("/", 1)[-1] for url in queue_urls}
+    return bool(names) and names <= set(sqs_backends[ACCOUNT][REGION].queues)
+
+
+def _uncopyable(root: Any) -> dict[int, Any]:
+    """Objects in moto's backends a deep copy must share, not copy: locks and conditions (SQS queues' long polls),
+    and moto's registries of backends. As a deepcopy memo (id -> the object itself)."""
+    import gc
+    import threading
+    import types
+
+    from moto.core.base_backend import AccountSpecificBackend, BackendDict
+
+    kinds = (type(threading.Lock()), type(threading.RLock()), threading.Condition, threading.Event)
+    registries = (BackendDict, AccountSpecificBackend)
+    found: dict[int, Any] = {}
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, kinds + registries + (types.ModuleType,)):
+            found[id(obj)] = obj
+        elif not isinstance(obj, type | types.FunctionType | types.BuiltinFunctionType):  # copied as themselves
+            stack.extend(gc.get_referents(obj))
+    return found
+
+
+def _rebase(value: Any, old: str, new: str) -> Any:
+    """``value`` with URLs on moto's old endpoint moved to the new one (queue URLs carry the server's port)."""
+    if old == new:
+        return value
+    if isinstance(value, str):
+        return new + value[len(old) :] if value.startswith(old) else value
+    if isinstance(value, dict):
+        return {_rebase(k, old, new): _rebase(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rebase(v, old, new) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_rebase(v, old, new) for v in value)
+    return value
 
 
 @functools.lru_cache(maxsize=256)
