@@ -13,14 +13,22 @@ export AWS_DEFAULT_REGION ?= $(REGION)
 # otherwise fail later in ways that do not say why).
 CHECK_311 := import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)
 
+# Packages go in with uv (pinned below), which installs the ~100 of .[dev] in about 6 s where pip takes 75-85 s; if
+# uv itself cannot be had or fails, pip does the same install.
+UV := uv==0.13.9
+define install
+	@$(1)/bin/python -m pip install --quiet $(UV) && $(1)/bin/uv pip install --quiet --python $(1)/bin/python $(2) \
+		|| { echo "eksops: uv did not install into $(1); installing with pip (slower)" >&2; \
+		     $(1)/bin/python -m pip install --quiet --upgrade pip && $(1)/bin/python -m pip install --quiet $(2); }
+endef
+
 $(STAMP): pyproject.toml layers/eksops/requirements.txt
 	@if test -x $(BIN)/python && ! $(BIN)/python -c '$(CHECK_311)'; then \
 		echo "eksops: $(VENV) was made with $$($(BIN)/python -V 2>&1), not Python 3.11: run 'make clean', then make again (PYTHON=<a python3.11>)" >&2; exit 1; fi
 	@if ! test -x $(BIN)/python && ! $(PYTHON) -c '$(CHECK_311)' 2>/dev/null; then \
 		echo "eksops: $(PYTHON) is not Python 3.11 (or is missing); install Python 3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 1; fi
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(call install,$(VENV),-e ".[dev]")
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -61,8 +69,7 @@ LINT_STAMP := $(LINT_VENV)/.installed
 
 $(LINT_STAMP): requirements-lint.txt
 	@test -x $(LINT_VENV)/bin/python || $(PYTHON) -m venv $(LINT_VENV)
-	$(LINT_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(LINT_VENV)/bin/python -m pip install --quiet -r requirements-lint.txt
+	$(call install,$(LINT_VENV),-r requirements-lint.txt)
 	@touch $(LINT_STAMP)
 
 # The IaC scanners pass with zero findings; each suppression sits in template.yaml next to its reason.
