@@ -241,7 +241,7 @@ def _on_sandbox(template: Template, fn: FunctionSpec, event: Any, overrides: dic
             sandbox.seeded_env = seeding.environment
         sandbox.set_parameters(**defaults)
         stack.enter_context(sandbox)  # stops before the seed's servers (Git, Slack) do
-        for note in sandbox.notes:
+        for note in sandbox.note_summary():
             _note(f"sandbox: {note}")
         layers = sandbox.layers[fn.name]
         _note_environment(fn, layers)

@@ -148,6 +148,27 @@ class Sandbox:
             self._server.stop()
             self._server = None
 
+    def note_summary(self) -> list[str]:
+        """:attr:`notes` in a few lines, by kind (what the parameters left out, what moto cannot do)."""
+        kinds = {"skipped ": "left out by the parameters", "not emulated: ": "not emulated", "not enforced: ": ""}
+        grouped: dict[str, list[str]] = {kind: [] for kind in kinds}
+        lines = []
+        for note in self.notes:
+            kind = next((k for k in kinds if note.startswith(k)), None)
+            if kind is None:
+                lines.append(note)
+            else:
+                grouped[kind].append(note[len(kind) :].split(":", 1)[0].split(" (", 1)[0])
+        if grouped["skipped "]:
+            lines.append(f"left out by the parameters: {', '.join(grouped['skipped '])}")
+        if grouped["not emulated: "]:
+            lines.append(f"not emulated here: {', '.join(grouped['not emulated: '])}")
+        if grouped["not enforced: "]:
+            lines.append(
+                f"not enforced here (moto does not evaluate resource policies): {', '.join(grouped['not enforced: '])}"
+            )
+        return lines
+
     def client(self, service: str) -> Any:
         """A plain boto3 client on the sandbox (for seeding and checking), one per service."""
         if service not in self._clients:
@@ -284,7 +305,7 @@ class Sandbox:
                 if self.resolver.condition_holds(resource):
                     getattr(self, "_create_" + kind.split("::")[-1].lower())(logical_id, resource)
         for logical_id, resource in t.resources.items():
-            if resource["Type"] not in handled:
+            if resource["Type"] not in handled and self.resolver.condition_holds(resource):  # skipped ones are noted
                 self.notes.append(f"not emulated: {logical_id} ({resource['Type']})")
 
     def _props(self, resource: Mapping[str, Any]) -> dict[str, Any]:
