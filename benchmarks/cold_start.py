@@ -83,6 +83,7 @@ class Handler:
     name: str
     directory: str  # the function's artifact (extracted), relative to a variant's directory
     environment: dict[str, str]
+    layers: tuple[str, ...]  # its layers' artifacts (logical IDs), in the order Lambda stacks them
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,12 +120,11 @@ def run(args: argparse.Namespace, work: Path) -> int:
     print(f"load average when starting: {', '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)\n")
     sizes(build, [a for a, _ in found], work)
     built = Template(build / "template.yaml")
-    layers = [a for a, _ in found if a.name in built.of_type("AWS::Serverless::LayerVersion")]
     with sandbox_environment() as (environments, endpoint):
         handlers = prepare(built, work, environments)
-        failures = calls_at_init(python, work, handlers, layers, endpoint)
-        failures += timings(python, work, handlers, layers, args.repeat)
-        offenders(python, work, handlers, layers, args.top)
+        failures = calls_at_init(python, work, handlers, endpoint)
+        failures += timings(python, work, handlers, args.repeat)
+        offenders(python, work, handlers, args.top)
     for failure in failures:
         print(f"FAILED: {failure}")
     return 1 if failures else 0
@@ -215,6 +215,8 @@ def sandbox_environment() -> Iterator[tuple[dict[str, tuple[str, dict[str, str]]
 def prepare(built: Any, work: Path, environments: Mapping[str, tuple[str, dict[str, str]]]) -> list[Handler]:
     """The functions of the build, and the two reference handlers written beside them (compiled in the same way
     in the variant with bytecode)."""
+    from eksops_dev.buildcheck import function_layers
+
     handlers = []
     light = next(env for name, env in environments.values() if name == LIGHT[0])
     for name, client in ((BARE, ""), (BARE_CLIENT, 'import boto3\nsns = boto3.client("sns")\n')):
@@ -225,16 +227,18 @@ def prepare(built: Any, work: Path, environments: Mapping[str, tuple[str, dict[s
             app.write_text(BARE_HANDLER.format(client=client))
             if variant == "pyc":
                 py_compile.compile(str(app), invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
-        handlers.append(Handler(name, directory, {**light, "POWERTOOLS_SERVICE_NAME": "bare"}))
+        # the reference handlers run with the layers every function has (Globals')
+        shared = tuple(layer["Ref"] for layer in built.doc.get("Globals", {}).get("Function", {}).get("Layers", []))
+        handlers.append(Handler(name, directory, {**light, "POWERTOOLS_SERVICE_NAME": "bare"}, shared))
     built_dirs = {fn.logical_id: fn.code_dir.name for fn in built.functions.values()}
     for logical_id, (name, env) in sorted(environments.items(), key=lambda item: item[1][0]):
-        handlers.append(Handler(name, built_dirs[logical_id], env))
+        handlers.append(Handler(name, built_dirs[logical_id], env, tuple(function_layers(built, logical_id))))
     return handlers
 
 
-def command(python: str, work: Path, variant: str, handler: Handler, layers: list[Path], *flags: str) -> Any:
+def command(python: str, work: Path, variant: str, handler: Handler, *flags: str) -> Any:
     directory = work / variant / handler.directory
-    path = [directory, *(work / variant / layer.name / "python" for layer in layers)]
+    path = [directory, *(work / variant / layer / "python" for layer in handler.layers)]
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "LANG": "en_US.UTF-8",
@@ -252,7 +256,7 @@ def command(python: str, work: Path, variant: str, handler: Handler, layers: lis
 # -- measurements ---------------------------------------------------------------------------------------------
 
 
-def calls_at_init(python: str, work: Path, handlers: list[Handler], layers: list[Path], endpoint: str) -> list[str]:
+def calls_at_init(python: str, work: Path, handlers: list[Handler], endpoint: str) -> list[str]:
     """Import each handler once with moto's recorder on: the AWS calls its init makes."""
 
     def moto(action: str) -> bytes:
@@ -277,7 +281,7 @@ def calls_at_init(python: str, work: Path, handlers: list[Handler], layers: list
     for handler in handlers:
         moto("reset-recording")
         moto("start-recording")
-        result = command(python, work, "pyc", handler, layers)
+        result = command(python, work, "pyc", handler)
         moto("stop-recording")
         if result.returncode:
             failures.append(f"{handler.name} did not import:\n{result.stderr[-3000:]}")
@@ -304,14 +308,14 @@ def _action(call: Mapping[str, Any]) -> str:
     return action[0] if action else f"{call.get('method')} {call.get('url')}"
 
 
-def timings(python: str, work: Path, handlers: list[Handler], layers: list[Path], repeat: int) -> list[str]:
+def timings(python: str, work: Path, handlers: list[Handler], repeat: int) -> list[str]:
     """Median CPU time and wall time of each handler's import, with and without bytecode. The ratios use CPU
     time: on a shared machine, wall time also counts the moments another process held the CPU."""
     samples: dict[tuple[str, str], list[dict[str, float]]] = defaultdict(list)
     for _ in range(repeat):  # interleaved, so a busy moment on the machine hits every handler alike
         for variant in ("pyc", "nopyc"):
             for handler in handlers:
-                result = command(python, work, variant, handler, layers)
+                result = command(python, work, variant, handler)
                 if result.returncode:
                     return [f"{handler.name} ({variant}) did not import:\n{result.stderr[-3000:]}"]
                 samples[(variant, handler.name)].append(json.loads(result.stdout.strip().splitlines()[-1]))
@@ -341,11 +345,11 @@ def timings(python: str, work: Path, handlers: list[Handler], layers: list[Path]
     return []
 
 
-def offenders(python: str, work: Path, handlers: list[Handler], layers: list[Path], top: int) -> None:
+def offenders(python: str, work: Path, handlers: list[Handler], top: int) -> None:
     """`python -X importtime` of each handler (with .pyc): what it imports beyond the bare handler, by package."""
     trees = {}
     for handler in handlers:  # each module's median over three runs
-        runs = [_importtime(command(python, work, "pyc", handler, layers, "-X", "importtime").stderr) for _ in "abc"]
+        runs = [_importtime(command(python, work, "pyc", handler, "-X", "importtime").stderr) for _ in "abc"]
         trees[handler.name] = {m: int(statistics.median(run.get(m, 0) for run in runs)) for m in runs[0]}
     bare = set(trees[BARE])
     print(f"Beyond the {BARE}: modules imported and their own import time (-X importtime, .pyc), by package;")

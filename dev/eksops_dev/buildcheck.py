@@ -51,19 +51,29 @@ def problems(build_dir: Path, services: frozenset[str] | None = None) -> list[st
     template = Template(build_dir / "template.yaml")
     layers = [build_dir / logical_id for logical_id in template.of_type("AWS::Serverless::LayerVersion")]
     found = []
+    if not any((layer / "python" / "eksops" / "__init__.py").is_file() for layer in layers):
+        found.append("no built layer holds eksops under python/")
     for layer in layers:
-        if not (layer / "python" / "eksops" / "__init__.py").is_file():
-            found.append(f"{layer.name}: eksops is not under python/ in the built layer")
         found += [f"{layer.name}: {message}" for message in _x86_libraries(layer)]
         found += [f"{layer.name}: {message}" for message in dev_code(layer / "python")]
         if (layer / "python" / "botocore" / "data").is_dir():
             declared = _declared_services() if services is None else services
             found += [f"{layer.name}: {message}" for message in sdk_data_problems(layer / "python", declared)]
     for fn in template.functions.values():
-        found += [f"{fn.logical_id}: {message}" for message in _function_problems(fn.code_dir, fn.handler, layers)]
+        own = [build_dir / logical_id for logical_id in function_layers(template, fn.logical_id)]
+        found += [f"{fn.logical_id}: {message}" for message in _function_problems(fn.code_dir, fn.handler, own)]
     for artifact, runtime, _ in artifacts(build_dir):
         found += [f"{artifact.name}: {message}" for message in bytecode_problems(artifact, runtime)]
     return found
+
+
+def function_layers(template: Template, logical_id: str) -> list[str]:
+    """The template's layers (logical IDs) a function runs with: Globals' list, then its own (SAM appends them)."""
+    listed = [
+        *template.doc.get("Globals", {}).get("Function", {}).get("Layers", []),
+        *template.resources[logical_id].get("Properties", {}).get("Layers", []),
+    ]
+    return [layer["Ref"] for layer in listed if isinstance(layer, dict) and layer.get("Ref") in template.resources]
 
 
 def artifacts(build_dir: Path) -> list[tuple[Path, str, str]]:

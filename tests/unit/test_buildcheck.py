@@ -84,6 +84,7 @@ _TEMPLATE = """
 Globals:
   Function:
     Runtime: {runtime}
+    Layers: [!Ref Layer]
 Resources:
   Layer:
     Type: AWS::Serverless::LayerVersion
@@ -174,6 +175,36 @@ def test_the_build_check_reports_missing_bytecode_and_passes_once_compiled(tmp_p
     build = _build(tmp_path)
     assert main([str(build)]) == 1  # sam build's output as it is
     assert main(["--compile", str(build)]) == 0
+
+
+def test_each_function_is_checked_against_its_own_layers(tmp_path: Path, capsys: Any) -> None:
+    """A function's Layers are appended to Globals' (SAM): a library in a second layer counts for the functions
+    that list that layer, and only for them."""
+    build = _build(tmp_path)
+    template = (build / "template.yaml").read_text()
+    template += textwrap.indent(
+        textwrap.dedent(
+            """
+            Kube:
+              Type: AWS::Serverless::LayerVersion
+              Properties: {ContentUri: Kube, CompatibleRuntimes: [python3.11]}
+            WithKube:
+              Type: AWS::Serverless::Function
+              Properties: {CodeUri: WithKube, Handler: app.handler, Layers: [!Ref Kube]}
+            """
+        ),
+        "  ",
+    )
+    (build / "template.yaml").write_text(template)
+    _write(build / "Kube" / "python" / "kubernetes" / "__init__.py", "")
+    lazy = "from eksops import core\ndef handler(event, context):\n    import kubernetes\n    return core.f()\n"
+    _write(build / "WithKube" / "app.py", lazy)
+    assert main(["--compile", str(build)]) == 0, capsys.readouterr().err  # eksops from Globals', kubernetes its own
+    _write(build / "Fn" / "app.py", lazy)  # Fn has only Globals' layer
+    assert main(["--compile", str(build)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "build check: Fn: imports 'kubernetes', which is in neither the function nor a layer"
+    ]
 
 
 def test_development_code_under_another_name_is_rejected(tmp_path: Path) -> None:

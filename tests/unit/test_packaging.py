@@ -47,18 +47,21 @@ print(json.dumps(sorted(m for m in sys.modules if any(m == h or m.startswith(h +
 
 
 def test_function_requirements_pin_what_the_tests_run_against() -> None:
-    """A library only one function needs is in that function's requirements.txt, pinned as in pyproject's dev
-    extra, so the deployed function runs the version the tests ran."""
+    """A library only one function needs is in that function's requirements.txt, and the kubernetes client in the
+    kubernetes layer's, pinned as in pyproject's dev extra, so the deployed functions run the versions the tests
+    ran."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     dev = {re.split(r"[=<>\[]", r)[0]: r for r in project["optional-dependencies"]["dev"]}
     found = 0
-    for requirements in sorted((ROOT / "functions").glob("*/requirements.txt")):
+    kubernetes = ROOT / "layers/kubernetes/requirements.txt"
+    assert "kubernetes==" in kubernetes.read_text()
+    for requirements in [*sorted((ROOT / "functions").glob("*/requirements.txt")), kubernetes]:
         for raw in requirements.read_text().splitlines():
             line = raw.strip()
             if line and not line.startswith("#"):
                 found += 1
                 assert dev.get(re.split(r"[=<>\[]", line)[0]) == line, f"{requirements}: {line}"
-    assert found  # cluster_bootstrap ships the kubernetes client
+    assert found
 
 
 def test_make_build_compiles_what_sam_build_left_and_deploy_ships_it() -> None:
