@@ -55,8 +55,8 @@ def run(function: str, event_file: str, *, aws: bool, dry_run: bool, params: lis
     fn = resolve_function(template, function)
     event = read_event(event_file, fn, template)
     overrides = parse_params(template, params)
-    if dry_run:
-        overrides["DryRun"] = "true"
+    if dry_run:  # the notifier's own switch too when it is the one invoked (others' reports still reach Slack)
+        overrides.update({"DryRun": "true", **({"SlackDryRun": "true"} if fn.name == "notifier" else {})})
     # On the seeded sandbox, image_updater gets a local config repository (eksops_dev.seed) when none is given.
     seeded = {"ImageConfigRepoUrl": "https://seeded.invalid/config.git"} if seed and not aws else {}
     _require_deployed(template, fn, {**seeded, **overrides})

@@ -246,7 +246,7 @@ def test_a_failed_post_does_not_hold_back_the_next_copy(
 def test_dry_run_previews_every_copy_and_keeps_no_dedup_record(
     make_notifier_sandbox: MakeSandbox, slack: SlackReceiver
 ) -> None:
-    sandbox, dispatcher = make_notifier_sandbox({"DryRun": "true"})
+    sandbox, dispatcher = make_notifier_sandbox({"SlackDryRun": "true"})
     sandbox.set_parameters(SlackWebhookSecretArn=webhook(sandbox, slack))
     publish(sandbox, sample_body("eksops_bootstrap_access_denied"))
     publish(sandbox, sample_body("eksops_bootstrap_access_denied"))
@@ -254,3 +254,14 @@ def test_dry_run_previews_every_copy_and_keeps_no_dedup_record(
     assert [r["reason"] for r in results] == ["dry run", "dry run"] and all("payload" in r for r in results)
     items = sandbox.client("dynamodb").scan(TableName=sandbox.refs["IdempotencyTable"])["Items"]
     assert slack.attempts == 0 and not [i for i in items if ".alert-" in i["id"]["S"]]
+
+
+def test_a_dry_run_deployment_still_posts_to_slack(make_notifier_sandbox: MakeSandbox, slack: SlackReceiver) -> None:
+    """DryRun=true (the safe first deploy) makes the functions report what they would change; the notifier has its
+    own switch (SlackDryRun), so those reports and every alert still reach Slack."""
+    sandbox, dispatcher = make_notifier_sandbox({"DryRun": "true"})
+    sandbox.set_parameters(SlackWebhookSecretArn=webhook(sandbox, slack))
+    publish(sandbox, sample_body("eksops_bootstrap_access_denied"))
+    results = notified(dispatcher.drain())
+    assert [r["posted"] for r in results] == [True]
+    assert len(slack.received) == 1

@@ -105,7 +105,8 @@ def test_a_value_every_function_reads_is_one_problem_listing_them(
     assert code == 2
     (line,) = out
     assert line.startswith("DryRun: 'yes' is not one of the allowed values (read by log_retention, ")
-    assert all(name in line for name in template.functions)
+    # every function but the notifier, whose DRY_RUN is SlackDryRun's (a dry-run deployment still posts to Slack)
+    assert all(name in line for name in template.functions if name != "notifier") and "notifier" not in line
     assert line.endswith("Fix: use one of: true, false")
 
 
