@@ -32,7 +32,7 @@ SUBNETS = ["subnet-0a1b2c3d", "subnet-1a2b3c4d"]
 SANDBOX_CLUSTER = "demo"  # the cluster of `eksops sweep` and `eksops status`, and of events that name none
 
 
-def _role(sandbox: Any, name: str, service: str) -> str:
+def ensure_role(sandbox: Any, name: str, service: str) -> str:
     iam = sandbox.client("iam")
     trust = {
         "Version": "2012-10-17",
@@ -82,13 +82,13 @@ def seed_cluster(sandbox: Any, name: str = "demo") -> list[str]:
         eks.create_cluster(
             name=name,
             version="1.31",
-            roleArn=_role(sandbox, f"{name}-cluster", "eks.amazonaws.com"),
+            roleArn=ensure_role(sandbox, f"{name}-cluster", "eks.amazonaws.com"),
             resourcesVpcConfig={"subnetIds": SUBNETS, "endpointPublicAccess": True, "publicAccessCidrs": ["0.0.0.0/0"]},
         )
         eks.create_nodegroup(
             clusterName=name,
             nodegroupName="general",
-            nodeRole=_role(sandbox, f"{name}-nodes", "ec2.amazonaws.com"),
+            nodeRole=ensure_role(sandbox, f"{name}-nodes", "ec2.amazonaws.com"),
             subnets=SUBNETS,
             scalingConfig={"minSize": 1, "maxSize": 4, "desiredSize": 2},
         )
@@ -299,7 +299,7 @@ def _eks_cluster(sandbox: Any, name: str, request: Mapping[str, Any] | None = No
         return []
     params = _request(eks, "CreateCluster", request or {})
     role = _role_name(params.get("roleArn")) or f"{name}-cluster"
-    params.update(name=name, roleArn=_role(sandbox, role, "eks.amazonaws.com"))
+    params.update(name=name, roleArn=ensure_role(sandbox, role, "eks.amazonaws.com"))
     params.setdefault("resourcesVpcConfig", {"subnetIds": SUBNETS})
     params.setdefault("version", "1.31")
     eks.create_cluster(**params)
@@ -318,7 +318,7 @@ def _replay_eks(sandbox: Any, operation: str, params: Mapping[str, Any]) -> list
     seeded = _eks_cluster(sandbox, cluster)
     if operation == "CreateNodegroup":
         role = _role_name(params.get("nodeRole")) or f"{cluster}-nodes"
-        request = {**_request(eks, operation, params), "nodeRole": _role(sandbox, role, "ec2.amazonaws.com")}
+        request = {**_request(eks, operation, params), "nodeRole": ensure_role(sandbox, role, "ec2.amazonaws.com")}
         request.setdefault("subnets", SUBNETS)
         eks.create_nodegroup(**request)
         seeded.append(f"node group {params.get('nodegroupName')} of {cluster} (role {role})")
@@ -326,7 +326,7 @@ def _replay_eks(sandbox: Any, operation: str, params: Mapping[str, Any]) -> list
         role = _role_name(params.get("podExecutionRoleArn")) or f"{cluster}-fargate-pods"
         request = {
             **_request(eks, operation, params),
-            "podExecutionRoleArn": _role(sandbox, role, "eks-fargate-pods.amazonaws.com"),
+            "podExecutionRoleArn": ensure_role(sandbox, role, "eks-fargate-pods.amazonaws.com"),
         }
         eks.create_fargate_profile(**request)
         seeded.append(f"Fargate profile {params.get('fargateProfileName')} of {cluster} (role {role})")

@@ -286,7 +286,8 @@ def _remove_pod_security(api: Any, namespace: str, record: str) -> None:
 
 
 def bootstrap_aws(target: Target, cluster: dict[str, Any], result: Result) -> None:
-    """The eksops:bootstrap tag; the node roles' CloudWatchAgentServerPolicy and the add-on are listed, not touched."""
+    """The eksops:bootstrap tag and the stack's FargateLoggingPolicy on pod execution roles; the node roles'
+    CloudWatchAgentServerPolicy and the add-on are listed, not touched."""
     from eksops.bootstrap.service import CLOUDWATCH_AGENT_POLICY, OBSERVABILITY_ADDON, TAG
 
     eks, iam = target.client("eks"), target.client("iam")
@@ -311,12 +312,39 @@ def bootstrap_aws(target: Target, cluster: dict[str, Any], result: Result) -> No
                     "added it and nothing else needs it",
                 )
             )
+    _fargate_logging_attachments(eks, iam, name, result)
     try:
         eks.describe_addon(clusterName=name, addonName=OBSERVABILITY_ADDON)
     except Exception:  # not installed (moto answers a bare 404 for the whole add-on API)
         return
     reason = "installed by eksops (BootstrapObservability=addon) or by you: delete it by hand if no longer wanted"
     result.left.append(Left("cluster_bootstrap", "eks-addon", f"{name}: {OBSERVABILITY_ADDON}", reason))
+
+
+# The stack's FargateLoggingPolicy (CloudFormation names it <stack>-FargateLoggingPolicy-<suffix>), which
+# cluster_bootstrap attaches to pod execution roles outside the stack. The policy
+# is eksops' own, so its attachments are too; one left attached makes `sam delete` fail (IAM refuses to delete a
+# policy still attached).
+FARGATE_LOGGING_POLICY = "-FargateLoggingPolicy"
+
+
+def _fargate_logging_attachments(eks: Any, iam: Any, cluster: str, result: Result) -> None:
+    roles = set()
+    for page in eks.get_paginator("list_fargate_profiles").paginate(clusterName=cluster):
+        for profile in page.get("fargateProfileNames", []):
+            described = eks.describe_fargate_profile(clusterName=cluster, fargateProfileName=profile)["fargateProfile"]
+            roles.add(str(described["podExecutionRoleArn"]).rsplit("/", 1)[-1])
+    listed = {(f.kind, f.name) for f in result.found}  # a role several clusters' profiles share is listed once
+    for role in sorted(roles):
+        for policy in iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]:
+            arn, policy_name = policy["PolicyArn"], policy["PolicyName"]
+            if FARGATE_LOGGING_POLICY not in policy_name or ":aws:policy/" in arn:
+                continue
+            item = Found("cluster_bootstrap", "iam-attachment", f"{policy_name} on role {role}", cluster)
+            if (item.kind, item.name) not in listed:
+                remove = _call(iam.detach_role_policy, RoleName=role, PolicyArn=arn)
+                result.found.append(Found(item.capability, item.kind, item.name, cluster, remove))
+                listed.add((item.kind, item.name))
 
 
 # -- the whole account ------------------------------------------------------------------------------------------
@@ -400,6 +428,7 @@ def populate(sandbox: Any) -> list[str]:
     """Run the functions on the seeded cluster as their schedules would: bootstrap, error alarms, node scaler (with an
     enrolled node group); returns one line per run."""
     from eksops_dev.dispatch import Dispatcher
+    from eksops_dev.seed import ensure_role
     from eksops_dev.template import REGION
 
     sandbox.client("ec2").create_launch_template(
@@ -414,6 +443,14 @@ def populate(sandbox: Any) -> list[str]:
         DesiredCapacity=1,
         AvailabilityZones=[f"{REGION}a"],
         Tags=[{"Key": k, "Value": v, "PropagateAtLaunch": False} for k, v in tags.items()],
+    )
+    # a Fargate profile, whose pod execution role bootstrap gives the stack's FargateLoggingPolicy
+    pod_role = ensure_role(sandbox, f"{SANDBOX_CLUSTER}-fargate-pods", "eks-fargate-pods.amazonaws.com")
+    sandbox.client("eks").create_fargate_profile(
+        clusterName=SANDBOX_CLUSTER,
+        fargateProfileName="batch",
+        podExecutionRoleArn=pod_role,
+        selectors=[{"namespace": "batch"}],
     )
     log_path = sandbox.workdir / "functions.log"
     dispatcher = Dispatcher(sandbox, log=open(log_path, "a", encoding="utf-8"))  # noqa: SIM115 - the dispatcher closes it

@@ -93,6 +93,7 @@ def test_uninstall_on_the_sandbox_removes_everything_it_found(capsys: pytest.Cap
         ("cluster_bootstrap", "pod-security-labels"),
         ("cluster_bootstrap", "kubernetes"),
         ("cluster_bootstrap", "cluster-tag"),
+        ("cluster_bootstrap", "iam-attachment"),  # the stack's FargateLoggingPolicy on a pod execution role
         ("error_alarms", "metric-filter"),
         ("error_alarms", "alarm"),
         ("error_alarms", "dashboard"),
@@ -197,6 +198,11 @@ def test_uninstall_aws_dry_run_then_run_then_again(capsys: pytest.CaptureFixture
     assert json.loads(out)["removed"] == before
     assert "sam delete" in err and err.count("\n") == 1  # one note: what to run next
     assert _owned(installed) == []  # nothing of eksops' own is left
+    # read directly, not with uninstall's own marks: the stack's policy is on no role, so `sam delete` can delete it
+    iam = installed.client("iam")
+    policy = next(p for p in iam.list_policies(Scope="Local")["Policies"] if "FargateLoggingPolicy" in p["PolicyName"])
+    assert iam.list_entities_for_policy(PolicyArn=policy["Arn"])["PolicyRoles"] == []
+    assert ("iam-attachment", f"{policy['PolicyName']} on role {CLUSTER}-fargate-pods") in names
 
     # what was not eksops' own is still there
     cloudwatch, logs = installed.client("cloudwatch"), installed.client("logs")
