@@ -387,6 +387,7 @@ def _on_aws(template: Template, fn: FunctionSpec, event: Any, overrides: dict[st
     env.update(layers.from_environment)
     env["POWERTOOLS_TRACE_DISABLED"] = os.environ.get("POWERTOOLS_TRACE_DISABLED", "true")
     env["AWS_LAMBDA_FUNCTION_NAME"] = f"eksops-local-{fn.name}"
+    env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = region  # as Lambda sets both
     continuations: list[dict[str, Any]] = []
 
     def keep_here(_self: Continuer, *, run_id: str, part: int, checkpoint: Any) -> None:
@@ -445,7 +446,8 @@ def _caller() -> tuple[Mapping[str, Any], str]:
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound
 
     try:
-        session = boto3.session.Session()
+        # AWS_REGION first (Lambda's variable, and what newer SDKs read), then botocore's own AWS_DEFAULT_REGION/profile
+        session = boto3.session.Session(region_name=os.environ.get("AWS_REGION") or None)
         region = session.region_name
         credentials = session.get_credentials()
     except ProfileNotFound as exc:

@@ -122,6 +122,18 @@ def test_aws_without_a_region(capsys: pytest.CaptureFixture[str], no_aws: pytest
     assert "needs a region: set AWS_REGION" in refused(capsys, ["invoke", "log_retention", "--event", EVENT, "--aws"])
 
 
+def test_aws_region_from_aws_region_alone(capsys: pytest.CaptureFixture[str], no_aws: pytest.MonkeyPatch) -> None:
+    """AWS_REGION, which the region error names, is enough (botocore itself reads only AWS_DEFAULT_REGION)."""
+    no_aws.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+    no_aws.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    no_aws.setenv("AWS_REGION", "eu-west-1")
+    no_aws.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens: STS fails at once, after the region
+    no_aws.setenv("AWS_MAX_ATTEMPTS", "1")
+    for argv in (["invoke", "log_retention", "--event", EVENT, "--aws"], ["status", "--aws"]):
+        line = refused(capsys, argv)
+        assert "needs a region" not in line and "STS in eu-west-1" in line, line
+
+
 def test_aws_with_an_unknown_profile(capsys: pytest.CaptureFixture[str], no_aws: pytest.MonkeyPatch) -> None:
     no_aws.setenv("AWS_PROFILE", "nobody")
     line = refused(capsys, ["invoke", "log_retention", "--event", EVENT, "--aws"])
