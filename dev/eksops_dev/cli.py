@@ -140,6 +140,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--aws", action="store_true", help="use your own AWS account (credentials, region)")
     status.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    status.add_argument(
+        "--stack-name", default="eksops", help="with --aws: the deployed stack whose parameters apply (default eksops)"
+    )
 
     uninstall = sub.add_parser(
         "uninstall",
@@ -195,7 +198,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "status":
         from eksops_dev import status
 
-        return status.run(template, aws=args.aws, fmt=args.format)
+        return status.run(template, aws=args.aws, fmt=args.format, stack_name=args.stack_name)
     if args.command == "uninstall":
         from eksops_dev import uninstall
 

@@ -23,6 +23,7 @@ from typing import Any
 from eksops_dev.template import Template
 
 SANDBOX_CLUSTER = "demo"
+DEFAULT_STACK = "eksops"  # `make deploy`'s and the guided deploy's stack name
 CAPABILITIES = (
     "log_retention",
     "error_alarms",
@@ -95,12 +96,14 @@ def sandbox_as_target(sandbox: Any) -> Target:
 
 
 @contextlib.contextmanager
-def aws_target(template: Template) -> Iterator[Target]:
+def aws_target(template: Template, stack_name: str | None = DEFAULT_STACK) -> Iterator[Target]:
     """Your account and region (credentials and region as the AWS CLI finds them), as a Target.
 
-    Each function's environment is what `eksops invoke --aws` would give it: the template defaults, overlaid by the
-    variables your environment sets. Kubernetes access is EKS's (an STS token, as `aws eks get-token`), or your
-    EKSOPS_KUBECONFIG when set.
+    Each function's environment is the deployed stack's: its parameter values and its resources (the state table,
+    the topics), read from CloudFormation, overlaid by the variables your environment sets. Without that stack in
+    the region (or the right to read it), the template's defaults stand in, and a note says so. Kubernetes access is
+    EKS's (an STS token, as `aws eks get-token`), or your EKSOPS_KUBECONFIG when set. ``stack_name`` None: the
+    template's defaults without asking (uninstall finds things by their marks, not by the configuration).
     """
     import boto3
 
@@ -118,12 +121,13 @@ def aws_target(template: Template) -> Iterator[Target]:
             clients[service] = session.client(service)  # type: ignore[call-overload]
         return clients[service]
 
+    parameters, physical = _deployed(client("cloudformation"), stack_name, region) if stack_name else ({}, {})
     resolver = Resolver(
         template,
-        template.parameter_defaults(),
-        ref=lambda _name: "",
+        {**template.parameter_defaults(), **parameters},
+        ref=lambda name: physical.get(name, ""),
         getatt=lambda _name, _attr: "",
-        stack_name="eksops",
+        stack_name=stack_name or DEFAULT_STACK,
     )
     resolver.pseudo["AWS::Region"] = region
     resolver.pseudo["AWS::AccountId"] = identity["Account"]
@@ -143,11 +147,35 @@ def aws_target(template: Template) -> Iterator[Target]:
     )
 
 
+def _deployed(cloudformation: Any, stack_name: str, region: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The stack's parameter values and its resources' physical IDs by logical ID; empty (with a note) without it."""
+    from botocore.exceptions import ClientError
+
+    try:
+        (stack,) = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+        resources = cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        note(
+            f"no stack {stack_name} read in {region} ({error.get('Code')}: {error.get('Message')}): judging against "
+            "the template's defaults and your environment (--stack-name names your stack)"
+        )
+        return {}, {}
+    parameters = {
+        p["ParameterKey"]: p.get("ResolvedValue", p.get("ParameterValue", "")) for p in stack.get("Parameters", [])
+    }
+    physical = {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in resources}
+    note(
+        f"stack {stack_name}: {len(parameters)} parameter value(s) and {len(physical)} resource(s) from CloudFormation"
+    )
+    return parameters, physical
+
+
 # -- the command ---------------------------------------------------------------------------------------------------
 
 
-def run(template: Template, *, aws: bool, fmt: str) -> int:
-    with aws_target(template) if aws else sandbox_target(template) as target:
+def run(template: Template, *, aws: bool, fmt: str, stack_name: str = DEFAULT_STACK) -> int:
+    with aws_target(template, stack_name) if aws else sandbox_target(template) as target:
         report = collect(target)
     if fmt == "json":
         sys.stdout.write(json.dumps(report, indent=2, sort_keys=False, default=str) + "\n")

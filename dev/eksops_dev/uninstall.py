@@ -389,7 +389,7 @@ def run(template: Template, *, aws: bool, dry_run: bool, yes: bool, stdin: TextI
     stdin = stdin or sys.stdin
     if aws and not dry_run and not yes and not stdin.isatty():
         raise UsageError("--aws removes resources from your account: add --yes to confirm, or --dry-run to list them")
-    with aws_target(template) if aws else sandbox_target(template, prepare=populate) as target:
+    with aws_target(template, None) if aws else sandbox_target(template, prepare=populate) as target:
         if aws and not dry_run and not yes:
             planned = scan(target, dry_run=True)
             for item in planned.found:

@@ -255,6 +255,52 @@ def test_status_aws_after_eksops_ran(capsys: pytest.CaptureFixture[str], install
     assert caps["node_scaler"]["enrolled_groups"] == [f"{CLUSTER}-general"] and caps["node_scaler"]["drift"] == 0
 
 
+def test_status_aws_judges_against_the_deployed_stack(capsys: pytest.CaptureFixture[str], installed: Sandbox) -> None:
+    """The stack's own parameter values and resources (from CloudFormation), not the template's defaults."""
+    stack = {  # the stack's parameter that differs from the default, and its state table (moto's CloudFormation)
+        "Parameters": {"BootstrapClusters": {"Type": "String"}},
+        "Resources": {
+            "ComplianceStateTable": {
+                "Type": "AWS::DynamoDB::Table",
+                "Properties": {
+                    "TableName": "prod-compliance",
+                    "KeySchema": [
+                        {"AttributeName": "cluster", "KeyType": "HASH"},
+                        {"AttributeName": "finding", "KeyType": "RANGE"},
+                    ],
+                    "AttributeDefinitions": [
+                        {"AttributeName": "cluster", "AttributeType": "S"},
+                        {"AttributeName": "finding", "AttributeType": "S"},
+                    ],
+                    "BillingMode": "PAY_PER_REQUEST",
+                },
+            }
+        },
+    }
+    cloudformation = installed.client("cloudformation")
+    cloudformation.create_stack(
+        StackName="eksops-prod",
+        TemplateBody=json.dumps(stack),
+        Parameters=[{"ParameterKey": "BootstrapClusters", "ParameterValue": '["elsewhere"]'}],
+    )
+    code, out, err = run(capsys, "status", "--aws", "--format", "json")  # no stack named eksops: the defaults
+    assert code == 0, err[-2000:]
+    assert "no stack eksops read in us-east-1" in err
+    caps = json.loads(out)["capabilities"]
+    assert caps["cluster_bootstrap"]["current"] == [CLUSTER]
+    assert caps["compliance_sweep"]["summary"].startswith("no COMPLIANCE_TABLE")
+
+    code, out, err = run(capsys, "status", "--aws", "--format", "json", "--stack-name", "eksops-prod")
+    assert code == 0, err[-2000:]
+    assert "stack eksops-prod: 1 parameter value(s) and 1 resource(s) from CloudFormation" in err
+    caps = json.loads(out)["capabilities"]
+    assert (
+        caps["cluster_bootstrap"]["current"] == []
+        and "1 outside BOOTSTRAP_CLUSTERS" in caps["cluster_bootstrap"]["summary"]
+    )
+    assert not caps["compliance_sweep"]["summary"].startswith("no COMPLIANCE_TABLE"), caps["compliance_sweep"]
+
+
 def test_uninstall_aws_asks_first(
     capsys: pytest.CaptureFixture[str], installed: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
