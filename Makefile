@@ -8,6 +8,7 @@ export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= $(REGION)
 
 .PHONY: help demo test unit integration e2e lint build deploy invoke bench clean
+.DEFAULT_GOAL := help
 
 # Lambda runs python3.11: the venv must too. A venv made by another Python is refused with what to do (it would
 # otherwise fail later in ways that do not say why).
@@ -104,6 +105,8 @@ deploy: build
 
 # make invoke FN=log_retention EVENT=events/log_retention/create_log_group.json [ARGS="--aws --dry-run"]
 invoke: $(STAMP)
+	@if test -z "$(FN)" || test -z "$(EVENT)"; then \
+		echo "eksops: make invoke needs FN and EVENT, e.g. make invoke FN=log_retention EVENT=events/log_retention/create_log_group.json" >&2; exit 2; fi
 	$(BIN)/eksops invoke $(FN) --event $(EVENT) $(ARGS)
 
 bench: $(STAMP)

@@ -58,3 +58,30 @@ def test_deploy_uses_the_environment_and_region_given(project: Path) -> None:
     deploys = [line for line in done.stdout.splitlines() if "sam deploy" in line]
     assert deploys and all("--region" not in line for line in deploys)
     assert any("--guided --config-env default --stack-name eksops" in line for line in deploys)
+
+
+def test_make_alone_shows_help_listing_the_targets(project: Path) -> None:
+    done = make(project)
+    assert done.returncode == 0, done.stderr
+    for target in ("demo", "test", "unit | integration | e2e", "lint", "build", "deploy", "invoke", "clean"):
+        assert f"make {target}" in done.stdout, target
+    assert make(project, "help").stdout == done.stdout
+
+
+@pytest.mark.parametrize(
+    ("target", "tests"), [("unit", "tests/unit"), ("integration", "tests/integration"), ("e2e", "tests/e2e")]
+)
+def test_each_tier_target_runs_its_tests(project: Path, target: str, tests: str) -> None:
+    (project / ".venv/bin").mkdir(parents=True)
+    (project / ".venv/.installed").touch()  # installed: the recipe alone is shown
+    done = make(project, "-n", target)
+    assert done.returncode == 0, done.stderr
+    assert "-m pytest" in done.stdout and done.stdout.rstrip().endswith(tests), done.stdout
+
+
+def test_make_invoke_without_fn_or_event_says_what_it_needs(project: Path) -> None:
+    (project / ".venv/bin").mkdir(parents=True)
+    (project / ".venv/.installed").touch()
+    done = make(project, "invoke", "FN=log_retention")
+    assert done.returncode == 2
+    assert "make invoke needs FN and EVENT, e.g. make invoke FN=log_retention EVENT=" in done.stderr

@@ -80,13 +80,32 @@ def test_make_build_compiles_what_sam_build_left_and_deploy_ships_it() -> None:
 
 
 def test_the_version_is_the_package_s_in_pyproject_and_the_cli(capsys: Any) -> None:
+    import importlib.metadata
+
     from eksops import __version__
     from eksops_dev.cli import main
 
-    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"] == __version__
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and project["project"]["dynamic"] == ["version"]  # written once
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "eksops.__version__"}
+    assert importlib.metadata.version("eksops") == __version__
     try:
         main(["--version"])
     except SystemExit as done:
         assert done.code == 0
     assert capsys.readouterr().out.strip() == f"eksops {__version__}"
     assert (ROOT / "LICENSE").read_text().lstrip().startswith("Apache License")
+
+
+def test_no_stale_text_and_a_changelog() -> None:
+    """What issue 13 found stale stays fixed: the capabilities named where a user reads them first."""
+    template = (ROOT / "template.yaml").read_text()
+    demo = (ROOT / "dev" / "eksops_dev" / "demo.py").read_text()
+    assert "first capability" not in template and "first capability" not in demo
+    description = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["description"]
+    for capability in ("bootstrap", "retention", "error alarms", "node scaling", "image updates", "compliance"):
+        assert capability in description, capability
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    from eksops import __version__
+
+    assert f"## {__version__}" in changelog
