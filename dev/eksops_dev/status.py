@@ -382,14 +382,17 @@ def image_updater(target: Target) -> dict[str, Any]:
 
 def compliance_sweep(target: Target) -> dict[str, Any]:
     """Open findings the last sweep of each cluster stored in COMPLIANCE_TABLE (nothing when no table is set)."""
-    from eksops.compliance.config import COMPLIANCE_TABLE
+    from eksops.compliance.config import COMPLIANCE_CLUSTERS, COMPLIANCE_TABLE, ComplianceConfig
     from eksops.compliance.state import StateStore
 
-    table = target.env("compliance_sweep").get(COMPLIANCE_TABLE) or ""
+    env = target.env("compliance_sweep")
+    table = env.get(COMPLIANCE_TABLE) or ""
     if not table:
         return {"managed": 0, "drift": 0, "summary": f"no {COMPLIANCE_TABLE}: no findings are kept between sweeps"}
     store = StateStore(target.client("dynamodb"), table)
-    clusters = _clusters(target.client("eks"))
+    cfg = ComplianceConfig.from_env(env)
+    every = _clusters(target.client("eks"))
+    clusters = [name for name in every if cfg.sweeps(name)]
     by_severity: Counter[str] = Counter()
     swept = 0
     for cluster in clusters:
@@ -401,7 +404,8 @@ def compliance_sweep(target: Target) -> dict[str, Any]:
         "managed": len(clusters),
         "drift": total,
         "summary": f"{total} open finding(s) in {table} over {swept} swept cluster(s) of {len(clusters)}"
-        + (f" ({', '.join(f'{n} {s}' for s, n in sorted(by_severity.items()))})" if total else ""),
+        + (f" ({', '.join(f'{n} {s}' for s, n in sorted(by_severity.items()))})" if total else "")
+        + f"; {len(every) - len(clusters)} outside {COMPLIANCE_CLUSTERS}",
         "open_by_severity": dict(sorted(by_severity.items())),
     }
 

@@ -258,7 +258,7 @@ def test_status_aws_after_eksops_ran(capsys: pytest.CaptureFixture[str], install
 def test_status_aws_judges_against_the_deployed_stack(capsys: pytest.CaptureFixture[str], installed: Sandbox) -> None:
     """The stack's own parameter values and resources (from CloudFormation), not the template's defaults."""
     stack = {  # the stack's parameter that differs from the default, and its state table (moto's CloudFormation)
-        "Parameters": {"BootstrapClusters": {"Type": "String"}},
+        "Parameters": {"BootstrapClusters": {"Type": "String"}, "ComplianceClusters": {"Type": "String"}},
         "Resources": {
             "ComplianceStateTable": {
                 "Type": "AWS::DynamoDB::Table",
@@ -281,7 +281,10 @@ def test_status_aws_judges_against_the_deployed_stack(capsys: pytest.CaptureFixt
     cloudformation.create_stack(
         StackName="eksops-prod",
         TemplateBody=json.dumps(stack),
-        Parameters=[{"ParameterKey": "BootstrapClusters", "ParameterValue": '["elsewhere"]'}],
+        Parameters=[
+            {"ParameterKey": "BootstrapClusters", "ParameterValue": '["elsewhere"]'},
+            {"ParameterKey": "ComplianceClusters", "ParameterValue": '["elsewhere"]'},
+        ],
     )
     code, out, err = run(capsys, "status", "--aws", "--format", "json")  # no stack named eksops: the defaults
     assert code == 0, err[-2000:]
@@ -292,13 +295,14 @@ def test_status_aws_judges_against_the_deployed_stack(capsys: pytest.CaptureFixt
 
     code, out, err = run(capsys, "status", "--aws", "--format", "json", "--stack-name", "eksops-prod")
     assert code == 0, err[-2000:]
-    assert "stack eksops-prod: 1 parameter value(s) and 1 resource(s) from CloudFormation" in err
+    assert "stack eksops-prod: 2 parameter value(s) and 1 resource(s) from CloudFormation" in err
     caps = json.loads(out)["capabilities"]
     assert (
         caps["cluster_bootstrap"]["current"] == []
         and "1 outside BOOTSTRAP_CLUSTERS" in caps["cluster_bootstrap"]["summary"]
     )
-    assert not caps["compliance_sweep"]["summary"].startswith("no COMPLIANCE_TABLE"), caps["compliance_sweep"]
+    compliance = caps["compliance_sweep"]
+    assert compliance["managed"] == 0 and compliance["summary"].endswith("; 1 outside COMPLIANCE_CLUSTERS"), compliance
 
 
 def test_uninstall_aws_asks_first(
