@@ -74,3 +74,15 @@ def test_bad_events_are_rejected_and_change_nothing(fuzz: Harness, target: Targe
         assert outcome.violation is None, outcome.violation
 
     check()
+
+
+def test_a_continuation_carrying_earlier_errors_ends_the_sweep_failed(fuzz: Harness) -> None:
+    """Found by the fuzz: a well-formed continuation whose checkpoint counts errors of earlier parts ends in
+    PartialFailure (the failure path for the whole sweep), which the contract allows; it is not a crash."""
+    import copy
+
+    target = next(t for t in TARGETS if t.function == "log_retention")
+    event = copy.deepcopy(target.samples()["sweep_continuation"])
+    event["detail"]["checkpoint"]["errors"] = 5
+    outcome = fuzz.run(target, event)
+    assert outcome.label == "PartialFailure" and outcome.violation is None, outcome
