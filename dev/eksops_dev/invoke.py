@@ -75,13 +75,7 @@ def _require_deployed(template: Template, fn: FunctionSpec, overrides: Mapping[s
     condition = template.resources[fn.logical_id].get("Condition")
     if condition is None:
         return
-    resolver = Resolver(
-        template,
-        {**template.parameter_defaults(), **overrides},
-        ref=lambda _name: "",
-        getatt=lambda _name, _attr: "",
-        stack_name="eksops",
-    )
+    resolver = _offline_resolver(template, overrides)
     if not resolver.condition(condition):
         text = json.dumps(template.doc.get("Conditions", {}).get(condition, {}))
         values = {**template.parameter_defaults(), **overrides}
@@ -364,6 +358,17 @@ def _is_sqs_batch(event: Any) -> bool:
 # -- your AWS account --------------------------------------------------------------------------------------------
 
 
+def _offline_resolver(template: Template, overrides: Mapping[str, str]) -> Resolver:
+    """The template's values with these parameters, where no stack exists (its resources resolve to "")."""
+    return Resolver(
+        template,
+        {**template.parameter_defaults(), **overrides},
+        ref=lambda _name: "",
+        getatt=lambda _name, _attr: "",
+        stack_name="eksops",
+    )
+
+
 def _on_aws(template: Template, fn: FunctionSpec, event: Any, overrides: dict[str, str]) -> int:
     """Run the handler here with your credentials; resources of the stack come from your environment
     (for example REPORTS_TOPIC_ARN from the stack outputs) and are empty otherwise.
@@ -372,13 +377,7 @@ def _on_aws(template: Template, fn: FunctionSpec, event: Any, overrides: dict[st
     would be picked up by a deployed stack (which runs live even when this run is dry).
     """
     identity, region = _caller()
-    resolver = Resolver(
-        template,
-        {**template.parameter_defaults(), **overrides},
-        ref=lambda _name: "",
-        getatt=lambda _name, _attr: "",
-        stack_name="eksops",
-    )
+    resolver = _offline_resolver(template, overrides)
     resolver.pseudo["AWS::Region"] = region
     resolver.pseudo["AWS::AccountId"] = identity["Account"]
     layers = layering(template, fn, overrides, os.environ, sandbox=False)

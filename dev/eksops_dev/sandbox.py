@@ -150,24 +150,20 @@ class Sandbox:
 
     def note_summary(self) -> list[str]:
         """:attr:`notes` in a few lines, by kind (what the parameters left out, what moto cannot do)."""
-        kinds = {"skipped ": "left out by the parameters", "not emulated: ": "not emulated", "not enforced: ": ""}
+        kinds = {
+            "skipped ": "left out by the parameters",
+            "not emulated: ": "not emulated here",
+            "not enforced: ": "not enforced here (moto does not evaluate resource policies)",
+        }
         grouped: dict[str, list[str]] = {kind: [] for kind in kinds}
         lines = []
         for note in self.notes:
             kind = next((k for k in kinds if note.startswith(k)), None)
             if kind is None:
                 lines.append(note)
-            else:
+            else:  # the logical ID: "skipped X: condition ...", "not emulated: X (type)"
                 grouped[kind].append(note[len(kind) :].split(":", 1)[0].split(" (", 1)[0])
-        if grouped["skipped "]:
-            lines.append(f"left out by the parameters: {', '.join(grouped['skipped '])}")
-        if grouped["not emulated: "]:
-            lines.append(f"not emulated here: {', '.join(grouped['not emulated: '])}")
-        if grouped["not enforced: "]:
-            lines.append(
-                f"not enforced here (moto does not evaluate resource policies): {', '.join(grouped['not enforced: '])}"
-            )
-        return lines
+        return lines + [f"{kinds[kind]}: {', '.join(ids)}" for kind, ids in grouped.items() if ids]
 
     def client(self, service: str) -> Any:
         """A plain boto3 client on the sandbox (for seeding and checking), one per service."""
@@ -244,14 +240,19 @@ class Sandbox:
 
     # -- provisioning snapshots ------------------------------------------------------------------------------
     # Provisioning makes ~110 requests (about 1.2 s). Sandboxes started one after another in a process (the tests,
-    # `eksops invoke` in a test) on an empty in-process moto would make the same ones: the first saves moto's
+    # `eksops invoke` in a test) on an empty moto would make the same ones (the sandbox's moto is always in this
+    # process: moto_extras writes into its backends): the first saves moto's
     # state and the sandbox's own, later ones with the same template and the same values of the parameters the
     # provisioning read get a copy of it instead. EKSOPS_SANDBOX_SNAPSHOTS=0 provisions every time.
+
+    @functools.cached_property
+    def _snapshot_key(self) -> str:
+        return _template_key(self.template)
 
     def _restore(self) -> bool:
         if os.environ.get("EKSOPS_SANDBOX_SNAPSHOTS", "1") == "0":
             return False
-        for snap in _SNAPSHOTS.get(_template_key(self.template), []):
+        for snap in _SNAPSHOTS.get(self._snapshot_key, []):
             if all(self.parameters.get(name) == value for name, value in snap.parameters.items()):
                 snap.restore_moto()
                 own = _rebase(copy.deepcopy(snap.sandbox), snap.endpoint, str(self.endpoint))
@@ -262,9 +263,9 @@ class Sandbox:
         return False
 
     def _save(self) -> None:
-        if os.environ.get("EKSOPS_SANDBOX_SNAPSHOTS", "1") == "0" or not _moto_in_process(self.queue_urls.values()):
+        if os.environ.get("EKSOPS_SANDBOX_SNAPSHOTS", "1") == "0":
             return
-        snaps = _SNAPSHOTS.setdefault(_template_key(self.template), [])
+        snaps = _SNAPSHOTS.setdefault(self._snapshot_key, [])
         snaps.insert(0, _Snapshot(self, self._read_parameters))
         del snaps[_SNAPSHOTS_PER_TEMPLATE:]
 
@@ -574,14 +575,6 @@ def _moto_is_empty() -> bool:
     from moto.core.base_backend import BackendDict
 
     return not BackendDict._instances  # type: ignore[misc]
-
-
-def _moto_in_process(queue_urls: Iterator[str] | Any) -> bool:
-    """Whether the queues provisioning made are in this process's moto (not a server in another process)."""
-    from moto.sqs.models import sqs_backends
-
-    names = {url.rsplit("/", 1)[-1] for url in queue_urls}
-    return bool(names) and names <= set(sqs_backends[ACCOUNT][REGION].queues)
 
 
 def _uncopyable(root: Any) -> dict[int, Any]:

@@ -337,14 +337,12 @@ def _fargate_logging_attachments(eks: Any, iam: Any, cluster: str, result: Resul
     listed = {(f.kind, f.name) for f in result.found}  # a role several clusters' profiles share is listed once
     for role in sorted(roles):
         for policy in iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]:
-            arn, policy_name = policy["PolicyArn"], policy["PolicyName"]
-            if FARGATE_LOGGING_POLICY not in policy_name or ":aws:policy/" in arn:
-                continue
-            item = Found("cluster_bootstrap", "iam-attachment", f"{policy_name} on role {role}", cluster)
-            if (item.kind, item.name) not in listed:
+            arn, name = policy["PolicyArn"], f"{policy['PolicyName']} on role {role}"
+            ours = FARGATE_LOGGING_POLICY in policy["PolicyName"] and ":aws:policy/" not in arn
+            if ours and ("iam-attachment", name) not in listed:
                 remove = _call(iam.detach_role_policy, RoleName=role, PolicyArn=arn)
-                result.found.append(Found(item.capability, item.kind, item.name, cluster, remove))
-                listed.add((item.kind, item.name))
+                result.found.append(Found("cluster_bootstrap", "iam-attachment", name, cluster, remove))
+                listed.add(("iam-attachment", name))
 
 
 # -- the whole account ------------------------------------------------------------------------------------------
