@@ -402,6 +402,25 @@ def _cloudtrail_details() -> st.SearchStrategy[Any]:
     )
 
 
+def _tally() -> st.SearchStrategy[Any]:
+    counts = st.integers(min_value=-1, max_value=5)
+    change = _optional(
+        {"group": _maybe(st.sampled_from(NAMES))},
+        {"from": _maybe(st.one_of(st.none(), st.integers(1, 3653))), "to": _maybe(st.integers(1, 3653))},
+    )
+    error = _optional({}, {k: _maybe(st.text(max_size=8)) for k in ("group", "code", "message")})
+    return _optional(
+        {},
+        {
+            **{k: _maybe(counts) for k in ("parts", "changed_count", "unchanged", "excluded", "gone_count")},
+            "changed": _maybe(st.lists(change, max_size=2)),
+            "errors": _maybe(st.lists(error, max_size=2)),
+            "gone": _maybe(st.lists(st.sampled_from(NAMES), max_size=2)),
+            "excluded_sample": _maybe(st.lists(st.sampled_from(NAMES), max_size=2)),
+        },
+    )
+
+
 def _continuation_details() -> st.SearchStrategy[Any]:
     checkpoint = _optional(
         {},
@@ -411,6 +430,7 @@ def _continuation_details() -> st.SearchStrategy[Any]:
             "errors": _maybe(st.integers(min_value=-1, max_value=5)),
             "dry_run": _maybe(st.booleans()),
             "cluster": _maybe(st.sampled_from(NAMES)),  # compliance_sweep's checkpoint
+            "report": _maybe(_tally()),  # log_retention's tally of the sweep's earlier parts
         },
     )
     return _optional(

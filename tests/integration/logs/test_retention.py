@@ -288,6 +288,11 @@ def test_a_refused_page_token_starts_the_sweep_over(fault_proxy: FaultProxy) -> 
         ({"handled": "a"}, "detail.checkpoint.handled"),
         ({"errors": -1}, "detail.checkpoint.errors"),
         ({"dry_run": "yes"}, "detail.checkpoint.dry_run"),
+        ({"report": []}, "detail.checkpoint.report"),
+        ({"report": {"changed_count": "3"}}, "detail.checkpoint.report.changed_count"),
+        ({"report": {"changed": [{"group": "/app/x", "from": None, "to": "365"}]}}, "detail.checkpoint.report.changed"),
+        ({"report": {"errors": [{"group": "/app/x"}]}}, "detail.checkpoint.report.errors"),
+        ({"report": {"gone": [7]}}, "detail.checkpoint.report.gone"),
     ],
 )
 def test_a_malformed_checkpoint_is_refused_before_any_change(
@@ -414,3 +419,90 @@ def test_a_part_that_started_over_never_checkpoints_the_refused_token(fault_prox
     (call,) = continuer.calls
     assert call["checkpoint"]["page_token"] is None  # the first page, read again by the next part
     assert call["checkpoint"]["handled"] == sorted(c["group"] for c in summary.changed)
+
+
+def _run_chain(service: RetentionService, continuer: RecordingContinuer, every: int) -> list[Any]:
+    """A whole sweep whose time runs low every ``every`` deadline checks; the summary of each part."""
+    looks = {"n": 0}
+
+    def remaining() -> int:
+        looks["n"] += 1
+        return 900_000 if looks["n"] % every else 1_000
+
+    parts = [service.handle(ScheduledRun(id="run-digest", rule="r"), Deadline(remaining))]
+    while continuer.calls:
+        call = continuer.calls.pop()
+        event = Continuation(
+            id="c", function="log_retention", run_id=call["run_id"], part=call["part"], checkpoint=call["checkpoint"]
+        )
+        parts.append(service.handle(event, Deadline(remaining)))
+        assert len(parts) < 50
+    return parts
+
+
+def test_a_sweep_in_many_parts_is_reported_once_by_its_last_part(
+    fault_proxy: FaultProxy, inbox: tuple[str, str]
+) -> None:
+    """Issue 13: change reports batched per sweep. The parts of a sweep may run minutes apart (more than the
+    reports queue's window), so each part carries the tally in its checkpoint and only the last part reports."""
+    groups: dict[str, int | None] = {f"/app/svc-{i:03}": (None if i % 4 else 30) for i in range(120)}
+    groups["/app/excluded"] = None
+    seed(groups)
+    fault_proxy.fail("PutRetentionPolicy", times=1, code="AccessDeniedException", body_contains="/app/svc-005")
+    service, continuer = make_service(
+        {"RETENTION_DEFAULT_DAYS": "365", "RETENTION_EXCLUDE": '["/app/excluded"]'}, reports=inbox[0]
+    )
+    parts = _run_chain(service, continuer, every=17)
+    assert len(parts) > 3 and all(p.continued for p in parts[:-1]) and not parts[-1].continued
+
+    [report] = received(inbox[1])  # one message for the whole sweep, none for the parts that continued
+    envelope = json.loads(report["Message"])
+    details = envelope["details"]
+    changed = sum(len(p.changed) for p in parts)
+    assert changed == 89  # 90 never-expire groups under the rule, one of them refused
+    assert details["parts"] == len(parts) and details["run_id"] == "run-digest"
+    assert details["changed_count"] == changed and len(details["changed"]) == min(changed, 100)
+    assert details["unchanged"] == 30 and details["excluded"] == 1 and details["excluded_sample"] == ["/app/excluded"]
+    assert details["errors_count"] == 1 and details["errors"][0]["group"] == "/app/svc-005"
+    assert envelope["title"] == f"Log retention: changed {changed} log group(s) (sweep run-dige, {len(parts)} parts)"
+    assert envelope["severity"] == "warning"
+    assert "ERROR /app/svc-005: AccessDeniedException" in envelope["lines"]
+    with pytest.raises(PartialFailure):
+        parts[-1].raise_for_errors()
+
+
+def test_a_sweep_with_nothing_to_change_reports_nothing(aws: str, inbox: tuple[str, str]) -> None:
+    seed({f"/app/svc-{i:03}": 30 for i in range(60)})
+    service, continuer = make_service(reports=inbox[0])
+    parts = _run_chain(service, continuer, every=11)
+    assert len(parts) > 2
+    assert received(inbox[1]) == []
+
+
+def test_a_checkpoint_with_the_largest_tally_fits_an_event(aws: str) -> None:
+    """50 handled names, 100 changes and 20 errors, every name 512 characters and every message long: the
+    continuation still fits EventBridge's entry (the Continuer refuses a detail over MAX_DETAIL_BYTES)."""
+    from eksops.logs.retention import Summary, Tally
+    from eksops.sweeps import MAX_DETAIL_BYTES, Continuer
+
+    name = "/" + "n" * 511
+    part = Summary(mode="missing", dry_run=False, run_id="r" * 64, part=3)
+    part.changed = [{"group": name, "from": None, "to": 365}] * 300
+    part.gone = [name] * 300
+    part.errors = [{"group": name, "code": "AccessDeniedException", "message": "m" * 5000}] * 300
+    part.excluded_sample = [name] * 300
+    part.earlier = Tally().add(part)
+    service, _ = make_service()
+    service._checkpoint(part, "t" * 2048, {name + str(i) for i in range(50)})
+    assert part.checkpoint is not None
+    sent: list[dict[str, Any]] = []
+
+    class Events:
+        def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+            sent.extend(Entries)
+            return {"FailedEntryCount": 0}
+
+    Continuer(Events(), function="log_retention").continue_sweep(run_id="r" * 64, part=4, checkpoint=part.checkpoint)
+    assert len(sent[0]["Detail"].encode()) < MAX_DETAIL_BYTES * 0.8
+    tally = Tally.parse(json.loads(sent[0]["Detail"])["checkpoint"]["report"])
+    assert tally.changed_count == 600 and len(tally.changed) == 100 and tally.parts == 2

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -26,6 +26,9 @@ PAGE_SIZE = 50  # DescribeLogGroups maximum
 DESCRIBE_RATE = 10.0  # DescribeLogGroups quota
 EXCLUDED_SAMPLE = 20
 REPORT_ITEMS = 100  # per list in a report; about 90 bytes each, far under SNS's 256 KB
+CARRIED_GONE = 20  # the earlier parts' gone groups and errors carried in a checkpoint (their counts are exact):
+CARRIED_ERRORS = 20  # with 100 changes and 50 handled names of 512 characters a checkpoint stays under 150 KB
+CARRIED_MESSAGE = 300  # characters of an error's message carried
 _NAME = re.compile(r"^[.\-_/#A-Za-z0-9]{1,512}$")
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,94 @@ class LogGroup:
         )
 
 
+@dataclass
+class Tally:
+    """What the earlier parts of a sweep did, carried from part to part in the checkpoint so that the last part
+    reports the whole sweep in one message. Counts are exact; the lists keep their first items."""
+
+    parts: int = 0
+    changed: list[dict[str, Any]] = field(default_factory=list)
+    changed_count: int = 0
+    unchanged: int = 0
+    excluded: int = 0
+    excluded_sample: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+    gone_count: int = 0
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, raw: Any) -> Tally:
+        """The tally of a checkpoint's ``report`` (absent in a checkpoint written before reports were carried)."""
+        if raw is None:
+            return cls()
+        if not isinstance(raw, Mapping):
+            raise InvalidEvent("must be a JSON object", field="detail.checkpoint.report")
+
+        def count(key: str) -> int:
+            value = raw.get(key, 0)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise InvalidEvent("must be a count", field=f"detail.checkpoint.report.{key}")
+            return value
+
+        def items(key: str, valid: Callable[[Any], bool], what: str) -> list[Any]:
+            value = raw.get(key, [])
+            if not isinstance(value, list) or not all(valid(v) for v in value):
+                raise InvalidEvent(f"must be a list of {what}", field=f"detail.checkpoint.report.{key}")
+            return value
+
+        return cls(
+            parts=count("parts"),
+            changed=items("changed", _is_change, '{"group", "from", "to"} objects'),
+            changed_count=count("changed_count"),
+            unchanged=count("unchanged"),
+            excluded=count("excluded"),
+            excluded_sample=items("excluded_sample", _is_name, "log group names"),
+            gone=items("gone", _is_name, "log group names"),
+            gone_count=count("gone_count"),
+            errors=items("errors", _is_error, '{"group", "code", "message"} objects'),
+        )
+
+    def add(self, part: Summary) -> Tally:
+        """This tally with ``part`` added: what the checkpoint carries to the next part, or the last part reports."""
+        return Tally(
+            parts=self.parts + 1,
+            changed=(self.changed + part.changed)[:REPORT_ITEMS],
+            changed_count=self.changed_count + len(part.changed),
+            unchanged=self.unchanged + part.unchanged,
+            excluded=self.excluded + part.excluded,
+            excluded_sample=(self.excluded_sample + part.excluded_sample)[:EXCLUDED_SAMPLE],
+            gone=(self.gone + part.gone)[:CARRIED_GONE],
+            gone_count=self.gone_count + len(part.gone),
+            errors=(self.errors + [{**e, "message": e.get("message", "")[:CARRIED_MESSAGE]} for e in part.errors])[
+                :CARRIED_ERRORS
+            ],
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _is_name(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_days(value: Any) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _is_change(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("group"), str)
+        and _is_days(value.get("from"))
+        and _is_days(value.get("to"))
+    )
+
+
+def _is_error(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(value.get(k), str) for k in ("group", "code", "message"))
+
+
 @dataclass(frozen=True)
 class _Resume:
     """Where a sweep part starts: the page to read (again) and the names on it already handled."""
@@ -54,6 +145,7 @@ class _Resume:
     errors: int = 0
     dry_run: bool = False  # a chain started under dry-run stays dry-run, whatever the function's own setting
     continued: bool = False
+    tally: Tally = field(default_factory=Tally)
 
     @classmethod
     def parse(cls, checkpoint: Mapping[str, Any] | None) -> _Resume:
@@ -69,7 +161,7 @@ class _Resume:
             raise InvalidEvent("must be a count", field="detail.checkpoint.errors")
         if not isinstance(dry_run, bool):
             raise InvalidEvent("must be a boolean", field="detail.checkpoint.dry_run")
-        return cls(token, tuple(handled), errors, dry_run, continued=True)
+        return cls(token, tuple(handled), errors, dry_run, continued=True, tally=Tally.parse(checkpoint.get("report")))
 
 
 @dataclass
@@ -88,18 +180,34 @@ class Summary:
     part: int | None = None
     continued: bool = False
     earlier_errors: int = 0  # failures in earlier parts of the same sweep
+    earlier: Tally = field(default_factory=Tally, repr=False)  # what the earlier parts did, for the sweep's report
     checkpoint: dict[str, Any] | None = field(default=None, repr=False)  # where the next part starts
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None and k != "checkpoint"}
+        return {k: v for k, v in self.__dict__.items() if v is not None and k not in {"checkpoint", "earlier"}}
+
+    def sweep_tally(self) -> Tally:
+        """The whole sweep so far: the earlier parts' tally with this part added."""
+        return self.earlier.add(self)
 
     def report_details(self) -> dict[str, Any]:
-        """as_dict() with the lists cut to REPORT_ITEMS, so a report always fits SNS's 256 KB."""
-        details = self.as_dict()
-        for key in ("changed", "gone", "errors"):
-            items = details.get(key, [])
-            details[f"{key}_count"] = len(items)
-            details[key] = items[:REPORT_ITEMS]
+        """What the report says: this invocation, or for the last part of a sweep the whole sweep (every part), with
+        the lists cut to REPORT_ITEMS (their counts exact), so a report always fits SNS's 256 KB."""
+        tally = self.sweep_tally()
+        details: dict[str, Any] = {"mode": self.mode, "dry_run": self.dry_run}
+        if self.run_id:
+            details.update(run_id=self.run_id, parts=tally.parts)
+        details.update(
+            changed=tally.changed[:REPORT_ITEMS],
+            changed_count=tally.changed_count,
+            unchanged=tally.unchanged,
+            excluded=tally.excluded,
+            excluded_sample=tally.excluded_sample,
+            gone=tally.gone[:REPORT_ITEMS],
+            gone_count=tally.gone_count,
+            errors=tally.errors[:REPORT_ITEMS],
+            errors_count=self.earlier_errors + len(self.errors),
+        )
         return details
 
     def raise_for_errors(self) -> None:
@@ -226,7 +334,7 @@ class RetentionService:
         resume = _Resume.parse(checkpoint)
         summary = self._summary(dry_run=self.common.dry_run or resume.dry_run)
         summary.run_id, summary.part = run_id, part
-        summary.earlier_errors = resume.errors
+        summary.earlier_errors, summary.earlier = resume.errors, resume.tally
         skip = self._skip_tagged_names()
         page_token, handled = resume.page_token, set(resume.handled)
         while True:
@@ -235,6 +343,9 @@ class RetentionService:
             page, restarted = self._read_page(page_token, restart_if_expired=resume.continued)
             if restarted:  # from the first page now: a later checkpoint must not carry the refused token
                 page_token, handled = None, set()
+                # Every group is read (and a failed one tried) again: only the changes made stay in the tally.
+                summary.earlier = replace(summary.earlier, unchanged=0, excluded=0, excluded_sample=[], errors=[])
+                summary.earlier_errors = 0
             token = page.get("nextToken")
             for item in page.get("logGroups", []):
                 group = LogGroup.from_api(item)
@@ -297,6 +408,7 @@ class RetentionService:
             "handled": sorted(handled),
             "errors": summary.earlier_errors + len(summary.errors),
             "dry_run": summary.dry_run,
+            "report": summary.sweep_tally().as_dict(),  # the last part reports the whole sweep
         }
         log.info(
             "sweep %s part %d checkpointed after %d group(s) of its page", summary.run_id, summary.part, len(handled)
@@ -337,23 +449,34 @@ class RetentionService:
         return Summary(mode=str(self.cfg.mode), dry_run=self.common.dry_run if dry_run is None else dry_run)
 
     def _report(self, summary: Summary) -> None:
-        if not summary.changed and not summary.errors:
+        """One report per event, and one per sweep: a part that continues reports nothing (its work travels in the
+        checkpoint's tally); the last part reports every part's changes and errors."""
+        if summary.checkpoint is not None:
+            return
+        details = summary.report_details()
+        changed, errors = details["changed_count"], details["errors_count"]
+        if not changed and not errors:
             return
         verb = "would change" if summary.dry_run else "changed"
-        lines = tuple(f"{c['group']}: {_days(c['from'])} -> {_days(c['to'])}" for c in summary.changed)
-        lines += tuple(f"ERROR {e['group']}: {e['code']}" for e in summary.errors)
-        part = f" (sweep {summary.run_id[:8]} part {summary.part})" if summary.run_id else ""
+        lines = [f"{c['group']}: {_days(c['from'])} -> {_days(c['to'])}" for c in details["changed"]]
+        if changed > len(details["changed"]):
+            lines.append(f"... and {changed - len(details['changed'])} more change(s) (see the function's logs)")
+        lines += [f"ERROR {e['group']}: {e['code']}" for e in details["errors"]]
+        if errors > len(details["errors"]):
+            lines.append(f"... and {errors - len(details['errors'])} more error(s) (see the function's logs)")
+        parts = details.get("parts", 1)
+        sweep = f" (sweep {summary.run_id[:8]}, {parts} parts)" if summary.run_id and parts > 1 else ""
         self._publisher.report(
             Message(
                 kind="retention.changes",
-                severity=Severity.WARNING if summary.errors else Severity.INFO,
-                title=f"Log retention: {verb} {len(summary.changed)} log group(s){part}",
-                summary=f"{verb} {len(summary.changed)}, unchanged {summary.unchanged}, excluded {summary.excluded}, "
-                f"errors {len(summary.errors)}; mode {summary.mode}{', dry run' if summary.dry_run else ''}.",
-                details=summary.report_details(),
+                severity=Severity.WARNING if errors else Severity.INFO,
+                title=f"Log retention: {verb} {changed} log group(s){sweep}",
+                summary=f"{verb} {changed}, unchanged {details['unchanged']}, excluded {details['excluded']}, "
+                f"errors {errors}; mode {summary.mode}{', dry run' if summary.dry_run else ''}.",
+                details=details,
                 account=self._account or None,
                 region=self._logs.meta.region_name,
-                lines=lines,
+                lines=tuple(lines),
             )
         )
 
