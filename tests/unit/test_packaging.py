@@ -10,6 +10,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ["kubernetes", "dulwich", "ruamel", "semver", "moto", "yaml", "eksops_dev", "werkzeug", "flask"]
 
@@ -44,6 +46,41 @@ print(json.dumps(sorted(m for m in sys.modules if any(m == h or m.startswith(h +
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+@pytest.mark.parametrize(
+    ("function", "own", "foreign"),
+    [
+        ("log_retention", "eksops.logs.retention", ["eksops.logs.error_alarms", "eksops.logs.error_alarms_config"]),
+        ("error_alarms", "eksops.logs.error_alarms", ["eksops.logs.retention", "eksops.logs.retention_config"]),
+        ("notifier", "eksops.notify.notifier", ["eksops.logs.retention", "eksops.logs.error_alarms"]),
+    ],
+)
+def test_a_light_function_loads_only_its_own_capability(function: str, own: str, foreign: list[str]) -> None:
+    """Cold start (issue 9): eksops.logs loads its modules on first use, so each function pays for its own."""
+    code = f"""
+import importlib.util, json, os, sys
+os.environ.update(AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x",
+                  POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_SERVICE_NAME="t", IDEMPOTENCY_TABLE="eksops-idempotency")
+app = __import__("pathlib").Path({str(ROOT)!r}) / "functions" / {function!r} / "app.py"
+spec = importlib.util.spec_from_file_location("fn", app)
+spec.loader.exec_module(importlib.util.module_from_spec(spec))
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("eksops."))))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(json.loads(result.stdout.strip().splitlines()[-1]))
+    assert own in loaded
+    assert loaded.isdisjoint(foreign)
+
+
+def test_the_lazy_logs_package_names_what_it_exports() -> None:
+    import eksops.logs as logs
+
+    assert sorted(logs.__all__) == sorted(logs._MODULE_OF)
+    for name in logs.__all__:
+        assert getattr(logs, name).__module__.startswith("eksops.logs.")
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        logs.Nope  # noqa: B018
 
 
 def test_function_requirements_pin_what_the_tests_run_against() -> None:

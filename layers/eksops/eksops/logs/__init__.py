@@ -1,9 +1,33 @@
-"""Log groups: retention enforcement (and, later, error metric filters and alarms)."""
+"""Log groups: retention enforcement (``retention``) and error metric filters and alarms (``error_alarms``).
 
-from eksops.logs.error_alarms import ErrorAlarmsService, LogsQueryDefinitions, QueryDefinition
-from eksops.logs.error_alarms_config import ErrorAlarmsConfig
-from eksops.logs.retention import RetentionService, Summary
-from eksops.logs.retention_config import Mode, RetentionConfig, RetentionRule, Scope, decide
+The names below are loaded on first use (PEP 562), so a function imports only its own capability's modules:
+log_retention does not load error_alarms (and its Logs Insights and dashboard code) at cold start, nor the reverse.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from eksops.logs.error_alarms import ErrorAlarmsService, LogsQueryDefinitions, QueryDefinition
+    from eksops.logs.error_alarms_config import ErrorAlarmsConfig
+    from eksops.logs.retention import RetentionService, Summary
+    from eksops.logs.retention_config import Mode, RetentionConfig, RetentionRule, Scope, decide
+
+_MODULE_OF = {
+    "ErrorAlarmsService": "error_alarms",
+    "LogsQueryDefinitions": "error_alarms",
+    "QueryDefinition": "error_alarms",
+    "ErrorAlarmsConfig": "error_alarms_config",
+    "RetentionService": "retention",
+    "Summary": "retention",
+    "Mode": "retention_config",
+    "RetentionConfig": "retention_config",
+    "RetentionRule": "retention_config",
+    "Scope": "retention_config",
+    "decide": "retention_config",
+}
 
 __all__ = [
     "ErrorAlarmsConfig",
@@ -18,3 +42,16 @@ __all__ = [
     "Summary",
     "decide",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # the next lookup is an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_MODULE_OF])
