@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
+# The tests, the sandbox and `sam build` need a region; `make deploy` must not impose this one on a profile's region.
+CALLER_REGION := $(origin AWS_DEFAULT_REGION)
 export AWS_DEFAULT_REGION ?= $(REGION)
 
 .PHONY: help demo test unit integration e2e lint build deploy invoke bench clean
@@ -98,10 +100,12 @@ build: $(STAMP)
 ENV ?= default
 STACK_NAME ?= eksops
 DEPLOY_REGION := $(if $(filter command line environment,$(origin REGION)),--region $(REGION))
+# Without REGION, the deploy's region is samconfig's, else the caller's AWS_DEFAULT_REGION or profile, never our default.
+SAM_DEPLOY := $(if $(filter undefined,$(CALLER_REGION)),env -u AWS_DEFAULT_REGION) $(BIN)/sam deploy
 deploy: build
 	@if grep -q '^\[$(ENV)\.deploy' samconfig.toml 2>/dev/null && grep -A20 '^\[$(ENV)\.deploy' samconfig.toml | grep -q 'stack_name'; then \
-		$(BIN)/sam deploy --config-env $(ENV) $(DEPLOY_REGION); \
-	else $(BIN)/sam deploy --guided --config-env $(ENV) --stack-name $(STACK_NAME) $(DEPLOY_REGION); fi
+		$(SAM_DEPLOY) --config-env $(ENV) $(DEPLOY_REGION); \
+	else $(SAM_DEPLOY) --guided --config-env $(ENV) --stack-name $(STACK_NAME) $(DEPLOY_REGION); fi
 
 # make invoke FN=log_retention EVENT=events/log_retention/create_log_group.json [ARGS="--aws --dry-run"]
 invoke: $(STAMP)

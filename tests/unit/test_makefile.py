@@ -3,6 +3,7 @@ deploys the samconfig environment and region it is given (it used to build for R
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,9 +15,15 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 
 
-def make(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def make(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["make", "--no-print-directory", *args], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+        ["make", "--no-print-directory", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
     )
 
 
@@ -58,6 +65,20 @@ def test_deploy_uses_the_environment_and_region_given(project: Path) -> None:
     deploys = [line for line in done.stdout.splitlines() if "sam deploy" in line]
     assert deploys and all("--region" not in line for line in deploys)
     assert any("--guided --config-env default --stack-name eksops" in line for line in deploys)
+
+
+def test_deploy_leaves_the_caller_s_region_alone(project: Path) -> None:
+    """The tests' default region (us-east-1) must not override a profile's region in `sam deploy`; a region the
+    caller set is kept."""
+    (project / ".venv/bin").mkdir(parents=True)
+    (project / ".venv/.installed").touch()
+    env = {k: v for k, v in os.environ.items() if k != "AWS_DEFAULT_REGION"}
+    done = make(project, "-n", "deploy", env=env)
+    deploys = [line for line in done.stdout.splitlines() if "sam deploy" in line]
+    assert deploys and all("env -u AWS_DEFAULT_REGION" in line for line in deploys)
+    done = make(project, "-n", "deploy", env={**env, "AWS_DEFAULT_REGION": "ap-southeast-2"})
+    deploys = [line for line in done.stdout.splitlines() if "sam deploy" in line]
+    assert deploys and all("env -u" not in line for line in deploys)
 
 
 def test_make_alone_shows_help_listing_the_targets(project: Path) -> None:
