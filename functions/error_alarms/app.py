@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from eksops.aws import client
+from eksops.aws import client, lazy_client
 from eksops.config import CommonConfig
 from eksops.events import parse_eventbridge
 from eksops.logs import ErrorAlarmsConfig, ErrorAlarmsService
@@ -26,8 +26,8 @@ service = ErrorAlarmsService(
     common,
     logs=client("logs"),
     cloudwatch=client("cloudwatch"),
-    publisher=Publisher(
-        client("sns"), alerts_topic_arn=common.alerts_topic_arn, reports_topic_arn=common.reports_topic_arn
+    publisher=Publisher(  # a report only when something changed: the SNS client is made on first use
+        lazy_client("sns"), alerts_topic_arn=common.alerts_topic_arn, reports_topic_arn=common.reports_topic_arn
     ),
 )
 

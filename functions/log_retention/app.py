@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from eksops.aws import client
+from eksops.aws import client, lazy_client
 from eksops.config import CommonConfig
 from eksops.events import parse_eventbridge
 from eksops.logs import RetentionConfig, RetentionService
@@ -26,10 +26,12 @@ service = RetentionService(
     common,
     logs=client("logs"),
     tagging=client("resourcegroupstaggingapi"),
+    # Reports (only when something changed) and continuations (only when a sweep runs out of time) are paths most
+    # invocations never take: their clients are made on first use, not at every cold start.
     publisher=Publisher(
-        client("sns"), alerts_topic_arn=common.alerts_topic_arn, reports_topic_arn=common.reports_topic_arn
+        lazy_client("sns"), alerts_topic_arn=common.alerts_topic_arn, reports_topic_arn=common.reports_topic_arn
     ),
-    continuer=Continuer(client("events"), function="log_retention", bus_name=common.event_bus_name),
+    continuer=Continuer(lazy_client("events"), function="log_retention", bus_name=common.event_bus_name),
 )
 
 

@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from eksops.aws import client
+from eksops.aws import client, lazy_client
 from eksops.config import CommonConfig
 from eksops.notify.notifier import SECRET_MAX_AGE_S, BurstDedup, NotifierConfig, NotifierService
 from eksops.notify.once import Once, RepeatCounter
@@ -59,7 +59,7 @@ service = NotifierService(
     dry_run=common.dry_run,
     get_secret=lambda arn: str(secrets.get(arn, max_age=SECRET_MAX_AGE_S)),
     webhook=SlackWebhook(),
-    sqs=client("sqs"),
+    sqs=lazy_client("sqs"),  # only for a message Slack refuses (to the dead-letter queue): made on first use
     alerts_topic_arn=common.alerts_topic_arn,
     dedup=dedup,
     digest_once=digest_once,

@@ -56,6 +56,17 @@ def _name(call: ast.Call) -> str:
     return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
 
 
+def test_a_lazy_client_is_checked_at_once_and_made_on_first_use(fresh: None) -> None:
+    from eksops.aws import lazy_client
+
+    with pytest.raises(UndeclaredService):
+        lazy_client("s3")  # at start-up, as client() would be
+    lazy = lazy_client("sts")
+    assert client.cache_info().currsize == 0  # nothing made yet
+    assert lazy.meta.service_model.service_name == "sts"
+    assert client.cache_info().currsize == 1 and lazy.meta is client("sts").meta  # the one cached client
+
+
 def test_every_client_the_deployed_code_asks_for_is_declared() -> None:
     """A client("...") added to a handler or the package without declaring its service fails here, before any
     test has to reach that line."""
@@ -63,7 +74,7 @@ def test_every_client_the_deployed_code_asks_for_is_declared() -> None:
         str(call.args[0].value): f"{path.relative_to(ROOT)}:{call.lineno}"
         for path in DEPLOYED
         for call in _calls(path)
-        if _name(call) == "client" and call.args and isinstance(call.args[0], ast.Constant)
+        if _name(call) in {"client", "lazy_client"} and call.args and isinstance(call.args[0], ast.Constant)
     }
     assert {"logs", "sns", "sts", "dynamodb", "secretsmanager"} <= set(asked)  # the scan finds the handlers' clients
     assert {service: where for service, where in asked.items() if service not in SERVICES} == {}

@@ -91,6 +91,33 @@ def client(service: str) -> Any:
     return made
 
 
+class LazyClient:
+    """The :func:`client` for ``service``, created on its first use, then the same cached client.
+
+    For a client only some invocations need (log_retention publishes a report only when something changed, and puts
+    a continuation only when a sweep runs out of time): a cold start that never takes that path does not load the
+    service's model. The service is checked at once, so an undeclared one still fails at start-up.
+    """
+
+    __slots__ = ("service",)
+
+    def __init__(self, service: str) -> None:
+        if service not in SERVICES:
+            raise UndeclaredService(service, SERVICES)
+        self.service = service
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(client(self.service), name)
+
+    def __repr__(self) -> str:
+        return f"LazyClient({self.service!r})"
+
+
+def lazy_client(service: str) -> Any:
+    """A :class:`LazyClient` (typed ``Any``, as :func:`client` is, so it stands wherever a client does)."""
+    return LazyClient(service)
+
+
 def clear_client_cache() -> None:
     """Forget cached clients and the session (tests that change endpoints or credentials)."""
     client.cache_clear()
