@@ -948,6 +948,7 @@ class ComplianceSweep(SweepTarget):
 
     def run(self) -> list[Invocation]:
         """The fan-out, then every continuation it put, each its own invocation with its own deadline."""
+        from eksops.compliance.gather import SweepGather
         from eksops.compliance.service import ComplianceService
 
         self.continuer = _RecordingContinuer(client("events"), self.function)
@@ -956,6 +957,7 @@ class ComplianceSweep(SweepTarget):
             publisher=self._publisher(),
             continuer=self.continuer,
             state=self._state(),
+            gather=SweepGather(client("dynamodb"), self.table),  # one report per sweep, as the handler does
         )
         done: list[Invocation] = []
         pending: list[ScheduledRun | Continuation] = [

@@ -12,6 +12,7 @@ from eksops.aws import client
 from eksops.bootstrap import BootstrapConfig
 from eksops.compliance.config import ComplianceConfig
 from eksops.compliance.context import Tools
+from eksops.compliance.gather import SweepGather
 from eksops.compliance.securityhub import SecurityHubExport
 from eksops.compliance.service import ComplianceService
 from eksops.compliance.state import StateStore
@@ -68,6 +69,7 @@ service = ComplianceService(
     continuer=Continuer(client("events"), function=FUNCTION, bus_name=common.event_bus_name),
     state=StateStore(client("dynamodb"), settings.table, days=settings.state_days) if settings.table else None,
     security_hub=SecurityHubExport(client("securityhub")) if settings.security_hub else None,
+    gather=SweepGather(client("dynamodb"), settings.table) if settings.table else None,  # one report per sweep
     emit_metric=emit_finding_metric,
 )
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from eksops.compliance.gather import PARTITION
 from eksops_dev.dispatch import Dispatcher
 from eksops_dev.sandbox import Sandbox
 from tests.integration.bootstrap.test_cluster_bootstrap import closed_port, inbox, received
@@ -67,19 +68,27 @@ def test_the_schedule_fans_out_one_invocation_per_cluster_through_the_template_r
     assert sorted(c["clusters"][0]["cluster"] for c in (r.result for r in clusters if r.result)) == ["private", "shop"]
     assert all(r.trigger.startswith("ClusterSweep") for r in clusters), [r.trigger for r in clusters]
 
-    by_cluster = {m["cluster"]: m for m in received(sb, reports) if m["kind"] == "compliance.sweep"}
-    assert set(by_cluster) == {"private", "shop"}
-    private = {f["rule"] for f in by_cluster["private"]["details"]["findings"]}
+    by_cluster = {c["cluster"]: c for r in clusters if r.result for c in r.result["clusters"]}
+    private = {f["rule"] for f in by_cluster["private"]["findings"]}
     assert "cluster-kubernetes-unreachable" in private  # and the AWS-side rules still ran:
     assert "cluster-endpoint-public" in private
-    assert by_cluster["private"]["details"]["not_run"]  # the Kubernetes rules, with the reason
-    assert "cluster-kubernetes-unreachable" not in {f["rule"] for f in by_cluster["shop"]["details"]["findings"]}
+    assert by_cluster["private"]["not_run"]  # the Kubernetes rules, with the reason
+    assert "cluster-kubernetes-unreachable" not in {f["rule"] for f in by_cluster["shop"]["findings"]}
 
-    # the state table the template made: each cluster's findings
+    # one report for the sweep (the state table gathers the clusters' reports), posted by its last part
+    (report,) = [m for m in received(sb, reports) if m["kind"] == "compliance.sweep"]
+    assert report["cluster"] is None and report["details"]["run_id"] == fan_out.result["run_id"]
+    assert sorted(c["cluster"] for c in report["details"]["clusters"]) == ["private", "shop"]
+    assert report["details"]["missing"] == []
+    assert any(line.startswith("private: ") for line in report["lines"])
+
+    # the state table the template made: each cluster's findings, and the sweep's item
     table = sb.refs["ComplianceStateTable"]
     items = sb.client("dynamodb").scan(TableName=table)["Items"]
-    assert {i["cluster"]["S"] for i in items} == {"private", "shop"}
+    assert {i["cluster"]["S"] for i in items} == {"private", "shop", PARTITION}
     assert all(i["expires_at"]["N"].isdigit() for i in items)
+    (gathered,) = [i for i in items if i["cluster"]["S"] == PARTITION]
+    assert sorted(gathered["done"]["SS"]) == ["private", "shop"] and "posted" in gathered
 
     # one EMF metric per rule and severity, per cluster sweep
     metrics = emf(sb, "OpenFindings")

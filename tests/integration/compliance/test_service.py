@@ -27,6 +27,7 @@ from botocore.stub import Stubber
 from eksops.aws import client
 from eksops.bootstrap.service import safe_message
 from eksops.compliance.context import ClusterContext, ClusterUnreachable, Tools, kube_request
+from eksops.compliance.gather import SweepGather
 from eksops.compliance.model import Category, KubePermission, NotRemediated, Rule, Severity, Violation
 from eksops.compliance.securityhub import SecurityHubExport
 from eksops.compliance.service import CLOSING_RESERVE_MS, ComplianceService, Summary
@@ -209,6 +210,8 @@ class World:
         kubeconfig: Path | None = None,
         security_hub: SecurityHubExport | None = None,
         continuer: Continuer | None = None,
+        gather: SweepGather | None = None,
+        publisher: Publisher | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] | None = None,
         **settings: Any,
@@ -228,10 +231,12 @@ class World:
         )
         return ComplianceService(
             tools,
-            publisher=Publisher(client("sns"), alerts_topic_arn=self.alerts_arn, reports_topic_arn=self.reports_arn),
+            publisher=publisher
+            or Publisher(client("sns"), alerts_topic_arn=self.alerts_arn, reports_topic_arn=self.reports_arn),
             continuer=continuer or Continuer(client("events"), function="compliance_sweep"),
             state=StateStore(client("dynamodb"), TABLE, days=30) if state else None,
             security_hub=security_hub,
+            gather=gather,
             emit_metric=lambda rule, severity, count: self.metrics.append((rule, severity, count)),
             rules=rules(*classes),
             now=now,

@@ -16,12 +16,17 @@
   ran to the end (eksops.compliance.state). The state and Security Hub are bookkeeping of what was seen, like the
   reports: they are written under DRY_RUN too, so a dry-run deployment does not report the same findings as new
   every day.
-* Reports: one ``compliance.sweep`` message per cluster to the reports topic; new findings still open at or above
-  COMPLIANCE_ALERT_SEVERITY to the alerts topic (``compliance.findings``; without state, every such open finding),
-  and reopened ones: accepted in the last sweep's state, open now because their acceptance expired or was removed;
-  an EMF metric per rule and severity (open findings) through ``emit_metric``; optionally Security Hub (ASFF).
-  The report goes out before the state is written: if anything fails in between, the retry alerts again rather
-  than never.
+* Reports: one ``compliance.sweep`` message per sweep to the reports topic. With a gather store (COMPLIANCE_TABLE,
+  eksops.compliance.gather) and 1..GATHER_MAX_CLUSTERS clusters, the fan-out opens the sweep's item before putting
+  the continuations, each cluster's part records its compact report there, and the part that completes the sweep
+  posts the one digest; a sweep that never completes (a part dead-lettered) is posted by a later fan-out after
+  STALE_AFTER, naming the clusters missing. A cluster swept on its own (no item for its run), a part that comes after
+  its sweep's digest, more clusters than GATHER_MAX_CLUSTERS, or no table: that cluster's own report, as before.
+  New findings still open at or above COMPLIANCE_ALERT_SEVERITY go to the alerts topic at once, per cluster
+  (``compliance.findings``; without state, every such open finding), and reopened ones: accepted in the last
+  sweep's state, open now because their acceptance expired or was removed; an EMF metric per rule and severity
+  (open findings) through ``emit_metric``; optionally Security Hub (ASFF). The report goes out before the state is
+  written: if anything fails in between, the retry alerts again rather than never.
 """
 
 from __future__ import annotations
@@ -40,12 +45,14 @@ from eksops.aws import error_code
 from eksops.bootstrap.service import safe_message
 from eksops.compliance.accept import Acceptances, parse_entries
 from eksops.compliance.context import ClusterContext, ClusterUnreachable, SweepBudgetSpent, Tools
+from eksops.compliance.gather import GATHER_MAX_CLUSTERS, STALE_AFTER, Gathered, SweepGather, compact, digest_message
+from eksops.compliance.gather import iso as _iso
 from eksops.compliance.model import Finding, NotRemediated, Rule, Severity, Violation
 from eksops.compliance.report import ClusterReport
 from eksops.compliance.securityhub import SecurityHubExport
 from eksops.compliance.state import StateStore, StoredFinding
 from eksops.compliance.triggers import FUNCTION, ClusterSweep, FanOut, Trigger
-from eksops.errors import EksopsError, PartialFailure
+from eksops.errors import EksopsError, PartialFailure, TemporaryError
 from eksops.notify import Message, Publisher
 from eksops.notify import Severity as MessageSeverity
 from eksops.sweeps import Continuer, Deadline
@@ -151,6 +158,7 @@ class ComplianceService:
         continuer: Continuer,
         state: StateStore | None = None,
         security_hub: SecurityHubExport | None = None,
+        gather: SweepGather | None = None,
         emit_metric: EmitMetric | None = None,
         rules: Mapping[str, Rule] | None = None,
         now: Callable[[], datetime] | None = None,
@@ -166,6 +174,7 @@ class ComplianceService:
         self._continuer = continuer
         self._state = state
         self._security_hub = security_hub
+        self._gather = gather
         self._emit_metric = emit_metric
         self._now = now or (lambda: datetime.now(UTC))
         self._account = ""
@@ -188,13 +197,16 @@ class ComplianceService:
         return summary
 
     def fan_out(self, trigger: FanOut, summary: Summary) -> None:
-        """One continuation per selected cluster; a continuation that cannot be put is that cluster's error."""
+        """One continuation per selected cluster; a continuation that cannot be put is that cluster's error. First
+        the stale sweeps are posted; the sweep's gather item is opened before any continuation is put."""
+        self._post_stale()
         eks = self.tools.aws("eks")
         names = [n for page in eks.get_paginator("list_clusters").paginate() for n in page.get("clusters", [])]
-        for name in names:
-            if not self.tools.settings.sweeps(name):
-                summary.not_selected += 1
-                continue
+        selected = [n for n in names if self.tools.settings.sweeps(n)]
+        summary.not_selected = len(names) - len(selected)
+        gathering = self._open(trigger.run_id, selected)
+        failed: list[str] = []
+        for name in selected:
             try:
                 self._continuer.continue_sweep(
                     run_id=trigger.run_id, part=CONTINUATION_PART, checkpoint={"cluster": name}
@@ -203,8 +215,11 @@ class ComplianceService:
                 code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
                 log.warning("could not put the sweep of cluster %s: %s: %s", name, code, safe_message(exc))
                 summary.errors.append({"cluster": name, "stage": "fan-out", "code": code, "message": safe_message(exc)})
+                failed.append(name)
             else:
                 summary.dispatched.append(name)
+        if gathering and failed:
+            self._forget(trigger.run_id, failed, summary)
         log.info(
             "compliance sweep %s: %d cluster(s) dispatched, %d not selected",
             trigger.run_id,
@@ -227,6 +242,8 @@ class ComplianceService:
             report.finished_at = _iso(self._now())
             if report.status == "failed":
                 self._publish(report)
+            else:  # gone or not active: no report of its own, as ever, but its sweep's digest counts it as reported
+                self._gathered(report, self._report_message(report))
             return report
         previous = self._load_state(report)
         items = self._check(ctx, report, deadline)
@@ -439,10 +456,147 @@ class ComplianceService:
             self._error(report, "-", "state", exc)
 
     def _publish(self, report: ClusterReport) -> None:
-        self._publisher.report(self._report_message(report))
+        """The report into its sweep's digest (or, on its own, to the reports topic), then the alert, at once."""
+        message = self._report_message(report)
+        if not self._gathered(report, message):
+            self._publisher.report(message)
         alertable = report.alertable(self.tools.settings.alert_severity)
         if alertable:
             self._publisher.alert(self._alert_message(report, alertable))
+
+    # -- one report per sweep (eksops.compliance.gather) --------------------------------------------------------
+
+    def _open(self, run_id: str, clusters: list[str]) -> bool:
+        """Open the sweep's gather item; False (each cluster then reports on its own) without a store, for no or
+        too many clusters, or when the item cannot be written."""
+        if self._gather is None or not 1 <= len(clusters) <= GATHER_MAX_CLUSTERS:
+            if self._gather is not None and clusters:
+                log.info(
+                    "compliance sweep %s: %d clusters, over %d: one report per cluster",
+                    run_id,
+                    len(clusters),
+                    GATHER_MAX_CLUSTERS,
+                )
+            return False
+        try:
+            self._gather.open(run_id, clusters, now=self._now())
+        except (ClientError, EksopsError) as exc:
+            log.warning(
+                "compliance sweep %s: its gather item could not be written (%s: %s): one report per cluster",
+                run_id,
+                _code(exc),
+                safe_message(exc),
+            )
+            return False
+        return True
+
+    def _forget(self, run_id: str, clusters: list[str], summary: Summary) -> None:
+        """Clusters whose continuation could not be put are not waited for; if the others have all reported
+        meanwhile, this fan-out posts the digest."""
+        assert self._gather is not None
+        try:
+            item = self._gather.forget(run_id, clusters)
+            if item is not None and item.complete and not item.posted:
+                self._post(item)
+        except (ClientError, EksopsError) as exc:
+            code, text = _code(exc), safe_message(exc)
+            log.warning("compliance sweep %s: its report could not be completed: %s: %s", run_id, code, text)
+            summary.errors.append({"cluster": "-", "stage": "report", "code": code, "message": text})
+
+    def _gathered(self, report: ClusterReport, message: Message) -> bool:
+        """Record the cluster's report in its sweep's item, and post the digest when it completes the sweep. False
+        when the report is to go out on its own: no store, no open item for the run, or the item cannot be written
+        (the report is not lost; the sweep, missing this cluster, is posted as stale later)."""
+        if self._gather is None:
+            return False
+        try:
+            item = self._gather.record(report.run_id, report.cluster, compact(report, message))
+        except (ClientError, EksopsError) as exc:
+            log.warning(
+                "report of %s could not be gathered for sweep %s (%s: %s): published on its own",
+                report.cluster,
+                report.run_id,
+                _code(exc),
+                safe_message(exc),
+            )
+            return False
+        if item is None:
+            return False
+        if item.posted:
+            log.info("report of %s: sweep %s was reported already", report.cluster, report.run_id)
+        elif item.complete:
+            self._post(item)
+        else:
+            log.info(
+                "report of %s gathered for sweep %s: %d of %d clusters",
+                report.cluster,
+                report.run_id,
+                len(item.done & item.expected),
+                len(item.expected),
+            )
+        return True
+
+    def _post(self, item: Gathered, *, stale: bool = False) -> None:
+        """Claim the sweep's digest and publish it; only the claim's winner posts. A failed publish gives the claim
+        back and raises TemporaryError, so the invocation's retry (or the next fan-out, for a stale one) posts it."""
+        assert self._gather is not None
+        claimed = self._gather.claim(item.run_id, now=self._now())
+        if claimed is None:
+            log.info("compliance sweep %s: its report is posted by another invocation", item.run_id)
+            return
+        if not claimed.reports and not claimed.expected:
+            log.info("compliance sweep %s: no cluster was dispatched: nothing to report", item.run_id)
+            return
+        message = digest_message(claimed, dry_run=self.dry_run, stale=stale)
+        try:
+            self._publisher.report(message)
+        except Exception as exc:  # whatever failed, the claim must go back or the digest is never posted
+            try:
+                self._gather.release(claimed)
+            except (ClientError, EksopsError) as release_exc:
+                log.warning(
+                    "compliance sweep %s: the claim of its report could not be released: %s",
+                    item.run_id,
+                    safe_message(release_exc),
+                )
+            raise TemporaryError(
+                f"the report of compliance sweep {item.run_id} could not be published: {safe_message(exc)}"
+            ) from exc
+        log.info(
+            "compliance sweep %s reported: %d cluster(s) in one message, %d not reported",
+            item.run_id,
+            len(claimed.reports),
+            len(claimed.missing),
+        )
+
+    def _post_stale(self) -> None:
+        """Level-triggered: sweeps a dead part left incomplete for STALE_AFTER are posted with what they have, the
+        clusters missing named. A failure is logged; the next fan-out tries again."""
+        if self._gather is None:
+            return
+        try:
+            stale = self._gather.stale(before=self._now() - STALE_AFTER)
+        except (ClientError, EksopsError) as exc:
+            log.warning(
+                "stale compliance sweeps not read (the next fan-out tries again): %s: %s", _code(exc), safe_message(exc)
+            )
+            return
+        for item in stale:
+            log.warning(
+                "compliance sweep %s incomplete since %s: reported without %s",
+                item.run_id,
+                item.started_at,
+                ", ".join(item.missing) or "-",
+            )
+            try:
+                self._post(item, stale=True)
+            except (ClientError, EksopsError) as exc:
+                log.warning(
+                    "compliance sweep %s not reported (the next fan-out tries again): %s: %s",
+                    item.run_id,
+                    _code(exc),
+                    safe_message(exc),
+                )
 
     def _report_message(self, report: ClusterReport) -> Message:
         threshold = self.tools.settings.alert_severity
@@ -494,7 +648,7 @@ class ComplianceService:
 
     @staticmethod
     def _error(report: ClusterReport, rule: str, stage: str, exc: BaseException) -> None:
-        code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+        code = _code(exc)
         error = {"rule": rule, "stage": stage, "code": code, "message": safe_message(exc)}
         if not isinstance(exc, EksopsError | ClientError):
             error["where"] = _where(exc)  # a bug: where it happened (the traceback stays out of logs: it may hold
@@ -562,10 +716,9 @@ def _rank(severity: str) -> int:
         return -1
 
 
-def _iso(moment: datetime) -> str:
-    """ISO 8601 in UTC with milliseconds and Z (the shape Security Hub's ASFF dates take)."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+def _code(exc: BaseException) -> str:
+    """An AWS error's code, else the exception's class name (never its text: that is safe_message's business)."""
+    return error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
 
 
 def _where(exc: BaseException) -> str:

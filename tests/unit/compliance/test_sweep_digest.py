@@ -1,0 +1,160 @@
+"""The gather's pure parts: the compact report (bounded, so a 100-cluster sweep fits one DynamoDB item), the digest
+message (one per sweep, within SNS's limit), and the state table's IAM statement (exactly what the code calls)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from eksops.compliance.gather import (
+    COMPACT_BYTES,
+    DIGEST_LINES,
+    GATHER_MAX_CLUSTERS,
+    Gathered,
+    compact,
+    digest_message,
+)
+from eksops.compliance.model import Category, Finding, Severity
+from eksops.compliance.report import ClusterReport
+from eksops.notify import Message
+from eksops.notify import Severity as MessageSeverity
+from eksops.notify.publish import MESSAGE_BUDGET, sns_body
+from tests.unit.compliance.test_registry import STATE_TABLE, actions, as_list, statements
+
+ROOT = Path(__file__).resolve().parents[3]
+COMPLIANCE = ROOT / "layers" / "eksops" / "eksops" / "compliance"
+DYNAMODB_ITEM_LIMIT = 400 * 1024
+
+
+def report(cluster: str, *, findings: int = 3, status: str = "swept") -> ClusterReport:
+    return ClusterReport(
+        cluster=cluster,
+        run_id="run",
+        dry_run=False,
+        status=status,
+        state=True,
+        findings=[
+            Finding(
+                rule="pod-privileged",
+                title="Privileged containers",
+                severity=Severity.HIGH,
+                category=Category.SECURITY,
+                cluster=cluster,
+                resource=f"deployment/shop/api-{i}",
+                evidence="privileged: true " * 80,
+                fix="Drop privileged.",
+                new=True,
+            )
+            for i in range(findings)
+        ],
+    )
+
+
+def message(cluster: str, lines: int = 60, severity: MessageSeverity = MessageSeverity.WARNING) -> Message:
+    return Message(
+        kind="compliance.sweep",
+        severity=severity,
+        title=f"Compliance sweep of {cluster}: 3 open, 3 new, 0 resolved",
+        summary="3 open finding(s) (3 high); 3 new, 0 resolved " * 40,
+        lines=tuple(
+            f"[high] open NEW pod-privileged deployment/shop/api-{i}: " + "privileged: true " * 80 for i in range(lines)
+        ),
+    )
+
+
+def test_a_compact_report_keeps_the_headline_and_at_most_ten_short_lines() -> None:
+    name = "c" * 100  # EKS's longest cluster name
+    data = compact(report(name), message(name))
+    assert len(json.dumps(data).encode()) <= COMPACT_BYTES
+    assert 1 <= len(data["lines"]) <= 10 and all(len(line) <= 300 for line in data["lines"])
+    assert data["title"] == f"Compliance sweep of {name}: 3 open, 3 new, 0 resolved"
+    assert len(data["summary"]) <= 500
+    assert (data["severity"], data["counts"]["open"], data["counts"]["by_severity"]["high"]) == ("warning", 3, 3)
+    gone = compact(report("old", findings=0, status="gone"), message("old", lines=1))
+    assert gone["title"] == "Compliance sweep of old: not swept (gone)"
+
+
+def test_a_sweep_of_the_most_clusters_fits_one_dynamodb_item() -> None:
+    """Attribute names and values, as DynamoDB counts an item's size, with every cluster at its worst."""
+    names = [f"{i:03d}" + "c" * 97 for i in range(GATHER_MAX_CLUSTERS)]
+    reports = {n: json.dumps(compact(report(n), message(n))) for n in names}
+    size = sum(len(n.encode()) + len(r.encode()) + 3 for n, r in reports.items())  # the map's entries
+    size += 2 * sum(len(n.encode()) for n in names)  # expected and done
+    size += len("#sweep") + 64 + 200  # the key, started_at, expires_at, posted and the attribute names
+    assert size < DYNAMODB_ITEM_LIMIT * 0.9, size
+
+
+def gathered(count: int, *, missing: int = 0) -> Gathered:
+    names = [f"cluster-{i:03d}" for i in range(count)]
+    reports = {
+        n: compact(report(n), message(n, severity=MessageSeverity.INFO if i else MessageSeverity.WARNING))
+        for i, n in enumerate(names)
+    }
+    extra = [f"dead-{i}" for i in range(missing)]
+    return Gathered(
+        run_id="2f6c1d0a-sweep",
+        expected=frozenset(names + extra),
+        done=frozenset(names),
+        reports=reports,
+        started_at="2026-07-01T06:00:00.000Z",
+    )
+
+
+def test_the_digest_takes_the_highest_severity_and_puts_every_headline_first() -> None:
+    digest = digest_message(gathered(3), dry_run=False)
+    assert digest.kind == "compliance.sweep" and digest.cluster is None
+    assert digest.severity is MessageSeverity.WARNING  # cluster-000's
+    assert digest.title == "Compliance sweep 2f6c1d0a: 3 cluster(s), 9 open (9 new, 0 resolved)"
+    assert digest.lines[:3] == tuple(f"cluster-{i:03d}: 3 open, 3 new, 0 resolved" for i in range(3))
+    assert digest.details["missing"] == [] and digest.details["reported"] == 3
+
+
+def test_a_digest_with_clusters_missing_is_a_warning_and_names_them_first() -> None:
+    quiet = gathered(2, missing=1)
+    quiet = replace(quiet, reports={k: {**v, "severity": "info"} for k, v in quiet.reports.items()})
+    digest = digest_message(quiet, dry_run=True, stale=True)
+    assert digest.severity is MessageSeverity.WARNING
+    assert digest.lines[0].startswith("not reported: dead-0 (")
+    assert digest.details["missing"] == ["dead-0"]
+    assert digest.title.endswith(", 1 not reported")  # the clusters' reports say whether it was a dry run
+
+
+def test_the_digest_of_the_most_clusters_stays_within_the_envelope_and_sns() -> None:
+    digest = digest_message(gathered(GATHER_MAX_CLUSTERS), dry_run=False)
+    assert len(digest.lines) == DIGEST_LINES
+    assert all(not line.startswith("cluster-000: [") for line in digest.lines)  # headlines only: no room for more
+    assert len(sns_body(digest).encode()) <= MESSAGE_BUDGET
+    some = digest_message(gathered(20), dry_run=False)
+    assert len(some.lines) <= DIGEST_LINES and any(line.startswith("cluster-019: [high]") for line in some.lines)
+
+
+# -- IAM: the state table's statement is what the code calls ---------------------------------------------------------
+
+
+def dynamodb_calls(path: Path) -> set[str]:
+    """``self._dynamodb.<operation>(...)`` and ``self._dynamodb.get_paginator("<operation>")`` in ``path``."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        owner = node.func.value
+        if not (isinstance(owner, ast.Attribute) and owner.attr == "_dynamodb"):
+            continue
+        name: Any = node.func.attr
+        if name == "get_paginator":
+            name = node.args[0].value if isinstance(node.args[0], ast.Constant) else None
+        if isinstance(name, str) and name != "exceptions":
+            found.add("dynamodb:" + "".join(part.title() for part in name.split("_")))
+    return found
+
+
+def test_the_state_table_statement_grants_exactly_what_state_and_gather_call() -> None:
+    calls = dynamodb_calls(COMPLIANCE / "state.py") | dynamodb_calls(COMPLIANCE / "gather.py")
+    assert {"dynamodb:Query", "dynamodb:BatchWriteItem", "dynamodb:UpdateItem"} <= calls
+    granted = [st for st in statements() if STATE_TABLE in as_list(st["Resource"])]
+    assert actions(granted) == calls
+    assert all(re.fullmatch(r"dynamodb:[A-Z][A-Za-z]+", a) for a in calls)
