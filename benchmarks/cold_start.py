@@ -50,6 +50,19 @@ LIGHT = ("log_retention", "error_alarms", "notifier")
 TARGET = 1.3  # a light handler's init at most 1.3x the bare handler's
 BARE = "bare Powertools handler"
 BARE_CLIENT = "bare + one boto3 client"
+BARE_IDEMPOTENT = "bare + Powertools idempotency"
+# The reference handlers beside the bare one: with one boto3 client, and with what any handler using Powertools
+# idempotency has (its package imports boto3, hence s3transfer and multiprocessing, whichever client it is handed).
+REFERENCES = {
+    BARE: ("BareFunction", ""),
+    BARE_CLIENT: ("BareClientFunction", 'import boto3\nsns = boto3.client("sns")\n'),
+    BARE_IDEMPOTENT: (
+        "BareIdempotentFunction",
+        "import boto3\nfrom aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer\n"
+        'store = DynamoDBPersistenceLayer(table_name="t", boto3_client=boto3.client("dynamodb"))\n',
+    ),
+}
+IDEMPOTENT = frozenset({"notifier"})  # light functions that use Powertools idempotency (compared with both)
 MB = 1_000_000
 # Imported by the runtime's bootstrap (awslambdaric) before it loads the handler: not the handler's cost.
 RUNTIME_PRELOADED = "importlib, json, logging, os, sys, time, traceback, warnings"
@@ -219,8 +232,7 @@ def prepare(built: Any, work: Path, environments: Mapping[str, tuple[str, dict[s
 
     handlers = []
     light = next(env for name, env in environments.values() if name == LIGHT[0])
-    for name, client in ((BARE, ""), (BARE_CLIENT, 'import boto3\nsns = boto3.client("sns")\n')):
-        directory = "Bare" + ("Client" if client else "") + "Function"
+    for name, (directory, client) in REFERENCES.items():
         for variant in ("pyc", "nopyc"):
             app = work / variant / directory / "app.py"
             app.parent.mkdir(parents=True)
@@ -340,7 +352,11 @@ def timings(python: str, work: Path, handlers: list[Handler], repeat: int) -> li
     for name in LIGHT:
         ratio = median("pyc", name) / median("pyc", BARE)
         verdict = "within" if ratio <= TARGET else "OVER"
-        print(f"  {name}: {ratio:.2f}x the bare handler with .pyc, {verdict} the {TARGET}x target")
+        line = f"  {name}: {ratio:.2f}x the bare handler with .pyc, {verdict} the {TARGET}x target"
+        if name in IDEMPOTENT:
+            floor = median("pyc", name) / median("pyc", BARE_IDEMPOTENT)
+            line += f"; {floor:.2f}x a bare handler with Powertools idempotency"
+        print(line)
     print()
     return []
 

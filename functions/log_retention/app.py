@@ -25,9 +25,9 @@ service = RetentionService(
     RetentionConfig.from_env(),
     common,
     logs=client("logs"),
-    tagging=client("resourcegroupstaggingapi"),
-    # Reports (only when something changed) and continuations (only when a sweep runs out of time) are paths most
-    # invocations never take: their clients are made on first use, not at every cold start.
+    # The tagging API (read by the daily sweep only), reports (only when something changed) and continuations (only
+    # when a sweep runs out of time) are paths most invocations never take: their clients are made on first use.
+    tagging=lazy_client("resourcegroupstaggingapi"),
     publisher=Publisher(
         lazy_client("sns"), alerts_topic_arn=common.alerts_topic_arn, reports_topic_arn=common.reports_topic_arn
     ),
