@@ -32,6 +32,7 @@ EXPECTED_KINDS = {
     "eksops_error_alarms_changes": ("eksops:error_alarms.changes", "warning"),
     "eksops_bootstrap_changes": ("eksops:bootstrap.changes", "warning"),
     "eksops_bootstrap_access_denied": ("eksops:bootstrap.access-denied", "critical"),
+    "eksops_compliance_sweep": ("eksops:compliance.sweep", "warning"),
     # an envelope kind nothing publishes yet: shown through the generic renderer, never dropped
     "eksops_unknown_kind": ("eksops:example.unknown-kind", "critical"),
     "ecr_image_scan": ("ecr-image-scan", "critical"),

@@ -395,6 +395,40 @@ def _bootstrap_details(details: Mapping[str, Any]) -> list[dict[str, Any]]:
     return blocks
 
 
+def _compliance_sweep_details(details: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A compliance sweep's one report: a line per cluster (most severe first, as gathered), the clusters that never
+    reported, then the first findings of each cluster."""
+    clusters = [c for c in details.get("clusters") or [] if isinstance(c, Mapping)]
+    heads: list[str] = []
+    findings: list[str] = []
+    for report in clusters:
+        name = escape(str(report.get("cluster", "?")))
+        severity = str(report.get("severity", "info"))
+        raw_counts = report.get("counts")
+        counts: Mapping[str, Any] = raw_counts if isinstance(raw_counts, Mapping) else {}
+        if report.get("status") in ("gone", "not-active"):
+            heads.append(f"{_plain_emoji('unknown')} `{name}` not swept ({escape(str(report.get('status')))})")
+            continue
+        what = [f"{counts.get('open', 0)} open"]
+        what += [f"{counts[k]} {k}" for k in ("new", "resolved", "remediated", "errors") if counts.get(k)]
+        emoji = _plain_emoji(severity if severity in COLOURS else "unknown")
+        heads.append(f"{emoji} `{name}`: {escape(', '.join(str(w) for w in what))}")
+        findings += [f"`{name}` {escape(str(line))}" for line in list(report.get("lines") or [])[:3]]
+    heads = _with_more(heads, _more(details, "clusters"))
+    missing = [str(m) for m in details.get("missing") or []]
+    if missing:
+        heads.append(f":x: not reported: {escape(', '.join(missing))} (see the compliance_sweep dead-letter queue)")
+    pairs = [
+        (label, str(details[key])) for key, label in (("run_id", "Sweep"), ("reported", "Clusters")) if details.get(key)
+    ]
+    blocks = [fields(pairs)] if pairs else []
+    if heads:
+        blocks.append(lines_section(heads, title="Clusters"))
+    if findings:
+        blocks.append(lines_section(findings, title="First findings"))
+    return blocks
+
+
 def _scalar_fields(details: Mapping[str, Any]) -> list[dict[str, Any]]:
     simple = [
         (str(k), str(v)) for k, v in details.items() if isinstance(v, str | int | float | bool) and k != TRUNCATED_KEY
@@ -414,6 +448,7 @@ DETAIL_RENDERERS: dict[str, Callable[[Mapping[str, Any]], list[dict[str, Any]]]]
     "retention.changes": _retention_details,
     "error_alarms.changes": _error_alarms_details,
     "bootstrap.changes": _bootstrap_details,
+    "compliance.sweep": _compliance_sweep_details,
 }
 
 
