@@ -25,8 +25,8 @@ from eksops.errors import TemporaryError
 from eksops.notify import Message, Publisher
 from eksops.sweeps import Continuer
 from tests.integration.compliance.conftest import ClusterUnderTest
-from tests.integration.compliance.test_service import ACCOUNT, FOREVER, Retention, World, drain, subscribed_queue
-from tests.integration.compliance.test_state import TABLE, create_table
+from tests.integration.compliance.test_service import ACCOUNT, FOREVER, Retention, World, drain, make_world
+from tests.integration.compliance.test_state import TABLE
 
 CLUSTERS = ["prod-a", "prod-b", "prod-c"]
 RUN = "5f0c9e2a-7d41-4c55-9a51-0c2b7e1d9f00"
@@ -51,18 +51,7 @@ class Recording(Continuer):
 def fleet(cluster: ClusterUnderTest) -> World:
     """test_service's world (the state table, the topics and their inboxes) with three more clusters, prod-a, b and c,
     each with one log group that never expires (one medium finding)."""
-    cluster.create_cluster()
-    create_table()
-    reports_arn = client("sns").create_topic(Name="reports")["TopicArn"]
-    alerts_arn = client("sns").create_topic(Name="alerts")["TopicArn"]
-    world = World(
-        cluster,
-        reports=subscribed_queue(reports_arn, "reports-inbox"),
-        alerts=subscribed_queue(alerts_arn, "alerts-inbox"),
-        reports_arn=reports_arn,
-        alerts_arn=alerts_arn,
-        metrics=[],
-    )
+    world = make_world(cluster)
     for name in CLUSTERS:
         world.cluster.create_cluster(name=name)
         client("logs").create_log_group(logGroupName=f"/test/{name}/app")

@@ -256,6 +256,11 @@ class World:
 
 @pytest.fixture
 def world(cluster: ClusterUnderTest) -> World:
+    return make_world(cluster)
+
+
+def make_world(cluster: ClusterUnderTest) -> World:
+    """The cluster, the state table, the topics and their inboxes."""
     cluster.create_cluster()
     create_table()
     reports_arn = client("sns").create_topic(Name="reports")["TopicArn"]
