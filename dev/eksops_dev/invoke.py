@@ -211,6 +211,16 @@ def _note_environment(fn: FunctionSpec, layers: Layering) -> None:
         _note(f"{fn.name}: {variable} from your environment (over the template; a --param would win)")
 
 
+def _note_notifier_environment(fn: FunctionSpec, layers: Layering | None) -> None:
+    """The notifier posts what the invoked function reports: your environment reaches it too, and a DRY_RUN there
+    silences the Slack preview (``--dry-run`` and ``--param DryRun=true`` leave the notifier posting)."""
+    if fn.name == "notifier" or layers is None:
+        return
+    for variable in sorted(layers.from_environment):
+        hint = ": it posts nothing to Slack (unset it; --dry-run keeps Slack)" if variable == "DRY_RUN" else ""
+        _note(f"notifier: {variable} from your environment{hint}")
+
+
 def _startup_error(fn: FunctionSpec, exc: ConfigError, layers: Layering) -> UsageError:
     variable = exc.variable.split(".", 1)[0].split("[", 1)[0]
     if variable in layers.from_param:
@@ -239,6 +249,7 @@ def _on_sandbox(template: Template, fn: FunctionSpec, event: Any, overrides: dic
             _note(f"sandbox: {note}")
         layers = sandbox.layers[fn.name]
         _note_environment(fn, layers)
+        _note_notifier_environment(fn, sandbox.layers.get("notifier"))
         started = time.perf_counter()
         seeded = seeding.prepare(sandbox) if seeding is not None else []
         seconds = time.perf_counter() - started

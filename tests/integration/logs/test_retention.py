@@ -293,6 +293,15 @@ def test_a_refused_page_token_starts_the_sweep_over(fault_proxy: FaultProxy) -> 
         ({"report": {"changed": [{"group": "/app/x", "from": None, "to": "365"}]}}, "detail.checkpoint.report.changed"),
         ({"report": {"errors": [{"group": "/app/x"}]}}, "detail.checkpoint.report.errors"),
         ({"report": {"gone": [7]}}, "detail.checkpoint.report.gone"),
+        (
+            {"report": {"changed": [{"group": "/app/x", "from": None, "to": 365}], "changed_count": 0}},
+            "detail.checkpoint.report.changed_count",
+        ),
+        ({"report": {"changed_count": 1, "applied": 2}}, "detail.checkpoint.report.changed_count"),
+        (
+            {"errors": 0, "report": {"errors": [{"group": "/app/x", "code": "AccessDenied", "message": "m"}]}},
+            "detail.checkpoint.errors",
+        ),
     ],
 )
 def test_a_malformed_checkpoint_is_refused_before_any_change(
@@ -506,3 +515,39 @@ def test_a_checkpoint_with_the_largest_tally_fits_an_event(aws: str) -> None:
     assert len(sent[0]["Detail"].encode()) < MAX_DETAIL_BYTES * 0.8
     tally = Tally.parse(json.loads(sent[0]["Detail"])["checkpoint"]["report"])
     assert tally.changed_count == 600 and len(tally.changed) == 100 and tally.parts == 2
+
+
+def test_a_dry_run_chain_that_starts_over_counts_each_group_once(
+    fault_proxy: FaultProxy, inbox: tuple[str, str]
+) -> None:
+    """Review of issue 13: a dry run changed nothing, so the groups its earlier parts would have changed are read
+    and counted again after the refused token; the tally must not count them twice."""
+    seed({f"/app/svc-{i:03}": None for i in range(60)})
+    service, _ = make_service(reports=inbox[0], dry_run=True)
+    earlier = {"parts": 2, "changed": [{"group": "/app/svc-000", "from": None, "to": 365}], "changed_count": 6}
+    checkpoint = {"page_token": "expired-token", "handled": [], "errors": 0, "dry_run": True, "report": earlier}
+    event = Continuation(id="c", function="log_retention", run_id="run-c", part=3, checkpoint=checkpoint)
+    fault_proxy.fail("DescribeLogGroups", times=1, code="InvalidParameterException", body_contains="expired-token")
+    service.handle(event, FOREVER)
+    [report] = received(inbox[1])
+    envelope = json.loads(report["Message"])
+    assert envelope["title"] == "Log retention: would change 60 log group(s) (sweep run-c, 3 parts)"
+    assert envelope["details"]["changed_count"] == 60 and envelope["details"]["applied"] == 0
+
+
+def test_a_live_chain_finished_by_a_dry_run_deployment_says_what_it_really_changed(
+    aws: str, inbox: tuple[str, str]
+) -> None:
+    seed({f"/app/svc-{i:02}": None for i in range(6)})
+    live, continuer = make_service()
+    continuation = _first_part_checkpoint(live, continuer, after=3)
+    applied = continuation.checkpoint["report"]["applied"]
+    assert applied > 0 and continuation.checkpoint["dry_run"] is False
+    dry, _ = make_service(reports=inbox[0], dry_run=True)  # the stack redeployed with DryRun=true meanwhile
+    summary = dry.handle(continuation, FOREVER)
+    assert summary.dry_run and summary.changed
+    [report] = received(inbox[1])
+    title = json.loads(report["Message"])["title"]
+    assert (
+        title == f"Log retention: changed {applied} and would change {6 - applied} log group(s) (sweep run-s, 2 parts)"
+    )

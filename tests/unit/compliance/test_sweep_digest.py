@@ -158,3 +158,54 @@ def test_the_state_table_statement_grants_exactly_what_state_and_gather_call() -
     granted = [st for st in statements() if STATE_TABLE in as_list(st["Resource"])]
     assert actions(granted) == calls
     assert all(re.fullmatch(r"dynamodb:[A-Z][A-Za-z]+", a) for a in calls)
+
+
+def test_alerts_about_different_findings_of_a_cluster_never_look_identical_to_burst_dedup() -> None:
+    """Review of issue 13: the alert's summary names its findings, so burst dedup (which compares kind, severity,
+    title, cluster and summary) holds back only a true copy, never an alert about another finding."""
+    from types import SimpleNamespace
+
+    from eksops.compliance.service import ComplianceService
+    from eksops.notify.formats import format_sns
+
+    def alert(*resources: str) -> str:
+        report = ClusterReport(cluster="prod-eu", run_id="r", dry_run=False)
+        findings = [
+            Finding(
+                rule="pod-privileged",
+                title="Privileged container",
+                severity=Severity.CRITICAL,
+                category=Category.SECURITY,
+                cluster="prod-eu",
+                resource=resource,
+                evidence="privileged: true",
+                fix="drop privileged",
+                new=True,
+            )
+            for resource in resources
+        ]
+        fake = SimpleNamespace(tools=SimpleNamespace(settings=SimpleNamespace(alert_severity=Severity.HIGH)))
+        message = ComplianceService._alert_message(fake, report, findings)  # type: ignore[arg-type]
+        return format_sns(json.dumps(message.envelope()), message.subject(), "arn:aws:sns:us-east-1:1:a").dedup_key()
+
+    assert alert("deployment/a/x") != alert("deployment/a/y")
+    assert alert("deployment/a/x") == alert("deployment/a/x")  # a true copy is still held back
+    many = [f"deployment/a/{i}" for i in range(5)]
+    assert alert(*many) != alert(*many[:4], "deployment/a/other")  # beyond the names shown, the set still counts
+
+
+def test_a_compact_report_keeps_errors_news_and_resolutions_before_other_open_findings() -> None:
+    """Review of issue 13: the digest said "1 resolved" but no kept line said which; a cluster's first ten lines were
+    its open findings in severity order."""
+    lines = (
+        *(f"[critical] open pod-privileged deployment/shop/api-{i}: privileged: true" for i in range(12)),
+        "[low] open NEW pod-latest-tag deployment/shop/web: image tag latest",
+        "resolved [medium] namespace-pod-security namespace/checkout",
+    )
+    kept = compact(report("prod"), replace(message("prod"), lines=("error rbac (check): Throttling: x", *lines)))
+    assert kept["lines"][:3] == [
+        "error rbac (check): Throttling: x",
+        "[low] open NEW pod-latest-tag deployment/shop/web: image tag latest",
+        "resolved [medium] namespace-pod-security namespace/checkout",
+    ]
+    assert len(kept["lines"]) == 10 and kept["lines"][3].startswith("[critical] open pod-privileged")

@@ -87,11 +87,21 @@ def compact(report: ClusterReport, message: Message) -> dict[str, Any]:
         "dry_run": report.dry_run,
         "account": report.account,
         "region": report.region,
-        "lines": [_clip(line, LINE_CHARS) for line in message.lines[:COMPACT_LINES]],
+        "lines": [_clip(line, LINE_CHARS) for line in sorted(message.lines, key=_news_first)[:COMPACT_LINES]],
     }
     while len(json.dumps(data).encode()) > COMPACT_BYTES and data["lines"]:
         data["lines"].pop()
     return data
+
+
+def _news_first(line: str) -> int:
+    """What a digest keeps of a cluster's lines, first: errors, then new and reopened findings, then what was resolved,
+    then the other open findings, not-run rules and notes (the report's own order within each)."""
+    if line.startswith("error "):
+        return 0
+    if " NEW " in line or " REOPENED " in line:
+        return 1
+    return 2 if line.startswith("resolved ") else 3
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import traceback
 from collections import Counter
@@ -65,6 +66,7 @@ CLOSING_RESERVE_MS = 30_000
 CONTINUATION_PART = 2  # the fan-out is part 1 of a run; each cluster's sweep is part 2
 NOT_SWEPT = frozenset({"CREATING", "DELETING", "FAILED"})  # cluster statuses with no usable API to check
 REPORT_LINES = 60
+ALERT_NAMED = 3  # findings an alert's summary names
 MAX_EVIDENCE = 1000  # evidence of one finding, when a rule reports the same resource more than once
 
 log = logging.getLogger(__name__)
@@ -633,7 +635,10 @@ class ComplianceService:
             kind="compliance.findings",
             severity=MessageSeverity.CRITICAL if critical else MessageSeverity.WARNING,
             title=f"{len(findings)} {what} compliance finding(s) in {report.cluster}",
-            summary=f"{len(findings)} {what} finding(s){why} at or above {threshold} in cluster {report.cluster}.",
+            # The findings are named in the summary: burst dedup compares summaries, and two alerts about different
+            # findings of a cluster must never look identical to it.
+            summary=f"{len(findings)} {what} finding(s){why} at or above {threshold} in cluster {report.cluster}: "
+            f"{_named(findings)}.",
             details={
                 "cluster": report.cluster,
                 "run_id": report.run_id,
@@ -693,6 +698,17 @@ def _alert_what(report: ClusterReport, findings: list[Finding]) -> tuple[str, st
     if reopened == len(findings):
         return "reopened", " (their acceptance ended)"
     return "new or reopened", f" ({reopened} whose acceptance ended)"
+
+
+def _named(findings: list[Finding]) -> str:
+    """The findings by rule and resource (the first ALERT_NAMED, then how many more; a digest of the rest when
+    there are more, so two alerts naming the same first ones still differ)."""
+    keys = sorted(f.key for f in findings)
+    named = ", ".join(key.replace("|", " ") for key in keys[:ALERT_NAMED])
+    if len(keys) > ALERT_NAMED:
+        rest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:8]
+        named += f" and {len(keys) - ALERT_NAMED} more (set {rest})"
+    return named
 
 
 def _line(finding: Finding) -> str:

@@ -56,6 +56,7 @@ class Tally:
     parts: int = 0
     changed: list[dict[str, Any]] = field(default_factory=list)
     changed_count: int = 0
+    applied: int = 0  # of changed_count, the changes made for real (a live chain a dry-run deployment finished)
     unchanged: int = 0
     excluded: int = 0
     excluded_sample: list[str] = field(default_factory=list)
@@ -83,10 +84,11 @@ class Tally:
                 raise InvalidEvent(f"must be a list of {what}", field=f"detail.checkpoint.report.{key}")
             return value
 
-        return cls(
+        tally = cls(
             parts=count("parts"),
             changed=items("changed", _is_change, '{"group", "from", "to"} objects'),
             changed_count=count("changed_count"),
+            applied=count("applied"),
             unchanged=count("unchanged"),
             excluded=count("excluded"),
             excluded_sample=items("excluded_sample", _is_name, "log group names"),
@@ -94,6 +96,11 @@ class Tally:
             gone_count=count("gone_count"),
             errors=items("errors", _is_error, '{"group", "code", "message"} objects'),
         )
+        for listed, counted in (("changed", "changed_count"), ("gone", "gone_count"), ("applied", "changed_count")):
+            size = getattr(tally, listed)
+            if (len(size) if isinstance(size, list) else size) > getattr(tally, counted):
+                raise InvalidEvent(f"is less than its {listed}", field=f"detail.checkpoint.report.{counted}")
+        return tally
 
     def add(self, part: Summary) -> Tally:
         """This tally with ``part`` added: what the checkpoint carries to the next part, or the last part reports."""
@@ -101,6 +108,7 @@ class Tally:
             parts=self.parts + 1,
             changed=(self.changed + part.changed)[:REPORT_ITEMS],
             changed_count=self.changed_count + len(part.changed),
+            applied=self.applied + (0 if part.dry_run else len(part.changed)),
             unchanged=self.unchanged + part.unchanged,
             excluded=self.excluded + part.excluded,
             excluded_sample=(self.excluded_sample + part.excluded_sample)[:EXCLUDED_SAMPLE],
@@ -161,7 +169,10 @@ class _Resume:
             raise InvalidEvent("must be a count", field="detail.checkpoint.errors")
         if not isinstance(dry_run, bool):
             raise InvalidEvent("must be a boolean", field="detail.checkpoint.dry_run")
-        return cls(token, tuple(handled), errors, dry_run, continued=True, tally=Tally.parse(checkpoint.get("report")))
+        tally = Tally.parse(checkpoint.get("report"))
+        if len(tally.errors) > errors:
+            raise InvalidEvent("is less than the errors its report lists", field="detail.checkpoint.errors")
+        return cls(token, tuple(handled), errors, dry_run, continued=True, tally=tally)
 
 
 @dataclass
@@ -200,6 +211,7 @@ class Summary:
         details.update(
             changed=tally.changed[:REPORT_ITEMS],
             changed_count=tally.changed_count,
+            applied=tally.applied,
             unchanged=tally.unchanged,
             excluded=tally.excluded,
             excluded_sample=tally.excluded_sample,
@@ -343,8 +355,19 @@ class RetentionService:
             page, restarted = self._read_page(page_token, restart_if_expired=resume.continued)
             if restarted:  # from the first page now: a later checkpoint must not carry the refused token
                 page_token, handled = None, set()
-                # Every group is read (and a failed one tried) again: only the changes made stay in the tally.
-                summary.earlier = replace(summary.earlier, unchanged=0, excluded=0, excluded_sample=[], errors=[])
+                # Every group is read (and a failed one tried) again: only the changes made for real stay in the
+                # tally (a dry run's would be counted twice).
+                earlier = summary.earlier
+                kept = earlier.changed if earlier.applied == earlier.changed_count else []
+                summary.earlier = replace(
+                    earlier,
+                    changed=kept,
+                    changed_count=earlier.applied,
+                    unchanged=0,
+                    excluded=0,
+                    excluded_sample=[],
+                    errors=[],
+                )
                 summary.earlier_errors = 0
             token = page.get("nextToken")
             for item in page.get("logGroups", []):
@@ -458,6 +481,9 @@ class RetentionService:
         if not changed and not errors:
             return
         verb = "would change" if summary.dry_run else "changed"
+        count = str(changed)
+        if summary.dry_run and details["applied"]:  # a live chain finished by a dry-run deployment
+            verb, count = "changed", f"{details['applied']} and would change {changed - details['applied']}"
         lines = [f"{c['group']}: {_days(c['from'])} -> {_days(c['to'])}" for c in details["changed"]]
         if changed > len(details["changed"]):
             lines.append(f"... and {changed - len(details['changed'])} more change(s) (see the function's logs)")
@@ -470,8 +496,8 @@ class RetentionService:
             Message(
                 kind="retention.changes",
                 severity=Severity.WARNING if errors else Severity.INFO,
-                title=f"Log retention: {verb} {changed} log group(s){sweep}",
-                summary=f"{verb} {changed}, unchanged {details['unchanged']}, excluded {details['excluded']}, "
+                title=f"Log retention: {verb} {count} log group(s){sweep}",
+                summary=f"{verb} {count}, unchanged {details['unchanged']}, excluded {details['excluded']}, "
                 f"errors {errors}; mode {summary.mode}{', dry run' if summary.dry_run else ''}.",
                 details=details,
                 account=self._account or None,
