@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from eksops.aws import client, lazy_client
 from eksops.config import CommonConfig
 from eksops.notify.notifier import SECRET_MAX_AGE_S, BurstDedup, NotifierConfig, NotifierService
-from eksops.notify.once import Once, RepeatCounter
+from eksops.notify.once import Once, PostedReports, RepeatCounter
 from eksops.notify.queue import is_sqs_batch, parse_sqs_batch
 from eksops.notify.sns import SnsRecord
 from eksops.notify.webhook import SlackWebhook
@@ -63,6 +63,8 @@ service = NotifierService(
     alerts_topic_arn=common.alerts_topic_arn,
     dedup=dedup,
     digest_once=digest_once,
+    # A report that comes again (a retried invocation's, a duplicate delivery's) is posted once.
+    posted=PostedReports(table=table, dynamodb=client("dynamodb"), key_prefix=f"{common.function_name}.report-posted"),
 )
 # A duplicate delivery of the same SNS message (same MessageId; without one, the same content and time) returns
 # the first result and posts nothing.
@@ -114,6 +116,7 @@ def _reports(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     posted = [d for d in outcome.digests if d.get("posted")]
     metrics.add_metric(name="SlackPosted", unit=MetricUnit.Count, value=len(posted))
     metrics.add_metric(name="ReportsDigested", unit=MetricUnit.Count, value=sum(d["reports"] for d in posted))
+    metrics.add_metric(name="ReportsCopies", unit=MetricUnit.Count, value=outcome.copies)
     metrics.add_metric(name="SlackFiltered", unit=MetricUnit.Count, value=outcome.filtered)
     metrics.add_metric(name="ReportsRetried", unit=MetricUnit.Count, value=len(outcome.failures))
     logger.info("reports handled", extra=outcome.summary())

@@ -18,7 +18,9 @@ import pytest
 from aws_lambda_powertools import Logger, Metrics
 
 from eksops.errors import InvalidEvent
-from eksops.observability import LOG_FIELD_CHARS, LOG_TRACEBACK_CHARS, log_failures, log_json
+from eksops.notify import Message, Publisher, Severity
+from eksops.notify.publish import reports_of
+from eksops.observability import LOG_FIELD_CHARS, LOG_TRACEBACK_CHARS, log_failures, log_json, trigger_of
 
 ROOT = Path(__file__).resolve().parents[2]
 LINE_BOUND = 48 * 1024
@@ -164,7 +166,7 @@ def test_ordinary_lines_are_unchanged(stream: Stream) -> None:
 
 
 def test_every_handler_logger_writes_through_log_json() -> None:
-    """Each functions/*/app.py constructs its module-level Logger with json_serializer=log_json."""
+    """Each functions/*/app.py constructs its module-level Logger with json_serializer=logjson."""
     apps = sorted((ROOT / "functions").glob("*/app.py"))
     assert len(apps) >= 4
     for app in apps:
@@ -182,3 +184,27 @@ def test_every_handler_logger_writes_through_log_json() -> None:
         assert isinstance(serializer, ast.Name) and serializer.id == "log_json", (
             f"{app}: Logger(json_serializer=log_json)"
         )
+
+
+def test_reports_of_an_invocation_carry_its_event_in_their_identity() -> None:
+    """A report's identity (issue 13 review): the function and the event's id, kept by Lambda's retries."""
+    assert trigger_of("log_retention", {"id": "e-1", "detail": {}}) == "log_retention:e-1"
+    assert trigger_of("node_scaler", {"Records": [{"Sns": {"MessageId": "m-1"}}]}) == "node_scaler:m-1"
+    for no_id in ({"detail": {}}, {"Records": [{}, {}]}, [], "x", {"id": 7}, {"id": ""}):
+        assert trigger_of("f", no_id) is None
+
+    sent: list[dict[str, Any]] = []
+
+    class Sns:
+        def publish(self, **kwargs: Any) -> dict[str, str]:
+            sent.append(json.loads(json.loads(kwargs["Message"])["default"]))
+            return {"MessageId": str(len(sent))}
+
+    publisher = Publisher(Sns(), alerts_topic_arn="arn:a", reports_topic_arn="arn:r")
+    message = Message(kind="k", severity=Severity.INFO, title="t", summary="s")
+    with reports_of("log_retention:e-1"):
+        publisher.report(message)
+        publisher.alert(message)  # alerts have burst dedup instead: no identity
+        publisher.report(message)
+    publisher.report(message)  # outside an invocation: none
+    assert [m.get("report_id") for m in sent] == ["log_retention:e-1#1", None, "log_retention:e-1#2", None]

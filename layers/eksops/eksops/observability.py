@@ -16,6 +16,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from eksops.errors import EksopsError, InvalidEvent
+from eksops.notify.publish import reports_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,6 +55,20 @@ def package_logs_through(logger: Logger) -> Iterator[None]:
         package.setLevel(saved[2])
 
 
+def trigger_of(function: str, event: Any) -> str | None:
+    """What a report's identity is made of (eksops.notify.publish.reports_of): the function and its event's id, an
+    EventBridge event's ``id`` or an SNS notification's MessageId, both kept by Lambda's retries and by duplicate
+    deliveries. None for an event without one (a direct invocation, a batch)."""
+    if not isinstance(event, Mapping):
+        return None
+    found = event.get("id")
+    records = event.get("Records")
+    if found is None and isinstance(records, list) and len(records) == 1 and isinstance(records[0], Mapping):
+        sns = records[0].get("Sns")
+        found = sns.get("MessageId") if isinstance(sns, Mapping) else None
+    return f"{function}:{found}" if isinstance(found, str) and found else None
+
+
 def log_failures(logger: Logger, metrics: Metrics) -> Callable[[F], F]:
     """Log why an invocation failed as one structured line, count it, then re-raise for retry and the
     failure path. The package's own log lines go through ``logger`` too (package_logs_through)."""
@@ -62,7 +77,7 @@ def log_failures(logger: Logger, metrics: Metrics) -> Callable[[F], F]:
         @functools.wraps(func)
         def wrapper(event: Any, context: Any) -> Any:
             try:
-                with package_logs_through(logger):
+                with package_logs_through(logger), reports_of(trigger_of(logger.service, event)):
                     return func(event, context)
             except InvalidEvent as exc:
                 metrics.add_metric(name="InvalidEvents", unit=MetricUnit.Count, value=1)

@@ -367,3 +367,50 @@ def test_any_batch_of_any_messages_is_posted_as_one_message(
         assert slack.attempts - before == 1
 
     check()
+
+
+def test_a_retried_invocations_reports_are_posted_once(
+    make_notifier_sandbox: MakeSandbox, slack: SlackReceiver
+) -> None:
+    """Review of issue 13: a sweep that ends in PartialFailure is retried by Lambda (twice) with the same event, and
+    each attempt reported again: three Slack messages for one sweep. Reports carry an identity made of the function,
+    the event's id and their place in the invocation; a copy in a later batch is acknowledged, not posted."""
+    from eksops.notify.publish import reports_of
+
+    sandbox, dispatcher = make_notifier_sandbox()
+    sandbox.set_parameters(SlackWebhookSecretArn=webhook(sandbox, slack))
+    for attempt in range(3):  # the first attempt, then Lambda's two retries, each delivered in a batch of its own
+        with reports_of("log_retention:5d0c6c2a-sweep-event"):
+            publisher(sandbox).report(retention_report(f"/aws/lambda/attempt-{attempt}"))
+            publisher(sandbox).report(alarms_report("c1"))  # a second report of the same invocation
+        runs = dispatcher.drain()
+        assert [inv.ok for inv in batches(runs)] == [True]
+    assert len(slack.received) == 1  # the first attempt's digest of its two reports
+    assert "/aws/lambda/attempt-0" in "\n".join(render(slack.received[0]))
+    with reports_of("log_retention:another-event"):  # another invocation's report is posted
+        publisher(sandbox).report(retention_report("/aws/lambda/next"))
+    dispatcher.drain()
+    assert len(slack.received) == 2
+    dispatcher.close()
+    log = (sandbox.workdir / "functions.log").read_text()
+    handled = [json.loads(line) for line in log.splitlines() if '"reports handled"' in line]
+    assert [h["copies"] for h in handled] == [0, 2, 2, 0]
+
+
+def test_a_report_delivered_twice_is_posted_once(make_notifier_sandbox: MakeSandbox, slack: SlackReceiver) -> None:
+    """The same SNS message twice (SNS to SQS delivers at least once): once in the digest, and not again later."""
+    sandbox, dispatcher = make_notifier_sandbox()
+    sandbox.set_parameters(SlackWebhookSecretArn=webhook(sandbox, slack))
+    for index in range(2):
+        publisher(sandbox).report(retention_report(f"/aws/lambda/app-{index}"))
+    sqs = sandbox.client("sqs")
+    received = sqs.receive_message(QueueUrl=sandbox.refs["ReportsQueue"], MaxNumberOfMessages=10)["Messages"]
+    arn = sqs.get_queue_attributes(QueueUrl=sandbox.refs["ReportsQueue"], AttributeNames=["QueueArn"])
+    event = sqs_event(received, arn["Attributes"]["QueueArn"])
+    copy = {**event["Records"][0], "messageId": str(uuid.uuid4())}  # another SQS message, the same SNS message
+    first = dispatcher.invoke("notifier", {"Records": [*event["Records"], copy]}, "test", synchronous=True)
+    assert first.ok and len(slack.received) == 1
+    digest = "\n".join(render(slack.received[0]))
+    assert digest.count("/aws/lambda/app-0") == 1 and "2 reports" in digest
+    later = dispatcher.invoke("notifier", {"Records": [copy]}, "test", synchronous=True)
+    assert later.ok and len(slack.received) == 1

@@ -8,7 +8,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,8 @@ from eksops.errors import ConfigError
 from eksops.notify.blocks import context, escape
 from eksops.notify.digest import digest
 from eksops.notify.formats import SlackMessage, format_sns
-from eksops.notify.once import InProgress, Once, RepeatCounter, Repeats
+from eksops.notify.once import InProgress, Once, PostedReports, RepeatCounter, Repeats
+from eksops.notify.publish import REPORT_ID_CHARS
 from eksops.notify.queue import QueuedRecord
 from eksops.notify.severity import SEVERITIES, at_least
 from eksops.notify.sns import MESSAGE_ID_LIMIT, SUBJECT_LIMIT, SnsRecord, content_key  # noqa: F401 - re-exported
@@ -183,6 +184,7 @@ class BatchOutcome:
     records: int
     digests: list[dict[str, Any]] = field(default_factory=list)
     filtered: int = 0
+    copies: int = 0  # reports already posted (a retried invocation's, a duplicate delivery's): acknowledged, not posted
     failures: dict[str, Exception] = field(default_factory=dict)  # SQS messageId -> why it is retried
 
     def summary(self) -> dict[str, Any]:
@@ -190,6 +192,7 @@ class BatchOutcome:
             "records": self.records,
             "digests": [{k: v for k, v in d.items() if k != "payload"} for d in self.digests],
             "filtered": self.filtered,
+            "copies": self.copies,
             "failed": len(self.failures),
             "errors": sorted({type(e).__name__ for e in self.failures.values()}),
         }
@@ -210,6 +213,7 @@ class NotifierService:
         alerts_topic_arn: str | None = None,
         dedup: BurstDedup | None = None,
         digest_once: Once | None = None,
+        posted: PostedReports | None = None,
     ) -> None:
         self.cfg = cfg
         self.dry_run = dry_run
@@ -219,6 +223,7 @@ class NotifierService:
         self._alerts_topic_arn = alerts_topic_arn
         self._dedup = dedup
         self._digest_once = digest_once
+        self._posted = posted
 
     # -- one SNS message ---------------------------------------------------------------------------------------
 
@@ -306,8 +311,15 @@ class NotifierService:
         queue."""
         outcome = BatchOutcome(records=len(records))
         groups: dict[str | None, list[tuple[QueuedRecord, SlackMessage]]] = {}
+        identities: dict[str, str] = {}  # SQS messageId -> the report's identity
         for queued in records:
             sns = queued.sns
+            identity = report_identity(sns)
+            if identity in identities.values() or self._posted_before(identity):
+                log.info("report %s is a copy of one already posted (%s): not posted again", sns.message_id, identity)
+                outcome.copies += 1
+                continue
+            identities[queued.queue_message_id] = identity
             message = format_sns(sns.message, sns.subject, sns.topic_arn)
             destination = self.cfg.destination_for(message)
             if not destination.admits(message):
@@ -316,8 +328,29 @@ class NotifierService:
                 continue
             groups.setdefault(destination.secret_arn, []).append((queued, message))
         for secret_arn, members in groups.items():
-            outcome.digests.append(self._deliver_digest(secret_arn, members, remaining_ms, outcome))
+            delivered = self._deliver_digest(secret_arn, members, remaining_ms, outcome)
+            outcome.digests.append(delivered)
+            if delivered.get("posted"):
+                self._mark_posted(identities[q.queue_message_id] for q, _ in members)
         return outcome
+
+    def _posted_before(self, identity: str) -> bool:
+        if self._posted is None:
+            return False
+        try:
+            return self._posted.seen(identity)
+        except Exception as exc:  # the store is a nicety: a report posted twice beats a report lost
+            log.warning("could not check whether report %s was posted before: %s", identity, exc)
+            return False
+
+    def _mark_posted(self, identities: Iterable[str]) -> None:
+        if self._posted is None:
+            return
+        for identity in identities:
+            try:
+                self._posted.mark(identity)
+            except Exception as exc:  # posted already: a failure here only risks a second post of a copy
+                log.warning("could not record report %s as posted: %s", identity, exc)
 
     def _deliver_digest(
         self,
@@ -407,6 +440,20 @@ def _repeated(seen: Repeats, window_s: int) -> str:
         f":repeat: The same alert came {times} more after it was last posted (last at {escape(seen.last_seen)}); "
         f"copies within {window_s} s of a post are not posted."
     )
+
+
+def report_identity(sns: SnsRecord) -> str:
+    """What makes two reports the same report: the ``report_id`` eksops' Publisher gives it (its function, the
+    triggering event and its place among the invocation's reports: a retried invocation's copy has the same), else
+    the SNS delivery (a duplicate delivery of one SNS message)."""
+    try:
+        body = json.loads(sns.message)
+    except (ValueError, RecursionError):
+        body = None
+    found = body.get("report_id") if isinstance(body, dict) else None
+    if isinstance(found, str) and 0 < len(found) <= REPORT_ID_CHARS:
+        return f"report:{found}"
+    return f"sns:{sns.idempotency_key}"
 
 
 def _digest_key(secret_arn: str, deliveries: list[str]) -> str:

@@ -9,6 +9,7 @@ configs on one layer would share the first one's expiry.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from eksops.errors import TemporaryError
 
 REPLAYED = "__eksops_replayed__"  # marks a result that came from the store instead of the action
 REPEATS_TTL_S = 24 * 3600
+POSTED_TTL_S = 24 * 3600  # a retried invocation reports again within minutes; a duplicate delivery, sooner
 
 
 class InProgress(TemporaryError):
@@ -137,3 +139,33 @@ class RepeatCounter:
 
     def _id(self, key: str) -> str:
         return f"{self._prefix}#{key}"
+
+
+class PostedReports:
+    """The reports a digest has posted, by identity, for POSTED_TTL_S: one item each in the same table (id
+    ``<prefix>#<sha256 of the identity>``, expiring through the table's TTL attribute). A report that comes again (a
+    retried invocation's, a duplicate delivery's) is then recognised in a later batch and not posted twice."""
+
+    def __init__(self, *, table: str, dynamodb: Any, key_prefix: str, clock: Callable[[], float] = time.time) -> None:
+        self._table = table
+        self._ddb = dynamodb
+        self._prefix = key_prefix
+        self._clock = clock
+
+    def seen(self, identity: str) -> bool:
+        item = self._ddb.get_item(
+            TableName=self._table, Key={"id": {"S": self._id(identity)}}, ConsistentRead=True
+        ).get("Item")
+        return bool(item) and int(item.get("expiration", {}).get("N", "0")) >= self._clock()
+
+    def mark(self, identity: str) -> None:
+        self._ddb.put_item(
+            TableName=self._table,
+            Item={
+                "id": {"S": self._id(identity)},
+                "expiration": {"N": str(int(self._clock()) + POSTED_TTL_S)},
+            },
+        )
+
+    def _id(self, identity: str) -> str:
+        return f"{self._prefix}#sha256:{hashlib.sha256(identity.encode()).hexdigest()}"

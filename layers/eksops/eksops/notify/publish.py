@@ -8,6 +8,9 @@ filter (for example warning-and-above only) without parsing the body.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -43,6 +46,9 @@ class Message:
     region: str | None = None
     links: dict[str, str] = field(default_factory=dict)
     lines: tuple[str, ...] = ()  # readable detail lines for the email body and Slack
+    # A report's identity across retries: "<function>:<triggering event id>#<n-th report of the invocation>", set by
+    # the Publisher inside reports_of(); the notifier posts each identity once (a retried invocation reports again).
+    report_id: str | None = None
 
     def envelope(self) -> dict[str, Any]:
         """The JSON envelope. ``lines`` is in it when set (readers that do not know the key ignore it)."""
@@ -52,6 +58,8 @@ class Message:
             body["lines"].append(f"... and {len(self.lines) - ENVELOPE_LINES} more (see the JSON details)")
         if not self.lines:
             body.pop("lines")
+        if self.report_id is None:
+            body.pop("report_id")
         body["severity"] = str(self.severity)
         body["source"] = "eksops"
         return body
@@ -81,6 +89,22 @@ class Message:
         return "\n".join(parts)
 
 
+_TRIGGER: ContextVar[list[Any] | None] = ContextVar("eksops_report_trigger", default=None)
+REPORT_ID_CHARS = 300
+
+
+@contextmanager
+def reports_of(trigger: str | None) -> Iterator[None]:
+    """Reports published in the block carry ``report_id`` ``<trigger>#<n>``: the same for the same reports of a
+    retried invocation (Lambda retries an asynchronous invocation with the same event, so the same id) and of a
+    duplicate delivery, different for each report of one invocation. ``trigger`` None: no ids."""
+    token = _TRIGGER.set([trigger[: REPORT_ID_CHARS - 12], 0] if trigger else None)
+    try:
+        yield
+    finally:
+        _TRIGGER.reset(token)
+
+
 class Publisher:
     """Sends messages to the alerts or reports topic. A topic left unset means that kind is not published."""
 
@@ -91,6 +115,10 @@ class Publisher:
 
     def report(self, message: Message) -> str | None:
         """Publish to the reports topic (what changed, sweep results). Returns the MessageId."""
+        trigger = _TRIGGER.get()
+        if trigger is not None and self._reports:
+            trigger[1] += 1
+            message = replace(message, report_id=f"{trigger[0]}#{trigger[1]}")
         return self._publish(self._reports, message)
 
     def alert(self, message: Message) -> str | None:
