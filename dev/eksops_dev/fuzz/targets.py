@@ -456,8 +456,8 @@ TARGETS: tuple[Target, ...] = (
         _arm_log_groups,
         _retention_snapshot,
         _retention_rearm,
-        # The checkpoint lists the two armed groups as handled already; its sweep has nothing left to change.
-        inert_samples=frozenset({"sweep_continuation"}),
+        # No sample is inert: the continuation's checkpoint lists the two armed groups as handled already, so its part
+        # changes no group, but as the sweep's last part it reports the tally its checkpoint carries.
         # The quota's 5 puts/s would add 200 ms to every accepted event that puts twice: moto has no quota.
         parameters={"RetentionPutRate": "100"},
         # A well-formed continuation whose checkpoint counts errors of earlier parts ends the sweep failed (the
