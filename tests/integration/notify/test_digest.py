@@ -76,6 +76,14 @@ def visibility_timeout_passes(sandbox: Sandbox, invocation: Invocation, only: se
             )
 
 
+def received_batch(sandbox: Sandbox) -> dict[str, Any]:
+    """What the reports queue holds, as the SQS batch its event source mapping would hand the notifier."""
+    sqs = sandbox.client("sqs")
+    received = sqs.receive_message(QueueUrl=sandbox.refs["ReportsQueue"], MaxNumberOfMessages=10)["Messages"]
+    arn = sqs.get_queue_attributes(QueueUrl=sandbox.refs["ReportsQueue"], AttributeNames=["QueueArn"])
+    return sqs_event(received, arn["Attributes"]["QueueArn"])
+
+
 def batches(invocations: list[Invocation]) -> list[Invocation]:
     return [inv for inv in invocations if inv.function == "notifier" and "SQS batch" in inv.trigger]
 
@@ -217,10 +225,7 @@ def test_the_same_batch_delivered_twice_is_posted_once(
     sandbox.set_parameters(SlackWebhookSecretArn=webhook(sandbox, slack))
     for index in range(2):
         publisher(sandbox).report(retention_report(f"/aws/lambda/app-{index}"))
-    sqs = sandbox.client("sqs")
-    received = sqs.receive_message(QueueUrl=sandbox.refs["ReportsQueue"], MaxNumberOfMessages=10)["Messages"]
-    arn = sqs.get_queue_attributes(QueueUrl=sandbox.refs["ReportsQueue"], AttributeNames=["QueueArn"])
-    event = sqs_event(received, arn["Attributes"]["QueueArn"])
+    event = received_batch(sandbox)
     reordered = {**event, "Records": event["Records"][::-1]}
     first = dispatcher.invoke("notifier", event, "test", synchronous=True)
     second = dispatcher.invoke("notifier", reordered, "test", synchronous=True)
@@ -403,10 +408,7 @@ def test_a_report_delivered_twice_is_posted_once(make_notifier_sandbox: MakeSand
     sandbox.set_parameters(SlackWebhookSecretArn=webhook(sandbox, slack))
     for index in range(2):
         publisher(sandbox).report(retention_report(f"/aws/lambda/app-{index}"))
-    sqs = sandbox.client("sqs")
-    received = sqs.receive_message(QueueUrl=sandbox.refs["ReportsQueue"], MaxNumberOfMessages=10)["Messages"]
-    arn = sqs.get_queue_attributes(QueueUrl=sandbox.refs["ReportsQueue"], AttributeNames=["QueueArn"])
-    event = sqs_event(received, arn["Attributes"]["QueueArn"])
+    event = received_batch(sandbox)
     copy = {**event["Records"][0], "messageId": str(uuid.uuid4())}  # another SQS message, the same SNS message
     first = dispatcher.invoke("notifier", {"Records": [*event["Records"], copy]}, "test", synchronous=True)
     assert first.ok and len(slack.received) == 1

@@ -30,6 +30,20 @@ COMPLIANCE = ROOT / "layers" / "eksops" / "eksops" / "compliance"
 DYNAMODB_ITEM_LIMIT = 400 * 1024
 
 
+def finding(cluster: str, resource: str, *, severity: Severity = Severity.HIGH, evidence: str = "x") -> Finding:
+    return Finding(
+        rule="pod-privileged",
+        title="Privileged containers",
+        severity=severity,
+        category=Category.SECURITY,
+        cluster=cluster,
+        resource=resource,
+        evidence=evidence,
+        fix="Drop privileged.",
+        new=True,
+    )
+
+
 def report(cluster: str, *, findings: int = 3, status: str = "swept") -> ClusterReport:
     return ClusterReport(
         cluster=cluster,
@@ -38,18 +52,7 @@ def report(cluster: str, *, findings: int = 3, status: str = "swept") -> Cluster
         status=status,
         state=True,
         findings=[
-            Finding(
-                rule="pod-privileged",
-                title="Privileged containers",
-                severity=Severity.HIGH,
-                category=Category.SECURITY,
-                cluster=cluster,
-                resource=f"deployment/shop/api-{i}",
-                evidence="privileged: true " * 80,
-                fix="Drop privileged.",
-                new=True,
-            )
-            for i in range(findings)
+            finding(cluster, f"deployment/shop/api-{i}", evidence="privileged: true " * 80) for i in range(findings)
         ],
     )
 
@@ -170,20 +173,7 @@ def test_alerts_about_different_findings_of_a_cluster_never_look_identical_to_bu
 
     def alert(*resources: str) -> str:
         report = ClusterReport(cluster="prod-eu", run_id="r", dry_run=False)
-        findings = [
-            Finding(
-                rule="pod-privileged",
-                title="Privileged container",
-                severity=Severity.CRITICAL,
-                category=Category.SECURITY,
-                cluster="prod-eu",
-                resource=resource,
-                evidence="privileged: true",
-                fix="drop privileged",
-                new=True,
-            )
-            for resource in resources
-        ]
+        findings = [finding("prod-eu", resource, severity=Severity.CRITICAL) for resource in resources]
         fake = SimpleNamespace(tools=SimpleNamespace(settings=SimpleNamespace(alert_severity=Severity.HIGH)))
         message = ComplianceService._alert_message(fake, report, findings)  # type: ignore[arg-type]
         return format_sns(json.dumps(message.envelope()), message.subject(), "arn:aws:sns:us-east-1:1:a").dedup_key()
