@@ -24,13 +24,18 @@ class LambdaContext:
     """The parts of the Lambda context object handlers and Powertools use."""
 
     def __init__(
-        self, function_name: str, memory: int, timeout_s: int, remaining_ms: Callable[[], int] | None = None
+        self,
+        function_name: str,
+        memory: int,
+        timeout_s: int,
+        remaining_ms: Callable[[], int] | None = None,
+        request_id: str | None = None,
     ) -> None:
         self.function_name = function_name
         self.function_version = "$LATEST"
         self.invoked_function_arn = f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
         self.memory_limit_in_mb = memory
-        self.aws_request_id = str(uuid.uuid4())
+        self.aws_request_id = request_id or str(uuid.uuid4())
         self.log_group_name = f"/aws/lambda/{function_name}"
         self.log_stream_name = datetime.now(UTC).strftime("%Y/%m/%d/[$LATEST]") + uuid.uuid4().hex
         deadline = time.monotonic() + timeout_s
@@ -101,6 +106,7 @@ class Dispatcher:
         attempts = 1 if synchronous else 1 + (self.sandbox.max_retries(fn) if retries is None else retries)
         inv = Invocation(function=name, trigger=trigger, event=event)
         started = time.perf_counter()
+        request_id = str(uuid.uuid4())  # Lambda retries an asynchronous invocation under the same request id
         for attempt in range(1, attempts + 1):
             inv.attempts = attempt
             context = LambdaContext(
@@ -108,6 +114,7 @@ class Dispatcher:
                 fn.memory,
                 fn.timeout,
                 self._remaining_ms(name) if self._remaining_ms else None,
+                request_id=request_id,
             )
             try:
                 handler = self.handler(fn)

@@ -55,17 +55,12 @@ def package_logs_through(logger: Logger) -> Iterator[None]:
         package.setLevel(saved[2])
 
 
-def trigger_of(function: str, event: Any) -> str | None:
-    """What a report's identity is made of (eksops.notify.publish.reports_of): the function and its event's id, an
-    EventBridge event's ``id`` or an SNS notification's MessageId, both kept by Lambda's retries and by duplicate
-    deliveries. None for an event without one (a direct invocation, a batch)."""
-    if not isinstance(event, Mapping):
-        return None
-    found = event.get("id")
-    records = event.get("Records")
-    if found is None and isinstance(records, list) and len(records) == 1 and isinstance(records[0], Mapping):
-        sns = records[0].get("Sns")
-        found = sns.get("MessageId") if isinstance(sns, Mapping) else None
+def trigger_of(function: str, context: Any) -> str | None:
+    """What a report's identity is made of (eksops.notify.publish.reports_of): the function and the invocation's
+    request id, which Lambda keeps when it retries a failed asynchronous invocation (so a retry's reports are
+    recognised as copies) and which differs for every other invocation, a repeated event included (a second dry run
+    of the same sample still reports). None without a context that has one."""
+    found = getattr(context, "aws_request_id", None)
     return f"{function}:{found}" if isinstance(found, str) and found else None
 
 
@@ -77,7 +72,7 @@ def log_failures(logger: Logger, metrics: Metrics) -> Callable[[F], F]:
         @functools.wraps(func)
         def wrapper(event: Any, context: Any) -> Any:
             try:
-                with package_logs_through(logger), reports_of(trigger_of(logger.service, event)):
+                with package_logs_through(logger), reports_of(trigger_of(logger.service, context)):
                     return func(event, context)
             except InvalidEvent as exc:
                 metrics.add_metric(name="InvalidEvents", unit=MetricUnit.Count, value=1)

@@ -70,6 +70,9 @@ def test_bad_events_fail_specifically_change_nothing_and_are_dead_lettered(
     assert record["requestContext"]["condition"] == "RetriesExhausted"
     log = (sandbox.workdir / "functions.log").read_text()
     assert '"message":"invalid event: nothing was changed"' in log
+    # the three attempts ran under one request id, as Lambda's retries do (a report's identity rests on it)
+    failed = [json.loads(line) for line in log.splitlines() if '"invalid event: nothing was changed"' in line]
+    assert len(failed) == 3 and len({line["function_request_id"] for line in failed}) == 1
 
 
 @pytest.mark.parametrize(

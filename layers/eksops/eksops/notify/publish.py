@@ -46,7 +46,7 @@ class Message:
     region: str | None = None
     links: dict[str, str] = field(default_factory=dict)
     lines: tuple[str, ...] = ()  # readable detail lines for the email body and Slack
-    # A report's identity across retries: "<function>:<triggering event id>#<n-th report of the invocation>", set by
+    # A report's identity across retries: "<function>:<request id>#<n-th report of the invocation>", set by
     # the Publisher inside reports_of(); the notifier posts each identity once (a retried invocation reports again).
     report_id: str | None = None
 
@@ -96,8 +96,8 @@ REPORT_ID_CHARS = 300
 @contextmanager
 def reports_of(trigger: str | None) -> Iterator[None]:
     """Reports published in the block carry ``report_id`` ``<trigger>#<n>``: the same for the same reports of a
-    retried invocation (Lambda retries an asynchronous invocation with the same event, so the same id) and of a
-    duplicate delivery, different for each report of one invocation. ``trigger`` None: no ids."""
+    retried invocation (Lambda retries an asynchronous invocation under the same request id), different for each
+    report of one invocation and for every other invocation. ``trigger`` None: no ids."""
     token = _TRIGGER.set([trigger[: REPORT_ID_CHARS - 12], 0] if trigger else None)
     try:
         yield
