@@ -17,8 +17,10 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from eksops_dev.fuzz.harness import Harness, harness
+from eksops_dev.fuzz.strategies import mutate
 from eksops_dev.fuzz.targets import TARGETS, Target
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,3 +88,14 @@ def test_a_continuation_carrying_earlier_errors_ends_the_sweep_failed(fuzz: Harn
     event["detail"]["checkpoint"]["errors"] = 5
     outcome = fuzz.run(target, event)
     assert outcome.label == "PartialFailure" and outcome.violation is None, outcome
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_the_generator_mutates_a_message_nested_deeper_than_the_json_parser_goes(data: st.DataObject) -> None:
+    """A clean clone's run failed in the generator, not in eksops: an SNS message nested 5,000 deep (defect 1's
+    shape) raised RecursionError from json.loads while being mutated."""
+    deep = "[" * 5000 + "]" * 5000
+    sample = {"Records": [{"EventSource": "aws:sns", "Sns": {"Message": deep, "Subject": "s", "MessageId": "m"}}]}
+    mutated = mutate(data.draw, sample)
+    assert isinstance(mutated, dict | list | str | int | float | bool) or mutated is None
