@@ -216,8 +216,9 @@ def _note_notifier_environment(fn: FunctionSpec, layers: Layering | None) -> Non
     silences the Slack preview (``--dry-run`` and ``--param DryRun=true`` leave the notifier posting)."""
     if fn.name == "notifier" or layers is None:
         return
-    for variable in sorted(layers.from_environment):
-        hint = ": it posts nothing to Slack (unset it; --dry-run keeps Slack)" if variable == "DRY_RUN" else ""
+    for variable, value in sorted(layers.from_environment.items()):
+        silenced = variable == "DRY_RUN" and value.strip().lower() == "true"
+        hint = ": it posts nothing to Slack (unset it; --dry-run keeps Slack)" if silenced else ""
         _note(f"notifier: {variable} from your environment{hint}")
 
 

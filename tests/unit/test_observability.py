@@ -206,5 +206,12 @@ def test_reports_of_an_invocation_carry_its_event_in_their_identity() -> None:
         publisher.report(message)
         publisher.alert(message)  # alerts have burst dedup instead: no identity
         publisher.report(message)
+        publisher.report(message, subject="sweep/r-9")
     publisher.report(message)  # outside an invocation: none
-    assert [m.get("report_id") for m in sent] == ["log_retention:e-1#1", None, "log_retention:e-1#2", None]
+    assert [m.get("report_id") for m in sent] == [
+        "log_retention:e-1#k/-#1",
+        None,
+        "log_retention:e-1#k/-#2",
+        "log_retention:e-1#sweep/r-9#1",
+        None,
+    ]

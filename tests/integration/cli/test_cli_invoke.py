@@ -193,3 +193,13 @@ def test_a_function_the_parameters_leave_out_is_a_one_line_error(
     captured = capsys.readouterr()
     assert code == 2 and captured.out == ""
     assert captured.err.count("\n") == 1 and fragment in captured.err and "Traceback" not in captured.err
+
+
+def test_a_dry_run_false_in_the_environment_is_not_said_to_silence_slack(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DRY_RUN", "false")
+    code, _, err = run(capsys, ["invoke", "log_retention", "--event", str(CREATE), "--no-seed"])
+    assert code == 0, err
+    assert "eksops invoke: notifier: DRY_RUN from your environment\n" in err
+    assert "posts nothing to Slack" not in err

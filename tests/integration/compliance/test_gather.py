@@ -280,11 +280,11 @@ class Flaky(Publisher):
         super().__init__(client("sns"), alerts_topic_arn=world.alerts_arn, reports_topic_arn=world.reports_arn)
         self.failures = failures
 
-    def report(self, message: Message) -> str | None:
+    def report(self, message: Message, *, subject: str | None = None) -> str | None:
         if message.cluster is None and self.failures:
             self.failures -= 1
             raise ClientError({"Error": {"Code": "InternalError", "Message": "SNS is down"}}, "Publish")
-        return super().report(message)
+        return super().report(message, subject=subject)
 
 
 def test_a_report_that_cannot_be_published_is_posted_by_the_retry(fleet: World) -> None:

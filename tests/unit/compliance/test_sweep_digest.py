@@ -199,3 +199,25 @@ def test_a_compact_report_keeps_errors_news_and_resolutions_before_other_open_fi
         "resolved [medium] namespace-pod-security namespace/checkout",
     ]
     assert len(kept["lines"]) == 10 and kept["lines"][3].startswith("[critical] open pod-privileged")
+
+
+def test_a_clusters_report_puts_what_changed_before_what_stays_open() -> None:
+    """Review of issue 13: a cluster's report cut its lines at 60 with the resolved ones after every open finding,
+    so a busy cluster's report (and the sweep's one report, built from it) never said what was resolved."""
+    from types import SimpleNamespace
+
+    from eksops.compliance.service import ComplianceService
+    from eksops.compliance.state import StoredFinding
+
+    old = [replace(finding("prod", f"deployment/shop/old-{i}"), new=False) for i in range(70)]
+    new = finding("prod", "deployment/shop/fresh", severity=Severity.LOW)
+    report = ClusterReport(cluster="prod", run_id="r", dry_run=False, state=True, findings=[*old, new])
+    report.resolved = [
+        StoredFinding("pod-host-path", "deployment/shop/gone", "high", "t", "open", "2026-11-01", "2026-11-27")
+    ]
+    fake = SimpleNamespace(tools=SimpleNamespace(settings=SimpleNamespace(alert_severity=Severity.HIGH)))
+    message = ComplianceService._report_message(fake, report)  # type: ignore[arg-type]
+    assert " NEW pod-privileged deployment/shop/fresh" in message.lines[0]
+    assert message.lines[1] == "resolved [high] pod-host-path deployment/shop/gone"
+    kept = compact(report, message)["lines"]
+    assert kept[0] == message.lines[0] and kept[1] == message.lines[1]

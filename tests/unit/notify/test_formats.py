@@ -336,3 +336,35 @@ def test_error_alarms_changes_the_publisher_cut_are_counted() -> None:
     details = {"changed": [change], "changed_count": 30, "clusters": ["prod"], "truncated": "trimmed!"}
     text = json.dumps(format_sns(envelope("error_alarms.changes", details=details), None, REPORTS).payload())
     assert "and 29 more not in this message" in text
+
+
+def test_one_clusters_own_compliance_report_shows_its_lines() -> None:
+    """Review of issue 13: a cluster reporting on its own (swept alone, beyond the gather, no state table) has the
+    same kind as a sweep's one report but no ``clusters``: its findings must still show."""
+    body = {
+        "source": "eksops",
+        "kind": "compliance.sweep",
+        "severity": "warning",
+        "title": "Compliance sweep of prod-eu: 2 open, 2 new, 0 resolved",
+        "summary": "2 open finding(s)",
+        "cluster": "prod-eu",
+        "details": {"cluster": "prod-eu", "run_id": "r", "findings": [{"rule": "pod-privileged"}]},
+        "lines": ["[high] open NEW pod-privileged deployment/shop/api: privileged: true"],
+    }
+    payload = format_sns(json.dumps(body), "s", "arn:aws:sns:us-east-1:1:r").payload()
+    assert_valid_block_kit(payload)
+    text = json.dumps(payload)
+    assert "pod-privileged deployment/shop/api" in text and "```" not in text  # the lines, not a JSON dump
+
+
+def test_a_live_chain_finished_under_dry_run_is_not_headed_would_change() -> None:
+    body = {
+        "source": "eksops",
+        "kind": "retention.changes",
+        "severity": "info",
+        "title": "Log retention: changed 2 and would change 1 log group(s)",
+        "summary": "-",
+        "details": {"dry_run": True, "applied": 2, "changed": [{"group": "/a", "from": None, "to": 30}]},
+    }
+    text = json.dumps(format_sns(json.dumps(body), "s", "arn:aws:sns:us-east-1:1:r").payload())
+    assert "Changed, then would change (dry run)" in text

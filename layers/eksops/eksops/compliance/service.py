@@ -461,7 +461,7 @@ class ComplianceService:
         """The report into its sweep's digest (or, on its own, to the reports topic), then the alert, at once."""
         message = self._report_message(report)
         if not self._gathered(report, message):
-            self._publisher.report(message)
+            self._publisher.report(message, subject=f"cluster/{report.cluster}")
         alertable = report.alertable(self.tools.settings.alert_severity)
         if alertable:
             self._publisher.alert(self._alert_message(report, alertable))
@@ -550,8 +550,8 @@ class ComplianceService:
             log.info("compliance sweep %s: no cluster was dispatched: nothing to report", item.run_id)
             return
         message = digest_message(claimed, dry_run=self.dry_run, stale=stale)
-        try:
-            self._publisher.report(message)
+        try:  # its identity names the sweep: a cluster's own report from an earlier attempt is another report
+            self._publisher.report(message, subject=f"sweep/{claimed.run_id}")
         except Exception as exc:  # whatever failed, the claim must go back or the digest is never posted
             try:
                 self._gather.release(claimed)
@@ -604,8 +604,12 @@ class ComplianceService:
         threshold = self.tools.settings.alert_severity
         attention = report.errors or any(f.severity.rank >= threshold.rank for f in report.open)
         lines = [f"error {e['rule']} ({e['stage']}): {e['code']}: {e['message']}" for e in report.errors]
-        lines += [_line(f) for f in _by_severity(report.findings)]
+        # What changed since the last sweep first (new and reopened findings, then the resolved), then what stays
+        # open: the lines are cut (REPORT_LINES, and fewer in a sweep's one report), news must not be.
+        ordered = _by_severity(report.findings)
+        lines += [_line(f) for f in ordered if f.new or f.reopened]
         lines += [f"resolved [{r.severity}] {r.rule} {r.resource}" for r in report.resolved]
+        lines += [_line(f) for f in ordered if not (f.new or f.reopened)]
         lines += [f"not run {n['rule']}: {n['reason']}" for n in report.not_run]
         lines += report.notes
         counts = report.counts()

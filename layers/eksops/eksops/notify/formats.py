@@ -280,6 +280,8 @@ def _envelope(body: Mapping[str, Any], subject: str | None, partition: str = "aw
         details = {"details": details}
     lines = body.get("lines")
     renderer = DETAIL_RENDERERS.get(kind)
+    if kind == "compliance.sweep" and "clusters" not in details:
+        renderer = None  # one cluster's own report (swept on its own, or beyond the gather): its lines, below
     if renderer is not None:
         blocks.extend(renderer(details))
     elif isinstance(lines, list) and lines:  # a kind without a renderer of its own: the publisher's lines
@@ -322,6 +324,8 @@ def _with_more(lines: list[str], more: int) -> list[str]:
 
 def _retention_details(details: Mapping[str, Any]) -> list[dict[str, Any]]:
     verb = "Would change" if details.get("dry_run") else "Changed"
+    if details.get("dry_run") and details.get("applied"):  # a live chain a dry-run deployment finished
+        verb = "Changed, then would change (dry run)"
     lines = [
         f"`{escape(str(c.get('group')))}`: {_days(c.get('from'))} → {_days(c.get('to'))}"
         for c in details.get("changed") or []

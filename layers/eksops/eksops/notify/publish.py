@@ -98,7 +98,7 @@ def reports_of(trigger: str | None) -> Iterator[None]:
     """Reports published in the block carry ``report_id`` ``<trigger>#<n>``: the same for the same reports of a
     retried invocation (Lambda retries an asynchronous invocation under the same request id), different for each
     report of one invocation and for every other invocation. ``trigger`` None: no ids."""
-    token = _TRIGGER.set([trigger[: REPORT_ID_CHARS - 12], 0] if trigger else None)
+    token = _TRIGGER.set([trigger[: REPORT_ID_CHARS - 100], {}] if trigger else None)
     try:
         yield
     finally:
@@ -113,12 +113,18 @@ class Publisher:
         self._alerts = alerts_topic_arn
         self._reports = reports_topic_arn
 
-    def report(self, message: Message) -> str | None:
-        """Publish to the reports topic (what changed, sweep results). Returns the MessageId."""
+    def report(self, message: Message, *, subject: str | None = None) -> str | None:
+        """Publish to the reports topic (what changed, sweep results). Returns the MessageId.
+
+        Inside reports_of(), the report gets its identity: the invocation, what it is about (``subject``, by
+        default its kind and cluster: a retry's report about the same thing is the same report, whatever its
+        counts say now) and its place among the invocation's reports about that."""
         trigger = _TRIGGER.get()
         if trigger is not None and self._reports:
-            trigger[1] += 1
-            message = replace(message, report_id=f"{trigger[0]}#{trigger[1]}")
+            about = (subject or f"{message.kind}/{message.cluster or '-'}")[:80]
+            seen: dict[str, int] = trigger[1]
+            seen[about] = seen.get(about, 0) + 1
+            message = replace(message, report_id=f"{trigger[0]}#{about}#{seen[about]}")
         return self._publish(self._reports, message)
 
     def alert(self, message: Message) -> str | None:
