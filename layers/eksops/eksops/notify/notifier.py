@@ -443,9 +443,9 @@ def _repeated(seen: Repeats, window_s: int) -> str:
 
 
 def report_identity(sns: SnsRecord) -> str:
-    """What makes two reports the same report: the ``report_id`` eksops' Publisher gives it (its function, the
-    triggering event and its place among the invocation's reports: a retried invocation's copy has the same), else
-    the SNS delivery (a duplicate delivery of one SNS message)."""
+    """What makes two reports the same report: the ``report_id`` eksops' Publisher gives it (its function and
+    invocation, what it is about and its place among that invocation's reports about it: a retried invocation's copy
+    has the same), else the SNS delivery (a duplicate delivery of one SNS message)."""
     try:
         body = json.loads(sns.message)
     except (ValueError, RecursionError):

@@ -46,8 +46,8 @@ class Message:
     region: str | None = None
     links: dict[str, str] = field(default_factory=dict)
     lines: tuple[str, ...] = ()  # readable detail lines for the email body and Slack
-    # A report's identity across retries: "<function>:<request id>#<n-th report of the invocation>", set by
-    # the Publisher inside reports_of(); the notifier posts each identity once (a retried invocation reports again).
+    # A report's identity across retries: "<function>:<request id>#<subject>#<n>", set by the Publisher inside
+    # reports_of(); the notifier posts each identity once (a retried invocation publishes the same ones again).
     report_id: str | None = None
 
     def envelope(self) -> dict[str, Any]:
@@ -89,20 +89,29 @@ class Message:
         return "\n".join(parts)
 
 
-_TRIGGER: ContextVar[list[Any] | None] = ContextVar("eksops_report_trigger", default=None)
 REPORT_ID_CHARS = 300
+SUBJECT_CHARS = 80
+
+
+@dataclass
+class _Invocation:
+    trigger: str
+    published: dict[str, int] = field(default_factory=dict)  # subject -> reports about it so far
+
+
+_INVOCATION: ContextVar[_Invocation | None] = ContextVar("eksops_report_invocation", default=None)
 
 
 @contextmanager
 def reports_of(trigger: str | None) -> Iterator[None]:
-    """Reports published in the block carry ``report_id`` ``<trigger>#<n>``: the same for the same reports of a
-    retried invocation (Lambda retries an asynchronous invocation under the same request id), different for each
-    report of one invocation and for every other invocation. ``trigger`` None: no ids."""
-    token = _TRIGGER.set([trigger[: REPORT_ID_CHARS - 100], {}] if trigger else None)
+    """Reports published in the block carry ``report_id`` ``<trigger>#<subject>#<n>``: the same for the same reports
+    of a retried invocation (Lambda retries an asynchronous invocation under the same request id), different for
+    every other report of the invocation and for every other invocation. ``trigger`` None: no ids."""
+    token = _INVOCATION.set(_Invocation(trigger[: REPORT_ID_CHARS - SUBJECT_CHARS - 20]) if trigger else None)
     try:
         yield
     finally:
-        _TRIGGER.reset(token)
+        _INVOCATION.reset(token)
 
 
 class Publisher:
@@ -119,12 +128,11 @@ class Publisher:
         Inside reports_of(), the report gets its identity: the invocation, what it is about (``subject``, by
         default its kind and cluster: a retry's report about the same thing is the same report, whatever its
         counts say now) and its place among the invocation's reports about that."""
-        trigger = _TRIGGER.get()
-        if trigger is not None and self._reports:
-            about = (subject or f"{message.kind}/{message.cluster or '-'}")[:80]
-            seen: dict[str, int] = trigger[1]
-            seen[about] = seen.get(about, 0) + 1
-            message = replace(message, report_id=f"{trigger[0]}#{about}#{seen[about]}")
+        invocation = _INVOCATION.get()
+        if invocation is not None and self._reports:
+            about = (subject or f"{message.kind}/{message.cluster or '-'}")[:SUBJECT_CHARS]
+            count = invocation.published[about] = invocation.published.get(about, 0) + 1
+            message = replace(message, report_id=f"{invocation.trigger}#{about}#{count}")
         return self._publish(self._reports, message)
 
     def alert(self, message: Message) -> str | None:
