@@ -14,7 +14,8 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from eksops.aws import client
+from eksops.aws import client, lazy_client
+from eksops.aws.secrets import SecretCache
 from eksops.config import CommonConfig
 from eksops.events import ScheduledRun
 from eksops.images.config import UpdaterConfig
@@ -34,17 +35,8 @@ SECRET_MAX_AGE_S = 300  # a rotated token is picked up within five minutes, with
 # Configuration is validated here, at start-up: a bad value fails the cold start naming the variable.
 common = CommonConfig.from_env()
 cfg = UpdaterConfig.from_env()
-_secrets: Any = None
-
-
-def _get_secret(arn: str) -> str:
-    """The remote's credentials (Powertools' cached provider on eksops' Secrets Manager client); never logged."""
-    global _secrets  # noqa: PLW0603 - one provider per execution environment, made on first use
-    if _secrets is None:
-        from aws_lambda_powertools.utilities.parameters import SecretsProvider
-
-        _secrets = SecretsProvider(boto3_client=client("secretsmanager"))
-    return str(_secrets.get(arn, max_age=SECRET_MAX_AGE_S))
+# The remote's credentials, never logged; the client is made on first use (a CodeCommit repository has no secret).
+secrets = SecretCache(lazy_client("secretsmanager"), max_age_s=SECRET_MAX_AGE_S)
 
 
 service = ImageUpdaterService(
@@ -52,7 +44,7 @@ service = ImageUpdaterService(
     common,
     registry=EcrRegistry(client("ecr")),
     codepipeline=client("codepipeline"),
-    repository=lambda: open_repository(cfg, codecommit=lambda: client("codecommit"), get_secret=_get_secret),
+    repository=lambda: open_repository(cfg, codecommit=lambda: client("codecommit"), get_secret=secrets.get),
     publisher=Publisher(
         client("sns"), alerts_topic_arn=common.alerts_topic_arn, reports_topic_arn=common.reports_topic_arn
     ),

@@ -3,20 +3,14 @@ subscriptions."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from eksops.aws import client, lazy_client
+from eksops.aws.secrets import SecretCache
 from eksops.config import CommonConfig
 from eksops.notify.notifier import SECRET_MAX_AGE_S, BurstDedup, NotifierConfig, NotifierService
 from eksops.notify.once import Once, PostedReports, RepeatCounter
@@ -32,13 +26,15 @@ metrics = Metrics()
 common = CommonConfig.from_env()
 settings = NotifierConfig.from_env()
 table = common.require_idempotency_table()
-# Powertools' own stores would each open another boto3 session (about 65 ms of cold start): hand them ours.
-secrets = SecretsProvider(boto3_client=client("secretsmanager"))
+# Not Powertools' SecretsProvider nor its idempotency: importing either imports boto3, which alone would put this
+# light function's cold start over its target (eksops.notify.once says more).
+secrets = SecretCache(client("secretsmanager"), max_age_s=SECRET_MAX_AGE_S)
 # Identical alerts (same kind, severity, title, cluster and summary) within SLACK_DEDUP_SECONDS are posted once; 0 off.
 dedup = (
     BurstDedup(
         Once(
-            persistence=DynamoDBPersistenceLayer(table_name=table, boto3_client=client("dynamodb")),
+            table=table,
+            dynamodb=client("dynamodb"),
             key_prefix=f"{common.function_name}.alert-dedup",
             expires_after_seconds=settings.dedup_seconds,
         ),
@@ -50,14 +46,15 @@ dedup = (
 )
 # The same reports redelivered together (a batch retried after a timeout) make one digest, not two.
 digest_once = Once(
-    persistence=DynamoDBPersistenceLayer(table_name=table, boto3_client=client("dynamodb")),
+    table=table,
+    dynamodb=client("dynamodb"),
     key_prefix=f"{common.function_name}.digest",
     expires_after_seconds=24 * 3600,
 )
 service = NotifierService(
     settings,
     dry_run=common.dry_run,
-    get_secret=lambda arn: str(secrets.get(arn, max_age=SECRET_MAX_AGE_S)),
+    get_secret=secrets.get,
     webhook=SlackWebhook(),
     sqs=lazy_client("sqs"),  # only for a message Slack refuses (to the dead-letter queue): made on first use
     alerts_topic_arn=common.alerts_topic_arn,
@@ -68,14 +65,14 @@ service = NotifierService(
 )
 # A duplicate delivery of the same SNS message (same MessageId; without one, the same content and time) returns
 # the first result and posts nothing.
-idempotency = IdempotencyConfig(event_key_jmespath="idempotency_key", expires_after_seconds=24 * 3600)
-persistence = DynamoDBPersistenceLayer(table_name=table, boto3_client=client("dynamodb"))
-_remaining: dict[str, Callable[[], int]] = {}
-
-
-@idempotent_function(data_keyword_argument="record", config=idempotency, persistence_store=persistence)
-def deliver(record: SnsRecord) -> dict[str, Any]:
-    return service.deliver(record, _remaining["ms"])
+delivered = Once(
+    table=table,
+    dynamodb=client("dynamodb"),
+    key_prefix=f"{common.function_name}.delivery",
+    expires_after_seconds=24 * 3600,
+)
+# A claim lapses with the invocation that holds it (one that timed out holds its key no longer).
+claims = [once for once in (delivered, digest_once, dedup.once if dedup is not None else None) if once is not None]
 
 
 @metrics.log_metrics
@@ -83,15 +80,14 @@ def deliver(record: SnsRecord) -> dict[str, Any]:
 @tracer.capture_lambda_handler
 @log_failures(logger, metrics)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    idempotency.register_lambda_context(context)
-    digest_once.register_lambda_context(context)
-    if dedup is not None:
-        dedup.once.register_lambda_context(context)
-    _remaining["ms"] = context.get_remaining_time_in_millis
+    for once in claims:
+        once.register_lambda_context(context)
     if is_sqs_batch(event):
         return _reports(event, context)
     record = SnsRecord.parse(event)
-    result = deliver(record=record)
+    result, _replayed = delivered.run(
+        record.idempotency_key, lambda: service.deliver(record, context.get_remaining_time_in_millis)
+    )
     metrics.add_metric(name=_outcome(result), unit=MetricUnit.Count, value=1)
     logger.info("notification handled", extra={k: v for k, v in result.items() if k != "payload"})
     return result

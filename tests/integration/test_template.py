@@ -89,7 +89,7 @@ def test_every_function_has_an_error_alarm(template: Template) -> None:
 # Mutating actions for which IAM has no resource type: any narrower Resource would deny them. PutMetricData is
 # scoped by its namespace condition instead (test_put_metric_data_only_into_eksops_namespace).
 NO_RESOURCE_SCOPE = {"logs:PutQueryDefinition", "logs:DeleteQueryDefinition", "cloudwatch:PutMetricData"}
-# Functions that keep Powertools idempotency records (SNS deliveries: at least once).
+# Functions that keep idempotency records (SNS deliveries and events come at least once).
 IDEMPOTENT_FUNCTIONS = {"notifier", "node_scaler", "image_updater"}
 # What a function's role may do with logs for its own logging; anything else on logs is the function's job.
 LOGGING_ACTIONS = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
@@ -213,20 +213,31 @@ def test_create_addon_only_in_addon_mode(template: Template) -> None:
     assert creates_addons("addon")
 
 
-def test_idempotency_policy_is_what_the_powertools_store_calls(template: Template) -> None:
-    from aws_lambda_powertools.utilities.idempotency.persistence import dynamodb
-
-    tree = ast.parse(Path(dynamodb.__file__).read_text())
+def _dynamodb_actions(path: Path, receiver: str) -> set[str]:
+    """The DynamoDB actions a module calls on ``<something>.<receiver>.<operation>(...)``."""
     calls = {
         node.func.attr
-        for node in ast.walk(tree)
+        for node in ast.walk(ast.parse(path.read_text()))
         if isinstance(node, ast.Call)
         and isinstance(node.func, ast.Attribute)
         and isinstance(node.func.value, ast.Attribute)
-        and node.func.value.attr == "client"
+        and node.func.value.attr == receiver
     }
-    assert calls, "found no client calls in Powertools' DynamoDB persistence layer"
-    needed = {"dynamodb:" + "".join(part.title() for part in call.split("_")) for call in calls}
+    return {"dynamodb:" + "".join(part.title() for part in call.split("_")) for call in calls}
+
+
+def test_idempotency_policy_is_what_each_store_calls(template: Template) -> None:
+    """node_scaler and image_updater keep their records with Powertools' DynamoDB store; the notifier with
+    eksops.notify.once (Once, RepeatCounter, PostedReports). Each role may call exactly what its store calls."""
+    from aws_lambda_powertools.utilities.idempotency.persistence import dynamodb
+
+    import eksops.notify.once as once
+
+    powertools = _dynamodb_actions(Path(dynamodb.__file__), "client")
+    eksops_once = _dynamodb_actions(Path(once.__file__), "_ddb")
+    assert powertools and eksops_once, "found no DynamoDB calls in the stores"
+    needed = {"notifier": eksops_once, "node_scaler": powertools, "image_updater": powertools}
+    assert set(needed) == IDEMPOTENT_FUNCTIONS
     table = {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
     for fn in functions(template):
         granted = [
@@ -235,7 +246,7 @@ def test_idempotency_policy_is_what_the_powertools_store_calls(template: Templat
             if any(a.startswith("dynamodb:") for a in as_list(st["Action"])) and table in as_list(st["Resource"])
         ]
         if "IDEMPOTENCY_TABLE" in fn.environment and fn.name in IDEMPOTENT_FUNCTIONS:
-            assert [set(as_list(st["Action"])) for st in granted] == [needed]
+            assert [set(as_list(st["Action"])) for st in granted] == [needed[fn.name]], fn.name
             assert [as_list(st["Resource"]) for st in granted] == [[table]]
         else:
             assert not granted, f"{fn.name} does not use the idempotency table"

@@ -1,25 +1,48 @@
-"""At most once per key, for a while: Powertools idempotency on the notifier's DynamoDB table, and a small counter of
-the copies it held back.
+"""At most once per key, for a while, on the notifier's DynamoDB table: ``Once`` (one record per key),
+``RepeatCounter`` (the copies held back) and ``PostedReports`` (the reports posted, by identity).
 
-``Once`` serves burst dedup (key: an alert's content hash, kept for SLACK_DEDUP_SECONDS) and digests (key: the
-webhook and the reports in it, kept 24 hours). Each needs a Powertools persistence layer of its own (the handler
-makes them, with eksops' DynamoDB client): Powertools configures a layer once, with the first config it sees, so two
-configs on one layer would share the first one's expiry.
+``Once`` serves each SNS delivery (key: the MessageId, or a content hash; kept 24 hours), burst dedup (key: an
+alert's content hash, kept for SLACK_DEDUP_SECONDS) and digests (key: the webhook and the reports in it, kept 24
+hours). It keeps Powertools idempotency's protocol and item shape (``id``, ``status``, ``expiration`` for the
+table's TTL, ``in_progress_expiration``, ``data``) with the low-level DynamoDB client, because the notifier is one
+of the three light functions whose cold start must stay within 1.3x a bare Powertools handler (issue 9), and
+importing ``aws_lambda_powertools.utilities.idempotency`` imports boto3, with s3transfer and multiprocessing: about
+35 ms of CPU on each cold start, which alone put the notifier over (docs/reliability.md, "Cold start").
+node_scaler and image_updater, which have no such target, keep Powertools idempotency.
+
+The protocol, per key:
+
+1. claim: a conditional PutItem of an INPROGRESS record, which succeeds when there is no record, or the record
+   expired, or it is an INPROGRESS record whose invocation is past its deadline (a timed-out invocation's);
+2. a claim refused by a COMPLETED record returns that record's result, marked replayed; by a live INPROGRESS
+   record, raises :class:`InProgress` (a TemporaryError: the retry finds it completed, or free);
+3. the action runs; its result completes the record (kept ``expires_after_seconds``);
+4. an action that raises deletes the record, so a retry runs it again, then the error goes on.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import ClientError
+
+from eksops.aws.clients import error_code
 from eksops.errors import TemporaryError
 
-REPLAYED = "__eksops_replayed__"  # marks a result that came from the store instead of the action
+log = logging.getLogger(__name__)
+
 REPEATS_TTL_S = 24 * 3600
 POSTED_TTL_S = 24 * 3600  # a retried invocation reports again within minutes; a duplicate delivery, sooner
+INPROGRESS, COMPLETED = "INPROGRESS", "COMPLETED"
+# An invocation that never told Once its deadline (register_lambda_context) holds a claim this long at most: the
+# longest a Lambda invocation can run.
+DEFAULT_IN_PROGRESS_MS = 15 * 60 * 1000
 
 
 class InProgress(TemporaryError):
@@ -28,56 +51,114 @@ class InProgress(TemporaryError):
 
 class Once:
     """``run(key, action)`` calls ``action`` unless a call for ``key`` succeeded within ``expires_after_seconds``;
-    then it returns that call's result instead. Returns ``(result, replayed)``."""
+    then it returns that call's result instead. Returns ``(result, replayed)``. The result must be JSON."""
 
-    def __init__(self, *, persistence: Any, key_prefix: str, expires_after_seconds: int) -> None:
-        from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
-
+    def __init__(
+        self,
+        *,
+        table: str,
+        dynamodb: Any,
+        key_prefix: str,
+        expires_after_seconds: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if expires_after_seconds <= 0:
+            raise ValueError(f"expires_after_seconds must be positive, not {expires_after_seconds}")
         self.expires_after_seconds = expires_after_seconds
-        self.config = IdempotencyConfig(
-            event_key_jmespath="key",
-            raise_on_no_idempotency_key=True,
-            expires_after_seconds=expires_after_seconds,
-            response_hook=_replayed,
-        )
-        self._action: Callable[[], dict[str, Any]] | None = None
-
-        def once(data: dict[str, str]) -> dict[str, Any]:
-            if self._action is None:
-                raise RuntimeError("Once: called outside run()")
-            return self._action()
-
-        self._once = idempotent_function(
-            once,
-            data_keyword_argument="data",
-            persistence_store=persistence,
-            config=self.config,
-            key_prefix=key_prefix,
-        )
+        self._table = table
+        self._ddb = dynamodb
+        self._prefix = key_prefix
+        self._clock = clock
+        self._remaining_ms: Callable[[], int] = lambda: DEFAULT_IN_PROGRESS_MS
 
     def register_lambda_context(self, context: Any) -> None:
-        """Each invocation: an in-progress record of a timed-out invocation then expires with it."""
-        self.config.register_lambda_context(context)
+        """Each invocation: a claim then expires with the invocation, so a timed-out one holds its key no longer."""
+        self._remaining_ms = context.get_remaining_time_in_millis
 
     def run(self, key: str, action: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
-        from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
-
-        self._action = action
-        busy = False
+        item_id = self._id(key)
+        done = self._claim(item_id, key)
+        if done is not None:
+            return done, True
         try:
-            result: dict[str, Any] = self._once(data={"key": key})
-        except IdempotencyAlreadyInProgressError:
-            busy = True
-        finally:
-            self._action = None
-        if busy:  # raised here, outside the except block: Powertools' error names the key, ours says what to do
-            raise InProgress(f"another invocation is posting the same content now ({key[:19]}...); retry later")
-        replayed = bool(result.pop(REPLAYED, False))
-        return result, replayed
+            result = action()
+        except BaseException:
+            self._release(item_id)
+            raise
+        self._complete(item_id, result)
+        return result, False
 
+    def _claim(self, item_id: str, key: str) -> dict[str, Any] | None:
+        """Claim ``item_id``; or the stored result when a call for it completed. Raises InProgress when another
+        invocation holds it."""
+        now = self._clock()
+        try:
+            self._ddb.put_item(
+                TableName=self._table,
+                Item={
+                    "id": {"S": item_id},
+                    "status": {"S": INPROGRESS},
+                    "expiration": {"N": str(int(now) + self.expires_after_seconds)},
+                    "in_progress_expiration": {"N": str(int(now * 1000) + max(int(self._remaining_ms()), 0))},
+                },
+                ConditionExpression=(
+                    "attribute_not_exists(id) OR expiration < :now"
+                    " OR (#status = :inprogress AND in_progress_expiration < :now_ms)"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":now": {"N": str(int(now))},
+                    ":now_ms": {"N": str(int(now * 1000))},
+                    ":inprogress": {"S": INPROGRESS},
+                },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+            return None
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            # the record that refused the claim (DynamoDB returns it; a store that does not is asked)
+            returned = exc.response.get("Item")
+            held = returned if isinstance(returned, dict) and returned else self._get(item_id)
+        if held and held.get("status", {}).get("S") == COMPLETED:
+            try:
+                stored = json.loads(held.get("data", {}).get("S", ""))
+            except ValueError:
+                stored = None
+            if isinstance(stored, dict):
+                return stored
+        raise InProgress(f"another invocation is posting the same content now ({key[:19]}...); retry later")
 
-def _replayed(response: Any, idempotent_data: Any) -> Any:
-    return {**response, REPLAYED: True} if isinstance(response, dict) else response
+    def _complete(self, item_id: str, result: dict[str, Any]) -> None:
+        try:
+            self._ddb.put_item(
+                TableName=self._table,
+                Item={
+                    "id": {"S": item_id},
+                    "status": {"S": COMPLETED},
+                    "expiration": {"N": str(int(self._clock()) + self.expires_after_seconds)},
+                    "data": {"S": json.dumps(result, default=str, separators=(",", ":"))},
+                },
+            )
+        except ClientError as exc:
+            # The action is done (posted): failing now would make Lambda retry it and post it again. The claim
+            # lapses at this invocation's deadline; a copy arriving after that is posted again.
+            log.warning("done, but not recorded as done (%s): a copy delivered later may be posted again", exc)
+
+    def _release(self, item_id: str) -> None:
+        try:
+            self._ddb.delete_item(TableName=self._table, Key={"id": {"S": item_id}})
+        except ClientError as exc:  # the action's own error matters more; the claim lapses at the deadline
+            log.warning("could not release the claim on %s after a failure (%s)", item_id, exc)
+
+    def _get(self, item_id: str) -> dict[str, Any] | None:
+        item: dict[str, Any] | None = self._ddb.get_item(
+            TableName=self._table, Key={"id": {"S": item_id}}, ConsistentRead=True
+        ).get("Item")
+        return item
+
+    def _id(self, key: str) -> str:
+        return f"{self._prefix}#sha256:{_sha256(key)}"
 
 
 @dataclass(frozen=True)
@@ -168,4 +249,9 @@ class PostedReports:
         )
 
     def _id(self, identity: str) -> str:
-        return f"{self._prefix}#sha256:{hashlib.sha256(identity.encode()).hexdigest()}"
+        return f"{self._prefix}#sha256:{_sha256(identity)}"
+
+
+def _sha256(text: str) -> str:
+    """The key's digest; event text may hold lone surrogates, which strict UTF-8 refuses."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
