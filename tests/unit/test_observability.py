@@ -20,7 +20,7 @@ from aws_lambda_powertools import Logger, Metrics
 
 from eksops.errors import InvalidEvent
 from eksops.notify import Message, Publisher, Severity
-from eksops.notify.publish import reports_of
+from eksops.notify.identity import reports_of
 from eksops.observability import LOG_FIELD_CHARS, LOG_TRACEBACK_CHARS, log_failures, log_json, trigger_of
 
 ROOT = Path(__file__).resolve().parents[2]

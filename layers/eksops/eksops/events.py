@@ -8,12 +8,12 @@ imports every event class it has (33 modules) on each cold start, for three keys
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from eksops.errors import InvalidEvent, UnsupportedEvent
+from eksops.names import is_cluster_name
 
 CLOUDTRAIL_DETAIL_TYPE = "AWS API Call via CloudTrail"
 SCHEDULED_DETAIL_TYPE = "Scheduled Event"
@@ -56,17 +56,8 @@ class Continuation:
 
 AnyEvent = CloudTrailCall | ScheduledRun | Continuation
 
-# EKS cluster names: 1-100 characters, alphanumerics, hyphens and underscores, starting alphanumeric. The one
-# definition: error_alarms builds its log group patterns from it; names read from events are checked against it.
-CLUSTER_NAME_PATTERN = r"[0-9A-Za-z][0-9A-Za-z_-]{0,99}"
-_CLUSTER_NAME = re.compile(CLUSTER_NAME_PATTERN)
 # Values quoted back in a reason are cut to this: an event may carry a string of any length.
 _QUOTED = 80
-
-
-def is_cluster_name(value: Any) -> bool:
-    """Whether ``value`` is a string EKS accepts as a cluster name."""
-    return isinstance(value, str) and _CLUSTER_NAME.fullmatch(value) is not None
 
 
 def cluster_name(value: Any, field: str) -> str:

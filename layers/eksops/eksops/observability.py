@@ -16,7 +16,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from eksops.errors import EksopsError, InvalidEvent
-from eksops.notify.publish import reports_of
+from eksops.notify.identity import reports_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,7 +56,7 @@ def package_logs_through(logger: Logger) -> Iterator[None]:
 
 
 def trigger_of(function: str, context: Any) -> str | None:
-    """What a report's identity is made of (eksops.notify.publish.reports_of): the function and the invocation's
+    """What a report's identity is made of (eksops.notify.identity.reports_of): the function and the invocation's
     request id, which Lambda keeps when it retries a failed asynchronous invocation (so a retry's reports are
     recognised as copies) and which differs for every other invocation, a repeated event included (a second dry run
     of the same sample still reports). None without a context that has one."""

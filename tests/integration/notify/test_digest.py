@@ -380,7 +380,7 @@ def test_a_retried_invocations_reports_are_posted_once(
     """Review of issue 13: a sweep that ends in PartialFailure is retried by Lambda (twice) with the same event, and
     each attempt reported again: three Slack messages for one sweep. Reports carry an identity made of the function,
     the event's id and their place in the invocation; a copy in a later batch is acknowledged, not posted."""
-    from eksops.notify.publish import reports_of
+    from eksops.notify.identity import reports_of
 
     sandbox, dispatcher = make_notifier_sandbox()
     sandbox.set_parameters(SlackWebhookSecretArn=webhook(sandbox, slack))

@@ -35,7 +35,7 @@ from eksops.aws import error_code
 from eksops.bootstrap.config import BootstrapConfig
 from eksops.config import CommonConfig
 from eksops.errors import PartialFailure, PermanentError, TemporaryError, UnsupportedEvent
-from eksops.events import AnyEvent, CloudTrailCall, ScheduledRun, cluster_name, is_cluster_name
+from eksops.events import AnyEvent, CloudTrailCall, ScheduledRun, cluster_name
 from eksops.kube import manifests
 from eksops.kube.apply import (
     Owner,
@@ -46,6 +46,7 @@ from eksops.kube.apply import (
     ref_of,
 )
 from eksops.kube.errors import AccessDenied, principal_arn, raise_for_status
+from eksops.names import is_cluster_name
 from eksops.notify import Message, Publisher, Severity
 from eksops.sweeps import Deadline
 

@@ -17,6 +17,7 @@ from importlib import resources
 from typing import Any
 
 from eksops.errors import EksopsError
+from eksops.names import is_cluster_name
 
 __all__ = [
     "DENY_POLICY_NAME",
@@ -77,8 +78,6 @@ FARGATE_SECURE_PORT = 10251
 
 _MANAGED_BY = {"app.kubernetes.io/managed-by": "eksops"}
 _PLACEHOLDER = re.compile(r"\$\{(cluster|region)\}")
-# EKS cluster names: 1-100 characters, letters, digits, hyphens and underscores, starting with a letter or digit.
-_CLUSTER_NAME = re.compile(r"[0-9A-Za-z][A-Za-z0-9_-]{0,99}")
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _PSA_VERSION = re.compile(r"latest|v1\.\d{1,3}")
@@ -112,7 +111,7 @@ def _render(name: str, values: dict[str, str]) -> list[dict[str, Any]]:
 
 
 def _cluster_values(cluster: str, region: str) -> dict[str, str]:
-    if not _CLUSTER_NAME.fullmatch(cluster):
+    if not is_cluster_name(cluster):
         raise InvalidManifestInput(f"{cluster!r} is not a valid EKS cluster name")
     if not _REGION.fullmatch(region):
         raise InvalidManifestInput(f"{region!r} is not an AWS region name")

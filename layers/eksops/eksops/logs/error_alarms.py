@@ -41,16 +41,17 @@ from eksops.aws import RateLimiter, error_code
 from eksops.aws.alarms import same_alarm
 from eksops.config import CommonConfig
 from eksops.errors import InvalidEvent, PartialFailure, UnsupportedEvent
-from eksops.events import CLUSTER_NAME_PATTERN, AnyEvent, CloudTrailCall, ScheduledRun
+from eksops.events import AnyEvent, CloudTrailCall, ScheduledRun
 from eksops.logs.error_alarms_config import ErrorAlarmsConfig
 from eksops.logs.groups import describe_log_group
+from eksops.names import CLUSTER_NAME_PATTERN
 from eksops.notify import Message, Publisher, Severity
 from eksops.sweeps import Deadline
 
 FUNCTION = "error_alarms"
 EVENT_NAMES = frozenset({"CreateLogGroup", "DeleteLogGroup"})
 CONTAINER_INSIGHTS_PREFIX = "/aws/containerinsights/"
-_CLUSTER = CLUSTER_NAME_PATTERN  # EKS cluster names: one definition, in eksops.events
+_CLUSTER = CLUSTER_NAME_PATTERN  # EKS cluster names: one definition, in eksops.names
 _APPLICATION_GROUP = re.compile(rf"^/aws/containerinsights/({_CLUSTER})/application$")
 _CLUSTER_NAME = re.compile(rf"^{_CLUSTER}$")
 _GROUP_NAME = re.compile(r"^[.\-_/#A-Za-z0-9]{1,512}$")

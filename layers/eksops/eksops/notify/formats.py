@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from eksops.events import is_cluster_name
+from eksops.names import is_cluster_name
 from eksops.notify.blocks import (
     FALLBACK_TEXT_LIMIT,
     clip,

@@ -17,8 +17,8 @@ from eksops.errors import ConfigError
 from eksops.notify.blocks import context, escape
 from eksops.notify.digest import digest
 from eksops.notify.formats import SlackMessage, format_sns
+from eksops.notify.identity import REPORT_ID_CHARS
 from eksops.notify.once import InProgress, Once, PostedReports, RepeatCounter, Repeats
-from eksops.notify.publish import REPORT_ID_CHARS
 from eksops.notify.queue import QueuedRecord
 from eksops.notify.severity import SEVERITIES, at_least
 from eksops.notify.sns import MESSAGE_ID_LIMIT, SUBJECT_LIMIT, SnsRecord, content_key  # noqa: F401 - re-exported

@@ -8,12 +8,11 @@ filter (for example warning-and-above only) without parsing the body.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
+
+from eksops.notify.identity import next_report_id
 
 SUBJECT_LIMIT = 99  # SNS allows 100; keep one spare for safety with multi-byte characters counted as one.
 EMAIL_DETAIL_LINES = 50
@@ -89,31 +88,6 @@ class Message:
         return "\n".join(parts)
 
 
-REPORT_ID_CHARS = 300
-SUBJECT_CHARS = 80
-
-
-@dataclass
-class _Invocation:
-    trigger: str
-    published: dict[str, int] = field(default_factory=dict)  # subject -> reports about it so far
-
-
-_INVOCATION: ContextVar[_Invocation | None] = ContextVar("eksops_report_invocation", default=None)
-
-
-@contextmanager
-def reports_of(trigger: str | None) -> Iterator[None]:
-    """Reports published in the block carry ``report_id`` ``<trigger>#<subject>#<n>``: the same for the same reports
-    of a retried invocation (Lambda retries an asynchronous invocation under the same request id), different for
-    every other report of the invocation and for every other invocation. ``trigger`` None: no ids."""
-    token = _INVOCATION.set(_Invocation(trigger[: REPORT_ID_CHARS - SUBJECT_CHARS - 20]) if trigger else None)
-    try:
-        yield
-    finally:
-        _INVOCATION.reset(token)
-
-
 class Publisher:
     """Sends messages to the alerts or reports topic. A topic left unset means that kind is not published."""
 
@@ -128,11 +102,10 @@ class Publisher:
         Inside reports_of(), the report gets its identity: the invocation, what it is about (``subject``, by
         default its kind and cluster: a retry's report about the same thing is the same report, whatever its
         counts say now) and its place among the invocation's reports about that."""
-        invocation = _INVOCATION.get()
-        if invocation is not None and self._reports:
-            about = (subject or f"{message.kind}/{message.cluster or '-'}")[:SUBJECT_CHARS]
-            count = invocation.published[about] = invocation.published.get(about, 0) + 1
-            message = replace(message, report_id=f"{invocation.trigger}#{about}#{count}")
+        if self._reports:
+            report_id = next_report_id(subject or f"{message.kind}/{message.cluster or '-'}")
+            if report_id is not None:
+                message = replace(message, report_id=report_id)
         return self._publish(self._reports, message)
 
     def alert(self, message: Message) -> str | None:
