@@ -6,8 +6,9 @@ loads the publisher at its cold start; every other function gets ``Publisher`` f
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from eksops.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from eksops.notify.publish import Message, Publisher, Severity
@@ -17,14 +18,4 @@ _MODULE_OF = {"Message": "publish", "Publisher": "publish", "Severity": "publish
 __all__ = ["Message", "Publisher", "Severity"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # the next lookup is an ordinary attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_MODULE_OF])
+__getattr__, __dir__ = lazy_exports(__name__, _MODULE_OF, globals())
