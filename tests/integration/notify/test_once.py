@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError
 
 from eksops.aws import client
 from eksops.notify.once import InProgress, Once
@@ -143,10 +143,17 @@ def _boom() -> dict[str, Any]:
 class Refusing:
     """The real client, with one operation refused as a throttled DynamoDB refuses it; ``when`` picks the calls."""
 
-    def __init__(self, dynamodb: Any, operation: str, when: Callable[[dict[str, Any]], bool] = lambda _: True) -> None:
+    def __init__(
+        self,
+        dynamodb: Any,
+        operation: str,
+        when: Callable[[dict[str, Any]], bool] = lambda _: True,
+        error: Exception | None = None,
+    ) -> None:
         self._ddb = dynamodb
         self._operation = operation
         self._when = when
+        self._error = error
 
     def __getattr__(self, name: str) -> Any:
         real = getattr(self._ddb, name)
@@ -155,7 +162,9 @@ class Refusing:
 
         def refused(**kwargs: Any) -> Any:
             if self._when(kwargs):
-                raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, name)
+                raise self._error or ClientError(
+                    {"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, name
+                )
             return real(**kwargs)
 
         return refused
@@ -173,20 +182,29 @@ def test_without_a_registered_context_a_claim_holds_for_the_longest_invocation(d
     assert result["in_progress_expiration"] == 1_800_000_000_000 + 15 * 60 * 1000
 
 
-def test_a_result_that_cannot_be_recorded_is_still_returned(ddb: Any, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    ("error", "logged"),
+    [
+        (None, "ThrottlingException"),
+        (EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com"), "Could not connect"),
+    ],
+)
+def test_a_result_that_cannot_be_recorded_is_still_returned(
+    ddb: Any, caplog: pytest.LogCaptureFixture, error: Exception | None, logged: str
+) -> None:
     """The action is done (posted to Slack): failing now would make Lambda retry it and post it twice."""
     clock = Clock()
     calls, action = counting({"posted": True})
     flaky = Once(
         table=TABLE,
-        dynamodb=Refusing(ddb, "put_item", lambda call: call["Item"]["status"]["S"] == "COMPLETED"),
+        dynamodb=Refusing(ddb, "put_item", lambda call: call["Item"]["status"]["S"] == "COMPLETED", error),
         key_prefix="fn.test",
         expires_after_seconds=600,
         clock=clock,
     )
     flaky.register_lambda_context(Context(10_000))
     assert flaky.run("k", action) == ({"posted": True}, False)
-    assert "not recorded as done" in caplog.text and "ThrottlingException" in caplog.text
+    assert "not recorded as done" in caplog.text and logged in caplog.text
     clock.now += 11  # the claim lapsed with that invocation: a later copy runs again (at least once)
     assert once(ddb, clock).run("k", action)[1] is False and calls == [1, 1]
 

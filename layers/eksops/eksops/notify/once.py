@@ -140,7 +140,7 @@ class Once:
                     "data": {"S": json.dumps(result, default=str, separators=(",", ":"))},
                 },
             )
-        except ClientError as exc:
+        except Exception as exc:  # DynamoDB refusing, unreachable or out of time: all the same here
             # The action is done (posted): failing now would make Lambda retry it and post it again. The claim
             # lapses at this invocation's deadline; a copy arriving after that is posted again.
             log.warning("done, but not recorded as done (%s): a copy delivered later may be posted again", exc)
@@ -148,7 +148,7 @@ class Once:
     def _release(self, item_id: str) -> None:
         try:
             self._ddb.delete_item(TableName=self._table, Key={"id": {"S": item_id}})
-        except ClientError as exc:  # the action's own error matters more; the claim lapses at the deadline
+        except Exception as exc:  # the action's own error matters more; the claim lapses at the deadline
             log.warning("could not release the claim on %s after a failure (%s)", item_id, exc)
 
     def _get(self, item_id: str) -> dict[str, Any] | None:
