@@ -13,14 +13,14 @@ from eksops.aws import client, lazy_client
 from eksops.aws.secrets import SecretCache
 from eksops.config import CommonConfig
 from eksops.notify.notifier import SECRET_MAX_AGE_S, BurstDedup, NotifierConfig, NotifierService
-from eksops.notify.once import Once, PostedReports, RepeatCounter
+from eksops.notify.once import InProgress, Once, PostedReports, RepeatCounter
 from eksops.notify.queue import is_sqs_batch, parse_sqs_batch
 from eksops.notify.sns import SnsRecord
 from eksops.notify.webhook import SlackWebhook
-from eksops.observability import TRACED_MODULES, log_failures, log_json
+from eksops.observability import TRACED_AWS_ONLY, log_failures, log_json
 
 logger = Logger(json_serializer=log_json)
-tracer = Tracer(patch_modules=TRACED_MODULES)
+tracer = Tracer(patch_modules=TRACED_AWS_ONLY)  # no http.client: X-Ray would record the webhook URLs
 metrics = Metrics()
 
 common = CommonConfig.from_env()
@@ -51,6 +51,8 @@ digest_once = Once(
     key_prefix=f"{common.function_name}.digest",
     expires_after_seconds=24 * 3600,
 )
+# A report that comes again (a retried invocation's, a duplicate delivery's, a copy in another batch) is posted once.
+posted = PostedReports(table=table, dynamodb=client("dynamodb"), key_prefix=f"{common.function_name}.report-posted")
 service = NotifierService(
     settings,
     dry_run=common.dry_run,
@@ -60,8 +62,7 @@ service = NotifierService(
     alerts_topic_arn=common.alerts_topic_arn,
     dedup=dedup,
     digest_once=digest_once,
-    # A report that comes again (a retried invocation's, a duplicate delivery's) is posted once.
-    posted=PostedReports(table=table, dynamodb=client("dynamodb"), key_prefix=f"{common.function_name}.report-posted"),
+    posted=posted,
 )
 # A duplicate delivery of the same SNS message (same MessageId; without one, the same content and time) returns
 # the first result and posts nothing.
@@ -72,7 +73,7 @@ delivered = Once(
     expires_after_seconds=24 * 3600,
 )
 # A claim lapses with the invocation that holds it (one that timed out holds its key no longer).
-claims = [once for once in (delivered, digest_once, dedup.once if dedup is not None else None) if once is not None]
+claims = [store for store in (delivered, digest_once, posted, dedup.once if dedup else None) if store is not None]
 
 
 @metrics.log_metrics
@@ -85,9 +86,20 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if is_sqs_batch(event):
         return _reports(event, context)
     record = SnsRecord.parse(event)
-    result, _replayed = delivered.run(
-        record.idempotency_key, lambda: service.deliver(record, context.get_remaining_time_in_millis)
-    )
+    try:
+        result, _replayed = delivered.run(
+            record.idempotency_key, lambda: service.deliver(record, context.get_remaining_time_in_millis)
+        )
+    except InProgress:
+        # The same delivery is being posted by another invocation right now (SNS delivered it twice at once). That
+        # one posts it, or fails and is retried: this copy is acknowledged, not an error that would page anyone.
+        result = {
+            "message_id": record.message_id,
+            "posted": False,
+            "deduplicated": True,
+            "duplicate_of": record.message_id,
+            "reason": "the same delivery is being posted by another invocation",
+        }
     metrics.add_metric(name=_outcome(result), unit=MetricUnit.Count, value=1)
     logger.info("notification handled", extra={k: v for k, v in result.items() if k != "payload"})
     return result

@@ -32,6 +32,9 @@ PACKAGE_LOGGER = "eksops"
 # Kubernetes API through urllib3). Tracer's default patches every library it finds, and importing requests,
 # sqlite3 and the like for that cost cluster_bootstrap about 37 ms of each cold start.
 TRACED_MODULES = ("botocore", "httplib")
+# Except in the notifier: its http.client requests go to Slack webhook URLs, which are secrets (whoever has one posts
+# to the channel), and X-Ray records the URL of every request it traces, query string aside. It traces AWS calls only.
+TRACED_AWS_ONLY = ("botocore",)
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -273,7 +273,12 @@ class NotifierService:
                 message.blocks.insert(1, context(_repeated(seen, dedup.window_s)))
             self._post(message, secret_arn, remaining_ms)
             if seen is not None:
-                dedup.repeats.settle(key, seen)
+                try:
+                    dedup.repeats.settle(key, seen)
+                except Exception as exc:  # posted: failing now would post it again; the copies are told twice at worst
+                    log.warning(
+                        "alert posted, but its %s held-back copies not taken off the count: %s", seen.count, exc
+                    )
             return {
                 "delivery": record.idempotency_key,
                 "message_id": record.message_id,
@@ -311,46 +316,49 @@ class NotifierService:
         queue."""
         outcome = BatchOutcome(records=len(records))
         groups: dict[str | None, list[tuple[QueuedRecord, SlackMessage]]] = {}
-        identities: dict[str, str] = {}  # SQS messageId -> the report's identity
+        identities: dict[str, str] = {}  # SQS messageId -> the identity of a report this invocation claimed
         for queued in records:
             sns = queued.sns
-            identity = report_identity(sns)
-            if identity in identities.values() or self._posted_before(identity):
-                log.info("report %s is a copy of one already posted (%s): not posted again", sns.message_id, identity)
-                outcome.copies += 1
-                continue
-            identities[queued.queue_message_id] = identity
             message = format_sns(sns.message, sns.subject, sns.topic_arn)
             destination = self.cfg.destination_for(message)
             if not destination.admits(message):
                 log.info("report %s is %s, below %s: not posted", sns.message_id, message.severity, destination.setting)
                 outcome.filtered += 1
                 continue
+            identity = report_identity(sns)
+            if identity in identities.values() or not self._claim_report(identity):
+                log.info("report %s is a copy of one posted or being posted (%s): not posted", sns.message_id, identity)
+                outcome.copies += 1
+                continue
+            identities[queued.queue_message_id] = identity
             groups.setdefault(destination.secret_arn, []).append((queued, message))
         for secret_arn, members in groups.items():
             delivered = self._deliver_digest(secret_arn, members, remaining_ms, outcome)
             outcome.digests.append(delivered)
-            if delivered.get("posted"):
-                self._mark_posted(identities[q.queue_message_id] for q, _ in members)
+            self._settle_reports([identities[q.queue_message_id] for q, _ in members], posted=bool(delivered["posted"]))
         return outcome
 
-    def _posted_before(self, identity: str) -> bool:
+    def _claim_report(self, identity: str) -> bool:
         if self._posted is None:
-            return False
+            return True
         try:
-            return self._posted.seen(identity)
+            return self._posted.claim(identity)
         except Exception as exc:  # the store is a nicety: a report posted twice beats a report lost
             log.warning("could not check whether report %s was posted before: %s", identity, exc)
-            return False
+            return True
 
-    def _mark_posted(self, identities: Iterable[str]) -> None:
+    def _settle_reports(self, identities: list[str], *, posted: bool) -> None:
+        """Posted: remembered for a day. Not posted: released, so the redelivery SQS makes (or a redrive) posts them."""
         if self._posted is None:
             return
         for identity in identities:
             try:
-                self._posted.mark(identity)
-            except Exception as exc:  # posted already: a failure here only risks a second post of a copy
-                log.warning("could not record report %s as posted: %s", identity, exc)
+                if posted:
+                    self._posted.done(identity)
+                else:
+                    self._posted.release(identity)
+            except Exception as exc:  # a claim left behind lapses at this invocation's deadline
+                log.warning("could not record report %s as %s: %s", identity, "posted" if posted else "free", exc)
 
     def _deliver_digest(
         self,

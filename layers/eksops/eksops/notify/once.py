@@ -91,36 +91,17 @@ class Once:
     def _claim(self, item_id: str, key: str) -> dict[str, Any] | None:
         """Claim ``item_id``; or the stored result when a call for it completed. Raises InProgress when another
         invocation holds it."""
-        now = self._clock()
-        try:
-            self._ddb.put_item(
-                TableName=self._table,
-                Item={
-                    "id": {"S": item_id},
-                    "status": {"S": INPROGRESS},
-                    "expiration": {"N": str(int(now) + self.expires_after_seconds)},
-                    "in_progress_expiration": {"N": str(int(now * 1000) + max(int(self._remaining_ms()), 0))},
-                },
-                ConditionExpression=(
-                    "attribute_not_exists(id) OR expiration < :now"
-                    " OR (#status = :inprogress AND in_progress_expiration < :now_ms)"
-                ),
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":now": {"N": str(int(now))},
-                    ":now_ms": {"N": str(int(now * 1000))},
-                    ":inprogress": {"S": INPROGRESS},
-                },
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
+        held = _claim(
+            self._ddb,
+            self._table,
+            item_id,
+            now=self._clock(),
+            expires_after_seconds=self.expires_after_seconds,
+            remaining_ms=self._remaining_ms(),
+        )
+        if held is None:
             return None
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
-            # the record that refused the claim (DynamoDB returns it; a store that does not is asked)
-            returned = exc.response.get("Item")
-            held = returned if isinstance(returned, dict) and returned else self._get(item_id)
-        if held and held.get("status", {}).get("S") == COMPLETED:
+        if held.get("status", {}).get("S") == COMPLETED:
             try:
                 stored = json.loads(held.get("data", {}).get("S", ""))
             except ValueError:
@@ -150,12 +131,6 @@ class Once:
             self._ddb.delete_item(TableName=self._table, Key={"id": {"S": item_id}})
         except Exception as exc:  # the action's own error matters more; the claim lapses at the deadline
             log.warning("could not release the claim on %s after a failure (%s)", item_id, exc)
-
-    def _get(self, item_id: str) -> dict[str, Any] | None:
-        item: dict[str, Any] | None = self._ddb.get_item(
-            TableName=self._table, Key={"id": {"S": item_id}}, ConsistentRead=True
-        ).get("Item")
-        return item
 
     def _id(self, key: str) -> str:
         return f"{self._prefix}#sha256:{_sha256(key)}"
@@ -223,33 +198,94 @@ class RepeatCounter:
 
 
 class PostedReports:
-    """The reports a digest has posted, by identity, for POSTED_TTL_S: one item each in the same table (id
-    ``<prefix>#<sha256 of the identity>``, expiring through the table's TTL attribute). A report that comes again (a
-    retried invocation's, a duplicate delivery's) is then recognised in a later batch and not posted twice."""
+    """The reports digests have posted, by identity, for POSTED_TTL_S: one item each in the same table (id
+    ``<prefix>#<sha256 of the identity>``, expiring through the table's TTL attribute), so a report that comes again
+    (a retried invocation's, a duplicate delivery's) is acknowledged, not posted twice.
+
+    A report is claimed before its digest is posted (the conditional write ``Once`` makes), so two batches holding
+    copies of one report, run at the same time, post it once: the second finds the claim and acknowledges its copy.
+    That is safe because the holder either posts it or releases it and fails its own record, which SQS delivers
+    again. After the digest, its reports are marked posted (``done``) or released (not posted: Slack down, a dry run,
+    refused and dead-lettered)."""
 
     def __init__(self, *, table: str, dynamodb: Any, key_prefix: str, clock: Callable[[], float] = time.time) -> None:
         self._table = table
         self._ddb = dynamodb
         self._prefix = key_prefix
         self._clock = clock
+        self._remaining_ms: Callable[[], int] = lambda: DEFAULT_IN_PROGRESS_MS
 
-    def seen(self, identity: str) -> bool:
-        item = self._ddb.get_item(
-            TableName=self._table, Key={"id": {"S": self._id(identity)}}, ConsistentRead=True
-        ).get("Item")
-        return bool(item) and int(item.get("expiration", {}).get("N", "0")) >= self._clock()
+    def register_lambda_context(self, context: Any) -> None:
+        """Each invocation: its claims lapse with it (a timed-out batch is delivered again, after its deadline)."""
+        self._remaining_ms = context.get_remaining_time_in_millis
 
-    def mark(self, identity: str) -> None:
+    def claim(self, identity: str) -> bool:
+        """True when this invocation may post the report; False when it was posted, or is being posted elsewhere."""
+        held = _claim(
+            self._ddb,
+            self._table,
+            self._id(identity),
+            now=self._clock(),
+            expires_after_seconds=POSTED_TTL_S,
+            remaining_ms=self._remaining_ms(),
+        )
+        return held is None
+
+    def done(self, identity: str) -> None:
         self._ddb.put_item(
             TableName=self._table,
             Item={
                 "id": {"S": self._id(identity)},
+                "status": {"S": COMPLETED},
                 "expiration": {"N": str(int(self._clock()) + POSTED_TTL_S)},
             },
         )
 
+    def release(self, identity: str) -> None:
+        self._ddb.delete_item(TableName=self._table, Key={"id": {"S": self._id(identity)}})
+
     def _id(self, identity: str) -> str:
         return f"{self._prefix}#sha256:{_sha256(identity)}"
+
+
+def _claim(
+    dynamodb: Any, table: str, item_id: str, *, now: float, expires_after_seconds: int, remaining_ms: int
+) -> dict[str, Any] | None:
+    """Claim ``item_id`` with a conditional PutItem of an INPROGRESS record: None when claimed, else the record that
+    holds it (COMPLETED and unexpired, or INPROGRESS before its invocation's deadline)."""
+    try:
+        dynamodb.put_item(
+            TableName=table,
+            Item={
+                "id": {"S": item_id},
+                "status": {"S": INPROGRESS},
+                "expiration": {"N": str(int(now) + expires_after_seconds)},
+                "in_progress_expiration": {"N": str(int(now * 1000) + max(int(remaining_ms), 0))},
+            },
+            ConditionExpression=(
+                "attribute_not_exists(id) OR expiration < :now"
+                " OR (#status = :inprogress AND in_progress_expiration < :now_ms)"
+            ),
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":now": {"N": str(int(now))},
+                ":now_ms": {"N": str(int(now * 1000))},
+                ":inprogress": {"S": INPROGRESS},
+            },
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+        return None
+    except ClientError as exc:
+        if error_code(exc) != "ConditionalCheckFailedException":
+            raise
+        # the record that refused the claim (DynamoDB returns it; a store that does not is asked)
+        returned = exc.response.get("Item")
+    if isinstance(returned, dict) and returned:
+        return returned
+    held: dict[str, Any] = dynamodb.get_item(TableName=table, Key={"id": {"S": item_id}}, ConsistentRead=True).get(
+        "Item"
+    ) or {"status": {"S": INPROGRESS}}  # gone since: released a moment ago; count it as busy, a retry will see
+    return held
 
 
 def _sha256(text: str) -> str:
