@@ -19,7 +19,9 @@ from __future__ import annotations
 import argparse
 import ast
 import compileall
+import functools
 import gzip
+import hashlib
 import importlib.util
 import json
 import os
@@ -184,11 +186,37 @@ def dev_code(directory: Path) -> list[str]:
         if (directory / relative).exists()
     ]
     own = [*directory.glob("*.py"), *(directory / "eksops").rglob("*.py")]
+    copies = _dev_fingerprints()
     for module in sorted(own):
         dev = sorted({name.split(".")[0] for name in _imports(module)} & DEV_LIBRARIES)
         if dev:
             found.append(f"{module.relative_to(directory)} imports {', '.join(dev)}: development code in Lambda")
+        elif (original := copies.get(_fingerprint(module.read_bytes()))) is not None:
+            found.append(f"{module.relative_to(directory)} is a copy of {original}: development code in Lambda")
     return found
+
+
+# A module this small (after whitespace) is no evidence of a copy: an empty __init__.py, a one-line re-export.
+FINGERPRINT_MIN_BYTES = 200
+
+
+@functools.cache
+def _dev_fingerprints() -> dict[str, str]:
+    """Each eksops_dev module's fingerprint -> its name: a copy under any name, even one importing only the standard
+    library (the filter-pattern evaluator), is development code all the same."""
+    package = Path(__file__).resolve().parent
+    prints = {
+        _fingerprint(module.read_bytes()): f"eksops_dev/{module.relative_to(package)}"
+        for module in package.rglob("*.py")
+    }
+    prints.pop("", None)
+    return prints
+
+
+def _fingerprint(source: bytes) -> str:
+    """The source without its whitespace, hashed (a copy reformatted is still a copy); "" for a small module."""
+    compact = b"".join(source.split())
+    return hashlib.sha256(compact).hexdigest() if len(compact) >= FINGERPRINT_MIN_BYTES else ""
 
 
 def _x86_libraries(directory: Path) -> list[str]:

@@ -219,6 +219,26 @@ def test_development_code_under_another_name_is_rejected(tmp_path: Path) -> None
     assert dev_code(function) == ["patterns.py imports yaml: development code in Lambda"]
 
 
+def test_a_copy_of_development_code_that_imports_only_the_standard_library_is_rejected(tmp_path: Path) -> None:
+    """Issue 9 review: the filter-pattern evaluator imports the standard library only; copied under another name into
+    the runtime package or a function, it is found by its content (whitespace aside)."""
+    import eksops_dev.filter_pattern
+
+    _, function, layer = _layout(tmp_path)
+    (layer / "eksops" / "helpers.py").write_text("def shape(): import dulwich\n")  # the layout's eksops_dev import
+    source = Path(eksops_dev.filter_pattern.__file__).read_text()
+    assert "eksops_dev" not in source and "yaml" not in source  # nothing else would find it
+    _write(layer / "eksops" / "filterpat.py", source)
+    _write(function / "filter_pattern.py", source.replace("    ", "\t"))  # reindented: the same code
+    _write(function / "__init__.py", "")  # a small module matches nothing
+    assert dev_code(layer) == [
+        "eksops/filterpat.py is a copy of eksops_dev/filter_pattern.py: development code in Lambda"
+    ]
+    assert dev_code(function) == [
+        "filter_pattern.py is a copy of eksops_dev/filter_pattern.py: development code in Lambda"
+    ]
+
+
 # -- the AWS SDK's data: only the services eksops has clients for, with endpoints unchanged -----------------------
 
 _SITE = Path(botocore.__file__).resolve().parents[1]  # the venv's untrimmed botocore and boto3
