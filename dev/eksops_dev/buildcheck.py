@@ -174,6 +174,8 @@ def _function_problems(code_dir: Path, handler: str, layers: list[Path]) -> list
 # Libraries only development code imports: an eksops or handler module that imports one is development code,
 # whatever its name (a sandbox module copied into the runtime package under another name, say).
 DEV_LIBRARIES = frozenset({"eksops_dev", "moto", "kmock", "pytest", "hypothesis", "matplotlib", "yaml", "werkzeug"})
+# Of those, the ones no artifact may hold at all (PyYAML is in the kubernetes layer: the kubernetes client needs it).
+DEV_PACKAGES = DEV_LIBRARIES - {"eksops_dev", "yaml"} | {"_pytest", "flask"}
 
 
 def dev_code(directory: Path) -> list[str]:
@@ -185,13 +187,20 @@ def dev_code(directory: Path) -> list[str]:
         for relative in DEV_PATHS
         if (directory / relative).exists()
     ]
+    found += [
+        f"{name} is a development-only library; it must not be built into Lambda"
+        for name in sorted(DEV_PACKAGES)
+        if (directory / name).is_dir() or (directory / f"{name}.py").is_file()
+    ]
     own = [*directory.glob("*.py"), *(directory / "eksops").rglob("*.py")]
-    copies = _dev_fingerprints()
     for module in sorted(own):
         dev = sorted({name.split(".")[0] for name in _imports(module)} & DEV_LIBRARIES)
         if dev:
             found.append(f"{module.relative_to(directory)} imports {', '.join(dev)}: development code in Lambda")
-        elif (original := copies.get(_fingerprint(module.read_bytes()))) is not None:
+    copies = _dev_fingerprints()
+    for module in sorted(directory.rglob("*.py")):  # every module, under whatever name and package
+        original = copies.get(_fingerprint(module.read_bytes()))
+        if original is not None and not str(module.relative_to(directory)).startswith("eksops_dev/"):
             found.append(f"{module.relative_to(directory)} is a copy of {original}: development code in Lambda")
     return found
 

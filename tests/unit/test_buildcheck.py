@@ -239,6 +239,21 @@ def test_a_copy_of_development_code_that_imports_only_the_standard_library_is_re
     ]
 
 
+def test_a_development_library_or_module_anywhere_in_an_artifact_is_rejected(tmp_path: Path) -> None:
+    """Issue 9 review: moto copied into the layer, and the sandbox's shims under another top-level package."""
+    import eksops_dev.shims
+
+    _, function, layer = _layout(tmp_path)
+    (layer / "eksops" / "helpers.py").write_text("def shape(): import dulwich\n")  # the layout's eksops_dev import
+    _write(layer / "moto" / "__init__.py", "")
+    _write(layer / "yaml" / "__init__.py", "")  # PyYAML, which the kubernetes client needs: allowed
+    _write(function / "vendor" / "helpers" / "shims.py", Path(eksops_dev.shims.__file__).read_text())
+    assert dev_code(layer) == ["moto is a development-only library; it must not be built into Lambda"]
+    assert dev_code(function) == [
+        "vendor/helpers/shims.py is a copy of eksops_dev/shims.py: development code in Lambda"
+    ]
+
+
 # -- the AWS SDK's data: only the services eksops has clients for, with endpoints unchanged -----------------------
 
 _SITE = Path(botocore.__file__).resolve().parents[1]  # the venv's untrimmed botocore and boto3

@@ -265,3 +265,17 @@ def test_a_dry_run_deployment_still_posts_to_slack(make_notifier_sandbox: MakeSa
     results = notified(dispatcher.drain())
     assert [r["posted"] for r in results] == [True]
     assert len(slack.received) == 1
+
+
+def test_a_repeated_delivery_is_counted_as_a_duplicate_not_as_another_post(
+    make_notifier_sandbox: MakeSandbox, slack: SlackReceiver
+) -> None:
+    """Issue 9 review: the replayed result of a repeated delivery said "posted", and was counted in SlackPosted."""
+    sandbox, dispatcher = make_notifier_sandbox()
+    sandbox.set_parameters(SlackWebhookSecretArn=webhook(sandbox, slack))
+    event = json.loads((ROOT / "events/notifier/cloudwatch_alarm.json").read_text())
+    first = dispatcher.invoke("notifier", event, "test")
+    again = dispatcher.invoke("notifier", event, "test")  # SNS delivered it twice
+    assert first.ok and again.ok and again.result == first.result and len(slack.received) == 1
+    metrics = emitted_metrics(sandbox, dispatcher)
+    assert (metrics["SlackPosted"], metrics["SlackDeduplicated"]) == (1, 1)
