@@ -21,7 +21,10 @@ every function in .aws-sam/build (as `make build` left it) and, in the same run,
 It also prints each artifact's size (unzipped, zipped, and how much of it is bytecode) and, from
 `python -X importtime`, which packages make each light handler's init heavier than the bare one.
 
-Run `make build` first, then `.venv/bin/python benchmarks/cold_start.py` (about four minutes on two cores).
+With valgrind installed it also counts the instructions each light handler's import and init executes (callgrind),
+which, unlike CPU time on a shared machine, is the same in every run.
+
+Run `make build` first, then `.venv/bin/python benchmarks/cold_start.py` (about seven minutes on two cores).
 It exits 1 when an artifact has no bytecode, a handler fails to import, or an init calls AWS; the 1.3x target
 for the light functions is reported, not enforced (timings on a shared machine are no test).
 """
