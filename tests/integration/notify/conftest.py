@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from eksops.aws import client
 from eksops_dev.dispatch import Dispatcher
 from eksops_dev.sandbox import Sandbox
 from eksops_dev.slack import SlackReceiver
@@ -34,6 +36,22 @@ def make_notifier_sandbox(
     for sandbox, dispatcher in reversed(opened):
         dispatcher.close()
         sandbox.stop()
+
+
+IDEMPOTENCY_TABLE = "eksops-idempotency"
+
+
+@pytest.fixture
+def ddb(aws: str) -> Any:
+    """eksops' DynamoDB client, with an empty idempotency table (IDEMPOTENCY_TABLE) keyed as the stack's is."""
+    dynamodb = client("dynamodb")
+    dynamodb.create_table(
+        TableName=IDEMPOTENCY_TABLE,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return dynamodb
 
 
 @pytest.fixture

@@ -8,10 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 from botocore.exceptions import ClientError
 
-from eksops.aws import client
 from eksops.notify.notifier import BatchOutcome, BurstDedup, NotifierConfig, NotifierService
 from eksops.notify.once import Once, PostedReports, RepeatCounter
 from eksops.notify.queue import QueuedRecord
@@ -20,24 +18,13 @@ from eksops.notify.webhook import SlackUnavailable
 from eksops_dev.dispatch import Dispatcher
 from eksops_dev.sandbox import Sandbox
 from eksops_dev.slack import SlackReceiver
+from tests.integration.notify.conftest import IDEMPOTENCY_TABLE
 from tests.integration.notify.test_notifier import notifier, sample
 
-TABLE = "eksops-idempotency"
+TABLE = IDEMPOTENCY_TABLE
 SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:eksops/slack/team-AbCdEf"
 ALERTS = "arn:aws:sns:us-east-1:123456789012:eksops-alerts"
 REPORTS = "arn:aws:sns:us-east-1:123456789012:eksops-reports"
-
-
-@pytest.fixture
-def ddb(aws: str) -> Any:
-    dynamodb = client("dynamodb")
-    dynamodb.create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return dynamodb
 
 
 class Webhook:

@@ -10,8 +10,9 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from eksops.aws import client
 from eksops.notify.once import InProgress, Once
+from tests.integration.notify.conftest import IDEMPOTENCY_TABLE
 
-TABLE = "eksops-idempotency"
+TABLE = IDEMPOTENCY_TABLE
 
 
 class Clock:
@@ -28,18 +29,6 @@ class Context:
 
     def get_remaining_time_in_millis(self) -> int:
         return self.remaining_ms
-
-
-@pytest.fixture
-def ddb(aws: str) -> Any:
-    dynamodb = client("dynamodb")
-    dynamodb.create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return dynamodb
 
 
 def once(dynamodb: Any, clock: Clock, expires: int = 600) -> Once:
