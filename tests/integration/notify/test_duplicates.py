@@ -126,6 +126,41 @@ def test_a_report_whose_digest_failed_is_released_for_its_redelivery(ddb: Any) -
     assert again.failures == {} and len(slack.posts) == 1 and "A" in titles(slack.posts[0])
 
 
+class RefusedClaims:
+    """The real client, with every report claim refused by DynamoDB (throttled): the store does not answer."""
+
+    def __init__(self, dynamodb: Any) -> None:
+        self._ddb = dynamodb
+
+    def put_item(self, **kwargs: Any) -> Any:
+        if ".report-posted#" in kwargs["Item"]["id"]["S"] and "ConditionExpression" in kwargs:
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "PutItem")
+        return self._ddb.put_item(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ddb, name)
+
+
+def test_an_unanswered_claim_is_posted_and_never_releases_another_invocations_claim(ddb: Any) -> None:
+    """Third review of issue 9: B could not claim report A (DynamoDB throttled), posted it all the same, Slack failed,
+    and B's release deleted the claim the first invocation held, so a third copy was posted again."""
+    slack = Webhook()
+    first, unanswered = service(ddb, slack), service(RefusedClaims(ddb), slack)
+    meanwhile: list[BatchOutcome] = []
+
+    def during_first_post() -> None:
+        slack.fail = 1  # B's post fails
+        meanwhile.append(unanswered.deliver_batch([report("m-a2", "A")], lambda: 60_000))
+        meanwhile.append(service(ddb, slack).deliver_batch([report("m-a3", "A")], lambda: 60_000))  # C
+
+    slack.during = during_first_post
+    outcome = first.deliver_batch([report("m-a1", "A")], lambda: 60_000)
+    b, c = meanwhile
+    assert list(b.failures) == ["sqs-m-a2"] and b.copies == 0  # posted all the same (and retried by SQS)
+    assert c.copies == 1 and c.digests == []  # the first invocation's claim was still there
+    assert outcome.failures == {} and len(slack.posts) == 1
+
+
 class RefusedSettle:
     """The real client, with the update that takes the reported copies off the count refused (throttled)."""
 

@@ -316,7 +316,8 @@ class NotifierService:
         queue."""
         outcome = BatchOutcome(records=len(records))
         groups: dict[str | None, list[tuple[QueuedRecord, SlackMessage]]] = {}
-        identities: dict[str, str] = {}  # SQS messageId -> the identity of a report this invocation claimed
+        identities: dict[str, str] = {}  # SQS messageId -> the identity of a report this invocation posts
+        claimed: set[str] = set()  # of those, the ones it holds a claim on (the store answered)
         for queued in records:
             sns = queued.sns
             message = format_sns(sns.message, sns.subject, sns.topic_arn)
@@ -326,29 +327,38 @@ class NotifierService:
                 outcome.filtered += 1
                 continue
             identity = report_identity(sns)
-            if identity in identities.values() or not self._claim_report(identity):
+            claim = False if identity in identities.values() else self._claim_report(identity)
+            if not claim:
                 log.info("report %s is a copy of one posted or being posted (%s): not posted", sns.message_id, identity)
                 outcome.copies += 1
                 continue
             identities[queued.queue_message_id] = identity
+            if claim == "claimed":
+                claimed.add(identity)
             groups.setdefault(destination.secret_arn, []).append((queued, message))
         for secret_arn, members in groups.items():
             delivered = self._deliver_digest(secret_arn, members, remaining_ms, outcome)
             outcome.digests.append(delivered)
-            self._settle_reports([identities[q.queue_message_id] for q, _ in members], posted=bool(delivered["posted"]))
+            posted = bool(delivered["posted"])
+            reports = [identities[q.queue_message_id] for q, _ in members]
+            self._settle_reports([i for i in reports if posted or i in claimed], posted=posted)
         return outcome
 
-    def _claim_report(self, identity: str) -> bool:
+    def _claim_report(self, identity: str) -> str | bool:
+        """ "claimed"; False for a copy (posted, or being posted elsewhere); "unchecked" when the store did not answer
+        (posted all the same: a report posted twice beats a report lost; and never released, since the record there
+        may be another invocation's claim)."""
         if self._posted is None:
-            return True
+            return "unchecked"
         try:
-            return self._posted.claim(identity)
-        except Exception as exc:  # the store is a nicety: a report posted twice beats a report lost
+            return "claimed" if self._posted.claim(identity) else False
+        except Exception as exc:
             log.warning("could not check whether report %s was posted before: %s", identity, exc)
-            return True
+            return "unchecked"
 
     def _settle_reports(self, identities: list[str], *, posted: bool) -> None:
-        """Posted: remembered for a day. Not posted: released, so the redelivery SQS makes (or a redrive) posts them."""
+        """Posted: remembered for a day. Not posted: the claims released, so SQS's redelivery (or a redrive) posts
+        them."""
         if self._posted is None:
             return
         for identity in identities:
