@@ -187,10 +187,12 @@ def dev_code(directory: Path) -> list[str]:
         for relative in DEV_PATHS
         if (directory / relative).exists()
     ]
+    roots = [directory, *directory.glob("lib/python3*/site-packages")]  # what Lambda puts on sys.path from here
     found += [
-        f"{name} is a development-only library; it must not be built into Lambda"
+        f"{(root / name).relative_to(directory)} is a development-only library; it must not be built into Lambda"
+        for root in roots
         for name in sorted(DEV_PACKAGES)
-        if (directory / name).is_dir() or (directory / f"{name}.py").is_file()
+        if (root / name).is_dir() or (root / f"{name}.py").is_file()
     ]
     own = [*directory.glob("*.py"), *(directory / "eksops").rglob("*.py")]
     for module in sorted(own):
@@ -198,15 +200,34 @@ def dev_code(directory: Path) -> list[str]:
         if dev:
             found.append(f"{module.relative_to(directory)} imports {', '.join(dev)}: development code in Lambda")
     copies = _dev_fingerprints()
-    for module in sorted(directory.rglob("*.py")):  # every module, under whatever name and package
+    installed = _installed_files(directory)
+    for module in sorted(directory.rglob("*.py")):  # every module but other distributions', under whatever name
+        relative = str(module.relative_to(directory))
+        if relative in installed or relative.startswith("eksops_dev/"):
+            continue
         original = copies.get(_fingerprint(module.read_bytes()))
-        if original is not None and not str(module.relative_to(directory)).startswith("eksops_dev/"):
-            found.append(f"{module.relative_to(directory)} is a copy of {original}: development code in Lambda")
+        if original is not None:
+            found.append(f"{relative} is a copy of {original}: development code in Lambda")
     return found
 
 
-# A module this small (after whitespace) is no evidence of a copy: an empty __init__.py, a one-line re-export.
-FINGERPRINT_MIN_BYTES = 200
+def _installed_files(directory: Path) -> set[str]:
+    """The files pip installed for distributions other than eksops (their dist-info RECORDs), relative to
+    ``directory``: libraries are not read for copies of eksops_dev (the kubernetes layer alone has 5,000 modules)."""
+    files: set[str] = set()
+    for record in directory.rglob("*.dist-info/RECORD"):
+        if record.parent.name.lower().startswith("eksops-"):
+            continue
+        base = record.parent.parent
+        for line in record.read_text(errors="replace").splitlines():
+            path = os.path.normpath(base / line.split(",", 1)[0])
+            if path.startswith(str(directory)):
+                files.add(os.path.relpath(path, directory))
+    return files
+
+
+# A module this small (its syntax tree, dumped) is no evidence of a copy: an empty __init__.py, a re-export.
+FINGERPRINT_MIN_BYTES = 400
 
 
 @functools.cache
@@ -223,9 +244,13 @@ def _dev_fingerprints() -> dict[str, str]:
 
 
 def _fingerprint(source: bytes) -> str:
-    """The source without its whitespace, hashed (a copy reformatted is still a copy); "" for a small module."""
-    compact = b"".join(source.split())
-    return hashlib.sha256(compact).hexdigest() if len(compact) >= FINGERPRINT_MIN_BYTES else ""
+    """The module's syntax tree, hashed: a copy reformatted or with comments changed is still a copy; "" for a
+    small module, or one that does not parse (no Python 3 code)."""
+    try:
+        tree = ast.dump(ast.parse(source))
+    except (SyntaxError, ValueError):
+        return ""
+    return hashlib.sha256(tree.encode()).hexdigest() if len(tree) >= FINGERPRINT_MIN_BYTES else ""
 
 
 def _x86_libraries(directory: Path) -> list[str]:

@@ -247,8 +247,12 @@ def test_a_development_library_or_module_anywhere_in_an_artifact_is_rejected(tmp
     (layer / "eksops" / "helpers.py").write_text("def shape(): import dulwich\n")  # the layout's eksops_dev import
     _write(layer / "moto" / "__init__.py", "")
     _write(layer / "yaml" / "__init__.py", "")  # PyYAML, which the kubernetes client needs: allowed
-    _write(function / "vendor" / "helpers" / "shims.py", Path(eksops_dev.shims.__file__).read_text())
-    assert dev_code(layer) == ["moto is a development-only library; it must not be built into Lambda"]
+    _write(layer / "lib" / "python3.11" / "site-packages" / "pytest" / "__init__.py", "")  # also on Lambda's path
+    _write(function / "vendor" / "helpers" / "shims.py", "# vendored\n" + Path(eksops_dev.shims.__file__).read_text())
+    assert dev_code(layer) == [
+        "moto is a development-only library; it must not be built into Lambda",
+        "lib/python3.11/site-packages/pytest is a development-only library; it must not be built into Lambda",
+    ]
     assert dev_code(function) == [
         "vendor/helpers/shims.py is a copy of eksops_dev/shims.py: development code in Lambda"
     ]
