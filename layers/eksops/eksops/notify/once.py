@@ -49,9 +49,10 @@ class InProgress(TemporaryError):
     """Another invocation is running the action for the same key right now."""
 
 
-class Once:
-    """``run(key, action)`` calls ``action`` unless a call for ``key`` succeeded within ``expires_after_seconds``;
-    then it returns that call's result instead. Returns ``(result, replayed)``. The result must be JSON."""
+class _Claims:
+    """Claim records in the idempotency table, one per key (id ``<prefix>#sha256:<key's digest>``): what ``Once`` and
+    ``PostedReports`` share. A claim lapses with the invocation that made it (``register_lambda_context``); a
+    completed record is kept ``expires_after_seconds`` (the table's TTL attribute, ``expiration``)."""
 
     def __init__(
         self,
@@ -75,6 +76,38 @@ class Once:
         """Each invocation: a claim then expires with the invocation, so a timed-out one holds its key no longer."""
         self._remaining_ms = context.get_remaining_time_in_millis
 
+    def _claim_item(self, item_id: str) -> dict[str, Any] | None:
+        """None when claimed; else the record that holds it (see :func:`_claim`)."""
+        return _claim(
+            self._ddb,
+            self._table,
+            item_id,
+            now=self._clock(),
+            expires_after_seconds=self.expires_after_seconds,
+            remaining_ms=self._remaining_ms(),
+        )
+
+    def _put_completed(self, item_id: str, data: str | None = None) -> None:
+        item = {
+            "id": {"S": item_id},
+            "status": {"S": COMPLETED},
+            "expiration": {"N": str(int(self._clock()) + self.expires_after_seconds)},
+        }
+        if data is not None:
+            item["data"] = {"S": data}
+        self._ddb.put_item(TableName=self._table, Item=item)
+
+    def _delete(self, item_id: str) -> None:
+        self._ddb.delete_item(TableName=self._table, Key={"id": {"S": item_id}})
+
+    def _id(self, key: str) -> str:
+        return f"{self._prefix}#sha256:{_sha256(key)}"
+
+
+class Once(_Claims):
+    """``run(key, action)`` calls ``action`` unless a call for ``key`` succeeded within ``expires_after_seconds``;
+    then it returns that call's result instead. Returns ``(result, replayed)``. The result must be JSON."""
+
     def run(self, key: str, action: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
         item_id = self._id(key)
         done = self._claim(item_id, key)
@@ -91,14 +124,7 @@ class Once:
     def _claim(self, item_id: str, key: str) -> dict[str, Any] | None:
         """Claim ``item_id``; or the stored result when a call for it completed. Raises InProgress when another
         invocation holds it."""
-        held = _claim(
-            self._ddb,
-            self._table,
-            item_id,
-            now=self._clock(),
-            expires_after_seconds=self.expires_after_seconds,
-            remaining_ms=self._remaining_ms(),
-        )
+        held = self._claim_item(item_id)
         if held is None:
             return None
         if held.get("status", {}).get("S") == COMPLETED:
@@ -112,15 +138,7 @@ class Once:
 
     def _complete(self, item_id: str, result: dict[str, Any]) -> None:
         try:
-            self._ddb.put_item(
-                TableName=self._table,
-                Item={
-                    "id": {"S": item_id},
-                    "status": {"S": COMPLETED},
-                    "expiration": {"N": str(int(self._clock()) + self.expires_after_seconds)},
-                    "data": {"S": json.dumps(result, default=str, separators=(",", ":"))},
-                },
-            )
+            self._put_completed(item_id, json.dumps(result, default=str, separators=(",", ":")))
         except Exception as exc:  # DynamoDB refusing, unreachable or out of time: all the same here
             # The action is done (posted): failing now would make Lambda retry it and post it again. The claim
             # lapses at this invocation's deadline; a copy arriving after that is posted again.
@@ -128,12 +146,9 @@ class Once:
 
     def _release(self, item_id: str) -> None:
         try:
-            self._ddb.delete_item(TableName=self._table, Key={"id": {"S": item_id}})
+            self._delete(item_id)
         except Exception as exc:  # the action's own error matters more; the claim lapses at the deadline
             log.warning("could not release the claim on %s after a failure (%s)", item_id, exc)
-
-    def _id(self, key: str) -> str:
-        return f"{self._prefix}#sha256:{_sha256(key)}"
 
 
 @dataclass(frozen=True)
@@ -197,7 +212,7 @@ class RepeatCounter:
         return f"{self._prefix}#{key}"
 
 
-class PostedReports:
+class PostedReports(_Claims):
     """The reports digests have posted, by identity, for POSTED_TTL_S: one item each in the same table (id
     ``<prefix>#<sha256 of the identity>``, expiring through the table's TTL attribute), so a report that comes again
     (a retried invocation's, a duplicate delivery's) is acknowledged, not posted twice.
@@ -209,43 +224,19 @@ class PostedReports:
     refused and dead-lettered)."""
 
     def __init__(self, *, table: str, dynamodb: Any, key_prefix: str, clock: Callable[[], float] = time.time) -> None:
-        self._table = table
-        self._ddb = dynamodb
-        self._prefix = key_prefix
-        self._clock = clock
-        self._remaining_ms: Callable[[], int] = lambda: DEFAULT_IN_PROGRESS_MS
-
-    def register_lambda_context(self, context: Any) -> None:
-        """Each invocation: its claims lapse with it (a timed-out batch is delivered again, after its deadline)."""
-        self._remaining_ms = context.get_remaining_time_in_millis
+        super().__init__(
+            table=table, dynamodb=dynamodb, key_prefix=key_prefix, expires_after_seconds=POSTED_TTL_S, clock=clock
+        )
 
     def claim(self, identity: str) -> bool:
         """True when this invocation may post the report; False when it was posted, or is being posted elsewhere."""
-        held = _claim(
-            self._ddb,
-            self._table,
-            self._id(identity),
-            now=self._clock(),
-            expires_after_seconds=POSTED_TTL_S,
-            remaining_ms=self._remaining_ms(),
-        )
-        return held is None
+        return self._claim_item(self._id(identity)) is None
 
     def done(self, identity: str) -> None:
-        self._ddb.put_item(
-            TableName=self._table,
-            Item={
-                "id": {"S": self._id(identity)},
-                "status": {"S": COMPLETED},
-                "expiration": {"N": str(int(self._clock()) + POSTED_TTL_S)},
-            },
-        )
+        self._put_completed(self._id(identity))
 
     def release(self, identity: str) -> None:
-        self._ddb.delete_item(TableName=self._table, Key={"id": {"S": self._id(identity)}})
-
-    def _id(self, identity: str) -> str:
-        return f"{self._prefix}#sha256:{_sha256(identity)}"
+        self._delete(self._id(identity))
 
 
 def _claim(
