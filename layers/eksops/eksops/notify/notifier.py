@@ -327,8 +327,8 @@ class NotifierService:
                 outcome.filtered += 1
                 continue
             identity = report_identity(sns)
-            claim = False if identity in identities.values() else self._claim_report(identity)
-            if not claim:
+            claim = "copy" if identity in identities.values() else self._claim_report(identity)
+            if claim == "copy":
                 log.info("report %s is a copy of one posted or being posted (%s): not posted", sns.message_id, identity)
                 outcome.copies += 1
                 continue
@@ -344,14 +344,14 @@ class NotifierService:
             self._settle_reports([i for i in reports if posted or i in claimed], posted=posted)
         return outcome
 
-    def _claim_report(self, identity: str) -> str | bool:
-        """ "claimed"; False for a copy (posted, or being posted elsewhere); "unchecked" when the store did not answer
-        (posted all the same: a report posted twice beats a report lost; and never released, since the record there
-        may be another invocation's claim)."""
+    def _claim_report(self, identity: str) -> str:
+        """Whether this invocation posts the report: "claimed" (it holds the claim), "copy" (posted, or being posted
+        elsewhere), or "unchecked" when the store did not answer: posted all the same (a report posted twice beats a
+        report lost), and never released, since the record there may be another invocation's claim."""
         if self._posted is None:
             return "unchecked"
         try:
-            return "claimed" if self._posted.claim(identity) else False
+            return "claimed" if self._posted.claim(identity) else "copy"
         except Exception as exc:
             log.warning("could not check whether report %s was posted before: %s", identity, exc)
             return "unchecked"
