@@ -87,7 +87,8 @@ lint: $(STAMP) $(LINT_STAMP)
 
 # sam build writes no .pyc and Lambda cannot save any (read-only /var/task and /opt): --compile adds bytecode for
 # the runtime's Python before the check. --trim-botocore first keeps only the botocore data of the AWS services eksops
-# declares (eksops.aws.clients.SERVICES) and checks offline that their endpoints resolve as with the full data. Deploy with `make deploy` (or `sam deploy` after `make build`), never
+# declares (eksops.aws.clients.SERVICES), their models cut to the operations it calls (OPERATIONS), and checks offline
+# that the models are the full ones cut alike and that their endpoints resolve as with the full data. Deploy with `make deploy` (or `sam deploy` after `make build`), never
 # after a bare `sam build`, which would ship no bytecode.
 build: $(STAMP)
 	$(BIN)/sam validate --lint --region $(REGION)

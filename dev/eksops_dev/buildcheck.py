@@ -6,9 +6,10 @@ and /opt are read-only, so without it every cold start compiles boto3, Powertool
 that every module has up-to-date bytecode for the runtime's Python. With --trim-botocore it first removes from the
 layer the botocore (and boto3) data of every AWS service eksops has no client for (eksops.aws.clients.SERVICES):
 18 MB of the layer's 36, and about half the CPU time of the first client of a cold start (botocore decodes all of
-endpoints.json and lists every service folder). The check then proves the trim safe: the declared services'
-clients, created from the layer in fresh interpreters, resolve the same endpoints and signing scopes as an
-untrimmed botocore, offline.
+endpoints.json and lists every service folder); and it cuts each declared service's model to the operations eksops
+calls (eksops.aws.clients.OPERATIONS), without documentation (eksops_dev.sdkmodels). The check then proves the trim
+safe: the declared services' models, loaded from the layer in fresh interpreters, are exactly the untrimmed ones
+cut the same way, and their clients resolve the same endpoints and signing scopes as an untrimmed botocore, offline.
 
 Run as `python -m eksops_dev.buildcheck --trim-botocore --compile .aws-sam/build` right after `sam build` (part of
 `make build`); without the options it only checks.
@@ -29,10 +30,12 @@ import py_compile
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from importlib.machinery import PathFinder
 from pathlib import Path
 from typing import Any
 
+from eksops_dev import sdkmodels
 from eksops_dev.template import Template
 
 UNZIPPED_LIMIT = 250 * 1000 * 1000  # a function and all its layers, unzipped
@@ -48,8 +51,9 @@ FUNCTION_ROOT, LAYER_ROOT = "/var/task", "/opt"
 _HASH_BASED = 0b01  # .pyc header flags (PEP 552)
 
 
-def problems(build_dir: Path, services: frozenset[str] | None = None) -> list[str]:
-    """Everything wrong with the build; ``services``: the AWS services eksops has clients for (its SERVICES)."""
+def problems(build_dir: Path, operations: Mapping[str, frozenset[str]] | None = None) -> list[str]:
+    """Everything wrong with the build; ``operations``: the AWS services eksops has clients for, with the operations
+    it calls on each (its OPERATIONS)."""
     template = Template(build_dir / "template.yaml")
     layers = [build_dir / logical_id for logical_id in template.of_type("AWS::Serverless::LayerVersion")]
     found = []
@@ -59,7 +63,7 @@ def problems(build_dir: Path, services: frozenset[str] | None = None) -> list[st
         found += [f"{layer.name}: {message}" for message in _x86_libraries(layer)]
         found += [f"{layer.name}: {message}" for message in dev_code(layer / "python")]
         if (layer / "python" / "botocore" / "data").is_dir():
-            declared = _declared_services() if services is None else services
+            declared = _declared_operations() if operations is None else operations
             found += [f"{layer.name}: {message}" for message in sdk_data_problems(layer / "python", declared)]
     for fn in template.functions.values():
         own = [build_dir / logical_id for logical_id in function_layers(template, fn.logical_id)]
@@ -340,18 +344,21 @@ PROBE_REGIONS = ("us-east-1", "eu-west-1", "cn-north-1", "us-gov-west-1")
 _MODEL_FILES = ("service-2.json", "service-2.json.gz")
 _SHOWN = 10  # differences listed by the check; the rest are counted
 _UNLISTED = ("lambda", "s3", "ec2")  # services every botocore has: one that eksops does not declare must not load
-# Run in a fresh `python -S` with PYTHONPATH = one botocore (the trimmed layer's, or the venv's untrimmed one).
-# "clients": per service and probe region, the client's endpoint and signing region and name, then the URL and
-# credential scope of a real signed request (the first call without required parameters; a before-send hook takes
-# it and stops it before it leaves). "endpoints": what endpoints.json resolves for the service's endpoint prefix in
-# every region, plain and FIPS. Nothing is sent: the credentials are fake and no request reaches the network.
+# Run in a fresh `python -S` with PYTHONPATH = one botocore (the trimmed layer's, or the venv's untrimmed one),
+# then eksops_dev (for sdkmodels alone). "models": per service, the digest of the model as loaded and of the model cut
+# to the declared operations. "clients": per service and probe region, the client's endpoint and signing region and
+# name, then the URL and credential scope of a real signed request (the first declared operation, its required
+# parameters filled in; a before-send hook takes it and stops it before it leaves). "endpoints": what endpoints.json
+# resolves for the service's endpoint prefix in every region, plain and FIPS. Nothing is sent: the credentials are
+# fake and no request reaches the network.
 _PROBE = """
-import json, re, sys
+import datetime, json, re, sys
 import botocore, botocore.session
 from botocore import xform_name
 from botocore.config import Config
 from botocore.exceptions import UnknownServiceError
 from botocore.regions import EndpointResolver
+from eksops_dev.sdkmodels import cut_model, digest
 
 class Sent(Exception):
     pass
@@ -359,13 +366,22 @@ class Sent(Exception):
 def stop(request, **_):
     raise Sent(request.url, request.headers.get("Authorization", b""))
 
-def signed_request(client):
+def filled(shape):
+    kind = shape.type_name
+    if kind == "structure":
+        return {name: filled(shape.members[name]) for name in shape.required_members}
+    if kind == "string":
+        return shape.enum[0] if shape.enum else "x" * max(1, shape.metadata.get("min", 1))
+    return {"list": [], "map": {}, "boolean": False, "float": 1.0, "double": 1.0, "blob": b"x",
+            "timestamp": datetime.datetime(2026, 1, 1)}.get(kind, max(1, shape.metadata.get("min", 1)))
+
+def signed_request(client, operations):
     model = client.meta.service_model
-    operation = next(name for name in sorted(model.operation_names)
-                     if not getattr(model.operation_model(name).input_shape, "required_members", None))
+    operation = operations[0]
+    input_shape = model.operation_model(operation).input_shape
     client.meta.events.register("before-send", stop)
     try:
-        getattr(client, xform_name(operation))()
+        getattr(client, xform_name(operation))(**(filled(input_shape) if input_shape else {}))
     except Sent as sent:
         url, authorization = sent.args
     else:
@@ -382,17 +398,19 @@ def signed_request(client):
 ask = json.loads(sys.argv[1])
 session = botocore.session.get_session()
 found = {"version": botocore.__version__, "available": session.get_available_services(), "clients": {},
-         "endpoints": {}, "errors": {}, "unlisted_loaded": []}
+         "endpoints": {}, "models": {}, "errors": {}, "unlisted_loaded": []}
 try:
     import boto3.session
     found["resources"] = boto3.session.Session().get_available_resources()
 except ImportError:
     found["resources"] = None
 resolver = EndpointResolver(session.get_data("endpoints"), uses_builtin_data=True)
-config = Config(retries={"total_max_attempts": 1})
+config = Config(retries={"total_max_attempts": 1}, parameter_validation=False)
 keys = {"aws_access_key_id": "AKIDBUILDCHECK", "aws_secret_access_key": "build-check"}
-for service in ask["services"]:
+for service, operations in sorted(ask["operations"].items()):
     try:
+        loaded = session.get_service_data(service)
+        found["models"][service] = {"loaded": digest(loaded), "cut": digest(cut_model(loaded, service, operations))}
         prefix = session.get_service_model(service).endpoint_prefix
         for region in ask["all_regions"]:
             for fips in (False, True):
@@ -400,7 +418,7 @@ for service in ask["services"]:
                 found["endpoints"][where] = resolver.construct_endpoint(prefix, region, use_fips_endpoint=fips)
         for region in ask["regions"]:
             client = session.create_client(service, region_name=region, config=config, **keys)
-            found["clients"][service + " client in " + region] = signed_request(client)
+            found["clients"][service + " client in " + region] = signed_request(client, operations)
     except Exception as exc:
         found["errors"][service] = type(exc).__name__ + ": " + str(exc)
 for service in ask["unlisted"]:
@@ -413,26 +431,28 @@ print(json.dumps(found))
 """
 
 
-def trim_layers(build_dir: Path, services: frozenset[str]) -> list[str]:
+def trim_layers(build_dir: Path, operations: Mapping[str, frozenset[str]]) -> list[str]:
     """:func:`trim_sdk_data` on every built layer that holds botocore."""
     found = []
     for logical_id in Template(build_dir / "template.yaml").of_type("AWS::Serverless::LayerVersion"):
         python_dir = build_dir / logical_id / "python"
         if (python_dir / "botocore" / "data").is_dir():
-            found += [f"{logical_id}: {message}" for message in trim_sdk_data(python_dir, services)]
+            found += [f"{logical_id}: {message}" for message in trim_sdk_data(python_dir, operations)]
     return found
 
 
-def _declared_services() -> frozenset[str]:
-    from eksops.aws.clients import SERVICES
+def _declared_operations() -> Mapping[str, frozenset[str]]:
+    from eksops.aws.clients import OPERATIONS
 
-    return SERVICES
+    return OPERATIONS
 
 
-def trim_sdk_data(python_dir: Path, services: frozenset[str]) -> list[str]:
-    """Keep in ``python_dir``'s botocore/data (and boto3/data) only the folders of ``services`` and the top-level
-    files, and in botocore's endpoints.json only the kept services' entries (by endpoint prefix) in every
-    partition. Returns problems; a service botocore does not know leaves the data untouched."""
+def trim_sdk_data(python_dir: Path, operations: Mapping[str, frozenset[str]]) -> list[str]:
+    """Keep in ``python_dir``'s botocore/data (and boto3/data) only the folders of the services in ``operations``
+    and the top-level files, and in botocore's endpoints.json only the kept services' entries (by endpoint prefix)
+    in every partition; then cut each kept service's model to its operations (:func:`cut_models`). Returns
+    problems; a service botocore does not know leaves the data untouched."""
+    services = frozenset(operations)
     data = python_dir / "botocore" / "data"
     unknown = sorted(service for service in services if not (data / service).is_dir())
     if unknown:
@@ -446,7 +466,33 @@ def trim_sdk_data(python_dir: Path, services: frozenset[str]) -> list[str]:
     for partition in endpoints["partitions"]:
         partition["services"] = {name: v for name, v in partition["services"].items() if name in prefixes}
     (data / "endpoints.json").write_text(json.dumps(endpoints, separators=(",", ":")))
-    return []
+    return cut_models(data, operations)
+
+
+def cut_models(data: Path, operations: Mapping[str, frozenset[str]]) -> list[str]:
+    """In botocore's ``data`` folder, each service's model as botocore loads it (the latest API version, its SDK
+    extras merged) replaced by one cut to the service's ``operations`` (:func:`eksops_dev.sdkmodels.cut_model`):
+    the older API versions (botocore loads the latest unless told a version; eksops never does), the SDK extras
+    (merged in) and the examples (documentation) go. Returns problems (an operation the model lacks)."""
+    from botocore.loaders import Loader
+
+    loader = Loader(extra_search_paths=[str(data)], include_default_search_paths=False)
+    found = []
+    for service, wanted in sorted(operations.items()):
+        latest = loader.determine_latest_version(service, "service-2")
+        try:
+            cut = sdkmodels.cut_model(loader.load_service_model(service, "service-2"), service, wanted)
+        except sdkmodels.UnknownOperations as exc:
+            found.append(str(exc))
+            continue
+        for version in (data / service).iterdir():
+            if version.name != latest:
+                shutil.rmtree(version)
+        folder = data / service / latest
+        for name in ("service-2.json.gz", "service-2.sdk-extras.json", "examples-1.json"):
+            (folder / name).unlink(missing_ok=True)
+        (folder / "service-2.json").write_text(json.dumps(cut, separators=(",", ":")))
+    return found
 
 
 def endpoint_prefixes(service_dir: Path) -> set[str]:
@@ -459,19 +505,20 @@ def endpoint_prefixes(service_dir: Path) -> set[str]:
     return prefixes
 
 
-def sdk_data_problems(python_dir: Path, services: frozenset[str]) -> list[str]:
+def sdk_data_problems(python_dir: Path, operations: Mapping[str, frozenset[str]]) -> list[str]:
     """How the botocore in ``python_dir`` differs from the venv's untrimmed one for eksops: services it holds
-    besides ``services`` or lacks (an unlisted one that still loads), boto3 resources likewise, a declared service
-    whose client fails, and any difference in a declared service's endpoints: its clients' endpoint, signing
-    scope and signed request in :data:`PROBE_REGIONS`, its endpoint data in every region. Offline: nothing is
-    sent."""
+    besides those of ``operations`` or lacks (an unlisted one that still loads), boto3 resources likewise, a
+    declared service whose client fails, a model other than the untrimmed one cut to the declared operations, and
+    any difference in a declared service's endpoints: its clients' endpoint, signing scope and signed request in
+    :data:`PROBE_REGIONS`, its endpoint data in every region. Offline: nothing is sent."""
     import botocore
 
+    services = frozenset(operations)
     reference = Path(botocore.__file__).resolve().parent
     unlisted = [service for service in _UNLISTED if service not in services]
     partitions = json.loads((reference / "data" / "endpoints.json").read_bytes())["partitions"]
     ask = {
-        "services": sorted(services),
+        "operations": {service: sorted(wanted) for service, wanted in operations.items()},
         "regions": PROBE_REGIONS,
         "all_regions": [region for partition in partitions for region in partition["regions"]],
         "unlisted": unlisted,
@@ -492,6 +539,11 @@ def sdk_data_problems(python_dir: Path, services: frozenset[str]) -> list[str]:
     found += [f"{service} (not in SERVICES) still loads" for service in trimmed["unlisted_loaded"]]
     found += [f"{service}: {error} (untrimmed botocore)" for service, error in untrimmed["errors"].items()]
     found += [f"{service}: {error}" for service, error in trimmed["errors"].items()]
+    found += [
+        f"{service}: the layer's model is not the untrimmed one cut to the declared operations (rebuild)"
+        for service, digests in sorted(untrimmed["models"].items())
+        if service in trimmed["models"] and trimmed["models"][service]["loaded"] != digests["cut"]
+    ]
     differences = [
         f"{where}: {_difference(trimmed[kind][where], expected)}"
         for kind in ("clients", "endpoints")
@@ -530,7 +582,7 @@ def _probe(paths: list[Path], ask: str) -> list[dict[str, Any]]:
     for path in paths:
         env = {
             "PATH": os.environ.get("PATH", ""),
-            "PYTHONPATH": str(path),
+            "PYTHONPATH": os.pathsep.join([str(path), str(Path(sdkmodels.__file__).resolve().parents[1])]),
             "PYTHONDONTWRITEBYTECODE": "1",  # the layer's bytecode is the build's, never the probe's
             # nothing from this machine's AWS configuration (endpoint overrides, profiles) reaches the clients
             "AWS_CONFIG_FILE": os.devnull,
@@ -560,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     build_dir: Path = args.build_dir
-    issues = trim_layers(build_dir, _declared_services()) if args.trim_botocore else []
+    issues = trim_layers(build_dir, _declared_operations()) if args.trim_botocore else []
     issues = issues or (compile_artifacts(build_dir) if args.compile else [])
     issues = issues or problems(build_dir)
     for issue in issues:

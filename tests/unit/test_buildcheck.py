@@ -15,6 +15,7 @@ from typing import Any
 
 import botocore
 import pytest
+from botocore.loaders import Loader
 
 from eksops_dev import buildcheck
 from eksops_dev.buildcheck import (
@@ -262,7 +263,12 @@ def test_a_development_library_or_module_anywhere_in_an_artifact_is_rejected(tmp
 
 _SITE = Path(botocore.__file__).resolve().parents[1]  # the venv's untrimmed botocore and boto3
 _FIXTURE_SERVICES = ("iam", "lambda", "sns", "sqs", "sts")
-_KEPT = frozenset({"iam", "sns", "sts"})
+# the services kept, with the operations declared for each
+_KEPT = {
+    "iam": frozenset({"AttachRolePolicy", "ListAttachedRolePolicies"}),
+    "sns": frozenset({"Publish"}),
+    "sts": frozenset({"GetCallerIdentity"}),
+}
 
 
 def _link_package(source: Path, target: Path, data: Path | None = None, services: tuple[str, ...] = ()) -> None:
@@ -313,9 +319,49 @@ def test_trimming_keeps_exactly_the_declared_services_and_their_endpoints(sdk_la
     for old, new in zip(before["partitions"], after["partitions"], strict=True):
         assert {k: v for k, v in new.items() if k != "services"} == {k: v for k, v in old.items() if k != "services"}
         assert new["services"] == {name: v for name, v in old["services"].items() if name in _KEPT}
-    assert set(after["partitions"][0]["services"]) == _KEPT and len(before["partitions"][0]["services"]) > 300
-    # and the trimmed botocore resolves what the untrimmed one does
+    assert set(after["partitions"][0]["services"]) == set(_KEPT) and len(before["partitions"][0]["services"]) > 300
+    # each kept service's model: the latest version alone, cut to the declared operations, extras merged in
+    for service, operations in _KEPT.items():
+        (version,) = (data / service).iterdir()
+        assert version.name == Loader().determine_latest_version(service, "service-2")
+        assert sorted(p.name for p in version.iterdir() if p.name.startswith(("service-2", "examples"))) == [
+            "service-2.json"
+        ]
+        model = json.loads((version / "service-2.json").read_bytes())
+        assert set(model["operations"]) == operations
+        assert "documentation" not in json.dumps(model)
+    # and the trimmed botocore resolves what the untrimmed one does, with the same models cut
     assert sdk_data_problems(sdk_layer, _KEPT) == []
+
+
+def test_a_model_other_than_the_cut_one_fails_the_check(sdk_layer: Path) -> None:
+    # a layer built when sns declared one more operation (a stale build)
+    assert trim_sdk_data(sdk_layer, {**_KEPT, "sns": frozenset({"Publish", "CreateTopic"})}) == []
+    assert sdk_data_problems(sdk_layer, _KEPT) == [
+        "sns: the layer's model is not the untrimmed one cut to the declared operations (rebuild)"
+    ]
+    # the reverse: one declared since the build is missing from the layer's model
+    assert trim_sdk_data(sdk_layer, _KEPT) == []
+    assert sdk_data_problems(sdk_layer, {**_KEPT, "sns": frozenset({"Publish", "CreateTopic"})}) == [
+        "sns: UnknownOperations: sns has no operation CreateTopic (eksops.aws.clients.OPERATIONS)"
+    ]
+    (model_file,) = (sdk_layer / "botocore" / "data" / "sns").glob("*/service-2.json")
+    # or a shape differs from the untrimmed model's
+    model = json.loads(model_file.read_bytes())
+    model["shapes"]["PublishInput"]["required"] = ["Message", "Subject"]
+    model_file.write_text(json.dumps(model))
+    assert sdk_data_problems(sdk_layer, _KEPT) == [
+        "sns: the layer's model is not the untrimmed one cut to the declared operations (rebuild)"
+    ]
+
+
+def test_an_operation_the_model_lacks_is_reported_not_cut(sdk_layer: Path) -> None:
+    assert trim_sdk_data(sdk_layer, {**_KEPT, "sts": frozenset({"GetCallerIdentity", "GetCallerIdentityy"})}) == [
+        "sts has no operation GetCallerIdentityy (eksops.aws.clients.OPERATIONS)"
+    ]
+    # the other services are cut all the same
+    (model_file,) = (sdk_layer / "botocore" / "data" / "sns").glob("*/service-2.json")
+    assert set(json.loads(model_file.read_bytes())["operations"]) == {"Publish"}
 
 
 def test_an_untrimmed_layer_fails_the_check(sdk_layer: Path) -> None:
@@ -332,7 +378,7 @@ def test_a_declared_service_missing_from_the_layer_fails_the_check(sdk_layer: Pa
     assert found[0] == "botocore data missing for sns (in SERVICES)"
     assert any(message.startswith("sns: UnknownServiceError") for message in found)
     # a service botocore does not know at all is not trimmed for: the layer is left whole
-    assert trim_sdk_data(sdk_layer, frozenset({"sts", "no-such-service"})) == [
+    assert trim_sdk_data(sdk_layer, {"sts": frozenset(), "no-such-service": frozenset()}) == [
         "botocore has no data for no-such-service (in SERVICES): nothing trimmed"
     ]
     assert (sdk_layer / "botocore" / "data" / "iam").is_dir()
@@ -371,7 +417,7 @@ def test_the_build_check_trims_the_layer_then_passes(
     (layer / "eksops").rename(sdk_layer / "eksops")
     layer.rmdir()
     sdk_layer.rename(layer)
-    monkeypatch.setattr(buildcheck, "_declared_services", lambda: _KEPT)
+    monkeypatch.setattr(buildcheck, "_declared_operations", lambda: _KEPT)
     assert main(["--compile", str(build)]) == 1
     assert "build check: Layer: lambda (not in SERVICES) still loads\n" in capsys.readouterr().err
     assert main(["--trim-botocore", "--compile", str(build)]) == 0

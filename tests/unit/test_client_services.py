@@ -1,19 +1,23 @@
 """eksops creates clients only for the AWS services it declares (eksops.aws.clients.SERVICES), because the built
 layer ships botocore's data for those alone: an undeclared one is refused in every run, and every client the code
-asks for, its own or Powertools' stores', is declared."""
+asks for, its own or Powertools' stores', is declared. Likewise the operations: the layer's models have the declared
+ones only (eksops.aws.clients.OPERATIONS), so eksops' code is refused any other, and every one it names is declared."""
 
 from __future__ import annotations
 
 import ast
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import botocore.session
 import pytest
+from botocore import xform_name
 
 from eksops.aws import clear_client_cache, client
-from eksops.aws.clients import SERVICES
-from eksops.errors import UndeclaredService
+from eksops.aws.clients import OPERATIONS, SERVICES
+from eksops.errors import UndeclaredOperation, UndeclaredService
 
 ROOT = Path(__file__).resolve().parents[2]
 # The code built into Lambda: the handlers and the layer's package.
@@ -106,3 +110,98 @@ def test_powertools_stores_are_handed_eksops_clients() -> None:
         for alias in node.names
     }
     assert used & helpers == set()
+
+
+# -- operations: the layer ships each declared service's model cut to eksops.aws.clients.OPERATIONS ---------------
+
+
+def test_every_declared_operation_is_one_its_service_has() -> None:
+    session = botocore.session.get_session()
+    missing = {
+        service: sorted(operations - set(session.get_service_model(service).operation_names))
+        for service, operations in OPERATIONS.items()
+    }
+    assert {service: names for service, names in missing.items() if names} == {}
+    assert set(OPERATIONS) == SERVICES
+
+
+def _operation_names() -> dict[str, set[str]]:
+    """Each declared service's operations by their Python name (describe_log_groups), every one botocore has."""
+    session = botocore.session.get_session()
+    names: dict[str, set[str]] = {}
+    for service in SERVICES:
+        for operation in session.get_service_model(service).operation_names:
+            names.setdefault(xform_name(operation), set()).add(f"{service} {operation}")
+    return names
+
+
+def test_every_operation_the_deployed_code_names_is_declared() -> None:
+    """An attribute or a string in the deployed code that is the Python name of an operation of a declared service
+    (``self._logs.put_retention_policy(...)``, ``get_paginator("describe_log_groups")``, a presigned
+    ``"get_caller_identity"``) must be declared for a service that has it. The calls eksops' code makes at run time
+    are checked by the clients themselves (the next tests); this scan also covers lines no test reaches."""
+    names = _operation_names()
+    declared = {f"{service} {operation}" for service, operations in OPERATIONS.items() for operation in operations}
+    named: dict[str, str] = {}
+    for path in DEPLOYED:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            text = node.attr if isinstance(node, ast.Attribute) else getattr(node, "value", None)
+            if isinstance(text, str) and text in names:
+                named.setdefault(text, f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert {"put_retention_policy", "describe_log_groups", "get_caller_identity", "put_item"} <= set(named)
+    undeclared = {name: where for name, where in named.items() if not names[name] & declared}
+    assert undeclared == {}, f"operations named in the code but not in OPERATIONS: {undeclared}"
+
+
+def _call_from(module: str, code: str, **names: Any) -> Any:
+    """Run ``code`` as if it were a line of ``module`` (what the clients look at to tell eksops' calls apart)."""
+    namespace = {"__name__": module, **names}
+    exec(compile(code, f"<{module}>", "exec"), namespace)
+    return namespace.get("result")
+
+
+def _answering(made: Any, parsed: dict[str, Any]) -> list[str]:
+    """Answer every call of ``made`` with ``parsed`` instead of sending it; returns the operations answered."""
+    answered: list[str] = []
+
+    def answer(model: Any, **_: Any) -> tuple[Any, dict[str, Any]]:
+        answered.append(model.name)
+        return SimpleNamespace(status_code=200, headers={}), parsed
+
+    made.meta.events.register("before-call", answer)
+    return answered
+
+
+def test_eksops_code_is_refused_an_undeclared_operation(fresh: None) -> None:
+    sts = client("sts")
+    answered = _answering(sts, {"Account": "123456789012"})
+    # a declared operation, from eksops' code: the call goes through
+    assert _call_from("eksops.probe", "result = sts.get_caller_identity()", sts=sts)["Account"] == "123456789012"
+    with pytest.raises(UndeclaredOperation) as refused:
+        _call_from("eksops.probe", "sts.get_session_token()", sts=sts)
+    assert answered == ["GetCallerIdentity"]  # the undeclared one never reached the wire
+    assert (refused.value.service, refused.value.operation) == ("sts", "GetSessionToken")
+    assert str(refused.value) == (
+        "eksops.probe called sts GetSessionToken, which is not in eksops.aws.clients.OPERATIONS: declare it there "
+        "(the layer's sts client has only the declared operations)"
+    )
+    assert isinstance(refused.value, AttributeError)  # what the layer's client, without the method, would raise
+
+
+def test_a_library_calling_for_eksops_is_refused_too_but_tests_and_tools_are_not(fresh: None) -> None:
+    """Powertools' idempotency store calls the DynamoDB client eksops hands it: its frames are looked through to
+    eksops' code. Tests and the development tools (eksops_dev) set up and inspect AWS with any operation."""
+    dynamodb = client("dynamodb")
+    answered = _answering(dynamodb, {"TableNames": []})
+    library = _call_from(
+        "aws_lambda_powertools.utilities.probe",
+        "def result():\n    return dynamodb.list_tables()\n",
+        dynamodb=dynamodb,
+    )
+    with pytest.raises(UndeclaredOperation):
+        _call_from("eksops.probe", "library()", library=library)
+    assert answered == []
+    for caller in ("eksops_dev.sandbox", "tests.integration.probe"):
+        assert _call_from(caller, "result = library()", library=library) == {"TableNames": []}
+    assert library() == {"TableNames": []}  # called from this test module
+    assert answered == ["ListTables"] * 3

@@ -28,6 +28,20 @@ class UndeclaredService(EksopsError, ValueError):
         )
 
 
+class UndeclaredOperation(EksopsError, AttributeError):
+    """eksops' code called an AWS operation missing from eksops.aws.clients.OPERATIONS: a programming error. The
+    built layer ships each service's model with the declared operations only: in Lambda the client would have no
+    such method (an AttributeError, which this is too)."""
+
+    def __init__(self, service: str, operation: str, caller: str) -> None:
+        self.service = service
+        self.operation = operation
+        super().__init__(
+            f"{caller} called {service} {operation}, which is not in eksops.aws.clients.OPERATIONS: declare it there "
+            f"(the layer's {service} client has only the declared operations)"
+        )
+
+
 class InvalidEvent(EksopsError):
     """A malformed event, or one this function does not handle. Nothing was changed."""
 

@@ -14,6 +14,8 @@ while working in the venv. :func:`client` refuses it everywhere, so the tests ca
 from __future__ import annotations
 
 import functools
+import sys
+from types import FrameType
 from typing import Any
 
 import botocore.session
@@ -22,32 +24,48 @@ from botocore.exceptions import ClientError
 
 from eksops import __version__
 from eksops.aws.budget import CallBudget
-from eksops.errors import UndeclaredService
+from eksops.errors import UndeclaredOperation, UndeclaredService
 
-# Every AWS service eksops creates a client for, with who uses it. Adding a client("...") in code means adding its
-# service here (tests/unit/test_clients.py finds the literal ones); the Powertools stores get clients from here.
-SERVICES = frozenset(
-    {
-        "autoscaling",  # node_scaler
-        "cloudwatch",  # error_alarms, node_scaler
-        "codecommit",  # image_updater (a CodeCommit config repository)
-        "codepipeline",  # image_updater
-        "dynamodb",  # the idempotency store (notifier, node_scaler), image_updater, compliance_sweep's state
-        "ec2",  # compliance_sweep (launch templates: instance metadata options)
-        "ecr",  # image_updater, compliance_sweep
-        "eks",  # cluster_bootstrap, node_scaler (DescribeCluster, add-ons), compliance_sweep
-        "events",  # sweep continuations (log_retention), image_updater
-        "iam",  # cluster_bootstrap
-        "logs",  # log_retention, error_alarms
-        "resourcegroupstaggingapi",  # log_retention
-        "secretsmanager",  # notifier (Slack webhook secrets), image_updater
-        "securityhub",  # compliance_sweep (optional export of findings)
-        "sns",  # every function's reports and alerts
-        "sqs",  # notifier
-        "ssm",  # node_scaler
-        "sts",  # the Kubernetes token (presigned GetCallerIdentity), image_updater
-    }
-)
+# Every AWS service eksops creates a client for, with who uses it, and the operations eksops calls on it (their API
+# names). `make build` ships each declared service's model cut to these operations (and without its documentation),
+# which makes a client much cheaper to create (docs/reliability.md, section 7). So an operation missing
+# here would not exist in Lambda while working in the venv: eksops' own code is refused it in every run
+# (:class:`~eksops.errors.UndeclaredOperation`), and tests/unit/test_client_services.py finds the operations the code
+# names. The Powertools idempotency stores call their clients (from here) with GetItem, PutItem, UpdateItem and
+# DeleteItem.
+OPERATIONS: dict[str, frozenset[str]] = {
+    service: frozenset(operations.split())
+    for service, operations in {
+        # node_scaler
+        "autoscaling": "CreateOrUpdateTags DeleteTags DescribeAutoScalingGroups SetDesiredCapacity",
+        # error_alarms (alarms, dashboard), node_scaler (demand metrics, its alarms), compliance_sweep
+        "cloudwatch": "DeleteAlarms DeleteDashboards DescribeAlarms GetDashboard GetMetricData ListDashboards "
+        "ListTagsForResource PutDashboard PutMetricAlarm PutMetricData TagResource",
+        "codecommit": "CreateCommit GetBranch GetFile",  # image_updater (a CodeCommit config repository)
+        "codepipeline": "GetPipelineExecution ListActionExecutions",  # image_updater
+        # the idempotency stores (notifier, node_scaler, image_updater), compliance_sweep's state
+        "dynamodb": "BatchWriteItem DeleteItem GetItem PutItem Query Scan UpdateItem",
+        "ec2": "DescribeInstances DescribeLaunchTemplateVersions",  # compliance_sweep (nodes' instance metadata)
+        "ecr": "DescribeImageScanFindings DescribeImages DescribeRepositories ListImages",  # image_updater, compliance
+        # cluster_bootstrap, node_scaler, compliance_sweep, the Kubernetes client's cluster lookup
+        "eks": "CreateAddon DescribeAccessEntry DescribeAddon DescribeAddonVersions DescribeCluster "
+        "DescribeClusterVersions DescribeFargateProfile DescribeNodegroup ListAddons ListClusters ListFargateProfiles "
+        "ListNodegroups TagResource",
+        "events": "PutEvents",  # sweep continuations
+        "iam": "AttachRolePolicy ListAttachedRolePolicies ListOpenIDConnectProviders",  # cluster_bootstrap, compliance
+        # log_retention, error_alarms, compliance_sweep
+        "logs": "DeleteMetricFilter DeleteQueryDefinition DescribeLogGroups DescribeMetricFilters "
+        "DescribeQueryDefinitions ListTagsForResource PutMetricFilter PutQueryDefinition PutRetentionPolicy",
+        "resourcegroupstaggingapi": "GetResources",  # log_retention's sweep
+        "secretsmanager": "GetSecretValue",  # notifier (Slack webhook secrets), image_updater
+        "securityhub": "BatchImportFindings BatchUpdateFindings",  # compliance_sweep (optional export of findings)
+        "sns": "Publish",  # every function's reports and alerts
+        "sqs": "SendMessage",  # notifier (a message Slack refuses, to the dead-letter queue)
+        "ssm": "GetParameter",  # node_scaler
+        "sts": "GetCallerIdentity",  # the Kubernetes token (a presigned GetCallerIdentity), the account's id
+    }.items()
+}
+SERVICES = frozenset(OPERATIONS)
 
 # Adaptive mode adds a client-side rate limiter that backs off on throttling errors; together with
 # exponential backoff and jitter it turns "Rate exceeded" into waiting instead of failing. Ten attempts
@@ -88,7 +106,27 @@ def client(service: str) -> Any:
         raise UndeclaredService(service, SERVICES)
     made = _session().create_client(service, config=RETRY_CONFIG)
     BUDGET.register(made)
+    made.meta.events.register("before-parameter-build", _refuse_undeclared, unique_id="eksops-declared-operations")
     return made
+
+
+# Frames between eksops' code and an API call: botocore, the wrappers X-Ray puts around it, and the libraries eksops
+# hands its clients to (Powertools' idempotency store calls DynamoDB on eksops' behalf).
+_PASS_THROUGH = frozenset({"botocore", "aws_xray_sdk", "wrapt", "aws_lambda_powertools"})
+
+
+def _refuse_undeclared(model: Any, **_: Any) -> None:
+    """Refuse an operation missing from :data:`OPERATIONS` when eksops' own code calls it: it would not exist in
+    Lambda. Tests and development tools (whose calls set up and inspect AWS) may call any operation."""
+    service = model.service_model.service_name
+    if model.name in OPERATIONS.get(service, ()):
+        return
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in _PASS_THROUGH:
+        frame = frame.f_back
+    caller = frame.f_globals.get("__name__", "") if frame is not None else ""
+    if caller == "eksops" or caller.startswith("eksops."):
+        raise UndeclaredOperation(service, model.name, caller)
 
 
 class LazyClient:
