@@ -291,6 +291,9 @@ def test_a_refused_page_token_starts_the_sweep_over(fault_proxy: FaultProxy) -> 
         ({"report": []}, "detail.checkpoint.report"),
         ({"report": {"changed_count": "3"}}, "detail.checkpoint.report.changed_count"),
         ({"report": {"changed": [{"group": "/app/x", "from": None, "to": "365"}]}}, "detail.checkpoint.report.changed"),
+        # a change without "from" or "to" (found by the fuzz test: the report then failed after the part's changes)
+        ({"report": {"changed": [{"group": "/app/x", "to": 30}]}}, "detail.checkpoint.report.changed"),
+        ({"report": {"changed": [{"group": "/app/x", "from": 30}]}}, "detail.checkpoint.report.changed"),
         ({"report": {"errors": [{"group": "/app/x"}]}}, "detail.checkpoint.report.errors"),
         ({"report": {"gone": [7]}}, "detail.checkpoint.report.gone"),
         (

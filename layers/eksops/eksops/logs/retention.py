@@ -132,11 +132,11 @@ def _is_days(value: Any) -> bool:
 
 
 def _is_change(value: Any) -> bool:
+    # "from" and "to" must be there: None (never expire) is a value, not a missing key
     return (
         isinstance(value, dict)
         and isinstance(value.get("group"), str)
-        and _is_days(value.get("from"))
-        and _is_days(value.get("to"))
+        and all(key in value and _is_days(value[key]) for key in ("from", "to"))
     )
 
 
