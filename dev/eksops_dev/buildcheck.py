@@ -68,6 +68,7 @@ def problems(build_dir: Path, operations: Mapping[str, frozenset[str]] | None = 
     for fn in template.functions.values():
         own = [build_dir / logical_id for logical_id in function_layers(template, fn.logical_id)]
         found += [f"{fn.logical_id}: {message}" for message in _function_problems(fn.code_dir, fn.handler, own)]
+        found += [f"{fn.logical_id}: {message}" for message in layer_conflicts(own)]
     for artifact, runtime, _ in artifacts(build_dir):
         found += [f"{artifact.name}: {message}" for message in bytecode_problems(artifact, runtime)]
     return found
@@ -155,6 +156,36 @@ def _pyc_problem(source: Path, pyc: Path, magic: int) -> str | None:
     if header[8:16] != importlib.util.source_hash(source.read_bytes()):
         return "stale bytecode (the source changed after it was compiled)"
     return None
+
+
+_COPY = "requirements.txt"  # sam build copies each layer's own requirements.txt to its root: never imported
+
+
+def layer_conflicts(layers: list[Path]) -> list[str]:
+    """What the ``layers`` of one function (in the order Lambda extracts them into /opt, a later one replacing an
+    earlier one's files) disagree on: a distribution at two versions (the function would run a mix of both, and
+    not the version the tests ran), or a file at the same path with other content."""
+    versions: dict[str, dict[str, str]] = {}
+    files: dict[str, tuple[str, bytes]] = {}
+    found = []
+    for layer in layers:
+        python = layer / "python"
+        for info in sorted(python.glob("*.dist-info")):
+            name, _, version = info.name.removesuffix(".dist-info").partition("-")
+            versions.setdefault(name.lower(), {})[version] = layer.name
+        for path in sorted(python.rglob("*")):
+            relative = str(path.relative_to(python))
+            if not path.is_file() or "__pycache__" in path.parts or ".dist-info" in relative or relative == _COPY:
+                continue
+            digest = hashlib.sha256(path.read_bytes()).digest()
+            if relative in files and files[relative][1] != digest:
+                found.append(f"{relative} differs in {files[relative][0]} and {layer.name}")
+            files.setdefault(relative, (layer.name, digest))
+    for name, seen in sorted(versions.items()):
+        if len(seen) > 1:
+            listed = " and ".join(f"{version} ({layer})" for version, layer in seen.items())
+            found.insert(0, f"{name} {listed} in /opt/python: the later layer's files replace the earlier's")
+    return found[:_SHOWN] + ([f"{len(found) - _SHOWN} more"] if len(found) > _SHOWN else [])
 
 
 def _function_problems(code_dir: Path, handler: str, layers: list[Path]) -> list[str]:
@@ -358,7 +389,8 @@ from botocore import xform_name
 from botocore.config import Config
 from botocore.exceptions import UnknownServiceError
 from botocore.regions import EndpointResolver
-from eksops_dev.sdkmodels import cut_model, digest
+from botocore.exceptions import DataNotFoundError
+from eksops_dev.sdkmodels import CUTS, digest
 
 class Sent(Exception):
     pass
@@ -409,9 +441,16 @@ config = Config(retries={"total_max_attempts": 1}, parameter_validation=False)
 keys = {"aws_access_key_id": "AKIDBUILDCHECK", "aws_secret_access_key": "build-check"}
 for service, operations in sorted(ask["operations"].items()):
     try:
-        loaded = session.get_service_data(service)
-        found["models"][service] = {"loaded": digest(loaded), "cut": digest(cut_model(loaded, service, operations))}
         prefix = session.get_service_model(service).endpoint_prefix
+        loader = session.get_component("data_loader")
+        version = loader.determine_latest_version(service, "service-2")
+        for kind, cut in CUTS.items():
+            try:
+                loaded = loader.load_service_model(service, kind, version)
+            except DataNotFoundError:
+                continue
+            found["models"][service + " " + kind] = {"loaded": digest(loaded),
+                                                     "cut": digest(cut(loaded, service, operations))}
         for region in ask["all_regions"]:
             for fips in (False, True):
                 where = service + " in " + region + (" (FIPS)" if fips else "")
@@ -470,10 +509,12 @@ def trim_sdk_data(python_dir: Path, operations: Mapping[str, frozenset[str]]) ->
 
 
 def cut_models(data: Path, operations: Mapping[str, frozenset[str]]) -> list[str]:
-    """In botocore's ``data`` folder, each service's model as botocore loads it (the latest API version, its SDK
-    extras merged) replaced by one cut to the service's ``operations`` (:func:`eksops_dev.sdkmodels.cut_model`):
-    the older API versions (botocore loads the latest unless told a version; eksops never does), the SDK extras
-    (merged in) and the examples (documentation) go. Returns problems (an operation the model lacks)."""
+    """In botocore's ``data`` folder, each service's model, paginators and waiters as botocore loads them (the
+    latest API version, SDK extras merged) replaced by ones cut to the service's ``operations``
+    (:data:`eksops_dev.sdkmodels.CUTS`): the older API versions (botocore loads the latest unless told a version;
+    eksops never does), the SDK extras (merged in) and the examples (documentation) go. Returns problems (an
+    operation the model lacks)."""
+    from botocore.exceptions import DataNotFoundError
     from botocore.loaders import Loader
 
     loader = Loader(extra_search_paths=[str(data)], include_default_search_paths=False)
@@ -489,9 +530,17 @@ def cut_models(data: Path, operations: Mapping[str, frozenset[str]]) -> list[str
             if version.name != latest:
                 shutil.rmtree(version)
         folder = data / service / latest
-        for name in ("service-2.json.gz", "service-2.sdk-extras.json", "examples-1.json"):
-            (folder / name).unlink(missing_ok=True)
-        (folder / "service-2.json").write_text(json.dumps(cut, separators=(",", ":")))
+        cuts = {"service-2": cut}
+        for kind in ("paginators-1", "waiters-2"):
+            try:
+                cuts[kind] = sdkmodels.CUTS[kind](loader.load_service_model(service, kind, latest), service, wanted)
+            except DataNotFoundError:
+                continue
+        for kind in ("service-2", "paginators-1", "waiters-2", "examples-1"):
+            for name in (f"{kind}.json", f"{kind}.json.gz", f"{kind}.sdk-extras.json"):
+                (folder / name).unlink(missing_ok=True)
+        for kind, content in cuts.items():
+            (folder / f"{kind}.json").write_text(json.dumps(content, separators=(",", ":")))
     return found
 
 
@@ -538,11 +587,18 @@ def sdk_data_problems(python_dir: Path, operations: Mapping[str, frozenset[str]]
         )
     found += [f"{service} (not in SERVICES) still loads" for service in trimmed["unlisted_loaded"]]
     found += [f"{service}: {error} (untrimmed botocore)" for service, error in untrimmed["errors"].items()]
-    found += [f"{service}: {error}" for service, error in trimmed["errors"].items()]
     found += [
-        f"{service}: the layer's model is not the untrimmed one cut to the declared operations (rebuild)"
-        for service, digests in sorted(untrimmed["models"].items())
-        if service in trimmed["models"] and trimmed["models"][service]["loaded"] != digests["cut"]
+        f"{service}: {error}"
+        if "UnknownOperations" not in error or service in untrimmed["errors"]
+        else f"{service}: the layer's model lacks an operation declared since it was built: {error} (rebuild)"
+        for service, error in trimmed["errors"].items()
+    ]
+    found += [
+        f"{where.split()[0]}: the layer's {where.split()[1]} is not the untrimmed one cut to the declared operations "
+        "(rebuild)"
+        for where, digests in sorted(untrimmed["models"].items())
+        if where.split()[0] not in trimmed["errors"]
+        and trimmed["models"].get(where, {}).get("loaded") != digests["cut"]
     ]
     differences = [
         f"{where}: {_difference(trimmed[kind][where], expected)}"

@@ -1,5 +1,5 @@
 """botocore service models cut to what eksops calls: the declared operations, the shapes they reach, and no
-documentation.
+documentation; the paginators and waiters likewise.
 
 A client's creation parses its service's whole model (botocore decodes it into ordered dicts and builds a method
 per operation): the logs model is 574 KB of JSON with 118 operations, for the nine eksops calls. `make build`
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 # Keys that only feed docstrings and generated documentation; botocore's runtime reads none of them.
@@ -49,6 +49,31 @@ def cut_model(model: Mapping[str, Any], service: str, operations: Iterable[str])
     cut["operations"] = {name: _operation(op) for name, op in kept.items()}
     cut["shapes"] = {name: _shape(shape) for name, shape in shapes.items() if name in reached}
     return cut
+
+
+def cut_paginators(config: Mapping[str, Any], operations: Iterable[str]) -> dict[str, Any]:
+    """A service's paginators (paginators-1, extras merged) for ``operations`` only."""
+    wanted = set(operations)
+    return {**config, "pagination": {name: page for name, page in config["pagination"].items() if name in wanted}}
+
+
+def cut_waiters(config: Mapping[str, Any], operations: Iterable[str]) -> dict[str, Any]:
+    """A service's waiters (waiters-2) that poll one of ``operations``, without documentation."""
+    wanted = set(operations)
+    waiters = {
+        name: {key: value for key, value in waiter.items() if key not in _DOCUMENTATION}
+        for name, waiter in config["waiters"].items()
+        if waiter["operation"] in wanted
+    }
+    return {**config, "waiters": waiters}
+
+
+# botocore's data types a client reads for a service, and how each is cut to the declared operations
+CUTS: dict[str, Callable[[Mapping[str, Any], str, Iterable[str]], dict[str, Any]]] = {
+    "service-2": cut_model,
+    "paginators-1": lambda data, _service, operations: cut_paginators(data, operations),
+    "waiters-2": lambda data, _service, operations: cut_waiters(data, operations),
+}
 
 
 def digest(model: Mapping[str, Any]) -> str:

@@ -22,6 +22,7 @@ from eksops_dev.buildcheck import (
     bytecode_problems,
     compile_artifacts,
     dev_code,
+    layer_conflicts,
     main,
     missing_imports,
     sdk_data_problems,
@@ -330,6 +331,14 @@ def test_trimming_keeps_exactly_the_declared_services_and_their_endpoints(sdk_la
         model = json.loads((version / "service-2.json").read_bytes())
         assert set(model["operations"]) == operations
         assert "documentation" not in json.dumps(model)
+        # and its paginators and waiters, for those operations only
+        pages = json.loads((version / "paginators-1.json").read_bytes())["pagination"]
+        assert set(pages) <= operations
+        if (version / "waiters-2.json").is_file():
+            waiters = json.loads((version / "waiters-2.json").read_bytes())["waiters"]
+            assert {waiter["operation"] for waiter in waiters.values()} <= operations
+    paginated = json.loads(next((data / "iam").glob("*/paginators-1.json")).read_bytes())["pagination"]
+    assert set(paginated) == {"ListAttachedRolePolicies"}
     # and the trimmed botocore resolves what the untrimmed one does, with the same models cut
     assert sdk_data_problems(sdk_layer, _KEPT) == []
 
@@ -338,12 +347,13 @@ def test_a_model_other_than_the_cut_one_fails_the_check(sdk_layer: Path) -> None
     # a layer built when sns declared one more operation (a stale build)
     assert trim_sdk_data(sdk_layer, {**_KEPT, "sns": frozenset({"Publish", "CreateTopic"})}) == []
     assert sdk_data_problems(sdk_layer, _KEPT) == [
-        "sns: the layer's model is not the untrimmed one cut to the declared operations (rebuild)"
+        "sns: the layer's service-2 is not the untrimmed one cut to the declared operations (rebuild)"
     ]
     # the reverse: one declared since the build is missing from the layer's model
     assert trim_sdk_data(sdk_layer, _KEPT) == []
     assert sdk_data_problems(sdk_layer, {**_KEPT, "sns": frozenset({"Publish", "CreateTopic"})}) == [
-        "sns: UnknownOperations: sns has no operation CreateTopic (eksops.aws.clients.OPERATIONS)"
+        "sns: the layer's model lacks an operation declared since it was built: UnknownOperations: sns has no "
+        "operation CreateTopic (eksops.aws.clients.OPERATIONS) (rebuild)"
     ]
     (model_file,) = (sdk_layer / "botocore" / "data" / "sns").glob("*/service-2.json")
     # or a shape differs from the untrimmed model's
@@ -351,7 +361,18 @@ def test_a_model_other_than_the_cut_one_fails_the_check(sdk_layer: Path) -> None
     model["shapes"]["PublishInput"]["required"] = ["Message", "Subject"]
     model_file.write_text(json.dumps(model))
     assert sdk_data_problems(sdk_layer, _KEPT) == [
-        "sns: the layer's model is not the untrimmed one cut to the declared operations (rebuild)"
+        "sns: the layer's service-2 is not the untrimmed one cut to the declared operations (rebuild)"
+    ]
+
+
+def test_a_paginator_other_than_the_cut_one_fails_the_check(sdk_layer: Path) -> None:
+    assert trim_sdk_data(sdk_layer, _KEPT) == []
+    (pages_file,) = (sdk_layer / "botocore" / "data" / "iam").glob("*/paginators-1.json")
+    pages = json.loads(pages_file.read_bytes())
+    pages["pagination"]["ListAttachedRolePolicies"]["result_key"] = "Policies"
+    pages_file.write_text(json.dumps(pages))
+    assert sdk_data_problems(sdk_layer, _KEPT) == [
+        "iam: the layer's paginators-1 is not the untrimmed one cut to the declared operations (rebuild)"
     ]
 
 
@@ -422,3 +443,50 @@ def test_the_build_check_trims_the_layer_then_passes(
     assert "build check: Layer: lambda (not in SERVICES) still loads\n" in capsys.readouterr().err
     assert main(["--trim-botocore", "--compile", str(build)]) == 0
     assert sorted(p.name for p in (layer / "botocore" / "data").iterdir() if p.is_dir()) == ["iam", "sns", "sts"]
+
+
+# -- layers a function lists together agree on what they both hold -------------------------------------------------
+
+
+def _layer(root: Path, name: str, files: dict[str, str]) -> Path:
+    for relative, content in files.items():
+        path = root / name / "python" / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    return root / name
+
+
+def test_layers_that_disagree_on_a_library_fail_the_check(tmp_path: Path) -> None:
+    """Lambda unpacks a function's layers into one /opt/python, each over the previous: a library in two at two
+    versions leaves the function a mix of both (the kubernetes layer once brought python-dateutil 4 over 2.9)."""
+    eksops = _layer(
+        tmp_path,
+        "EksopsLayer",
+        {
+            "dateutil/__init__.py": "v2",
+            "dateutil/tz.py": "tz",
+            "python_dateutil-2.9.0.post0.dist-info/METADATA": "m",
+            "urllib3/__init__.py": "same",
+            "requirements.txt": "boto3",
+        },
+    )
+    kubernetes = _layer(
+        tmp_path,
+        "KubernetesLayer",
+        {
+            "dateutil/__init__.py": "v4",
+            "python_dateutil-4.0.0.dist-info/METADATA": "m",
+            "urllib3/__init__.py": "same",
+            "requirements.txt": "kubernetes",  # sam build's copy of each layer's own: not a conflict
+        },
+    )
+    assert layer_conflicts([eksops, kubernetes]) == [
+        "python_dateutil 2.9.0.post0 (EksopsLayer) and 4.0.0 (KubernetesLayer) in /opt/python: the later layer's "
+        "files replace the earlier's",
+        "dateutil/__init__.py differs in EksopsLayer and KubernetesLayer",
+    ]
+    (kubernetes / "python" / "dateutil" / "__init__.py").write_text("v2")
+    (kubernetes / "python" / "python_dateutil-4.0.0.dist-info").rename(
+        kubernetes / "python" / "python_dateutil-2.9.0.post0.dist-info"
+    )
+    assert layer_conflicts([eksops, kubernetes]) == []

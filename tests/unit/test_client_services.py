@@ -126,31 +126,98 @@ def test_every_declared_operation_is_one_its_service_has() -> None:
 
 
 def _operation_names() -> dict[str, set[str]]:
-    """Each declared service's operations by their Python name (describe_log_groups), every one botocore has."""
+    """Each Python operation name (describe_log_groups) of the declared services, with the services that have it."""
     session = botocore.session.get_session()
     names: dict[str, set[str]] = {}
     for service in SERVICES:
         for operation in session.get_service_model(service).operation_names:
-            names.setdefault(xform_name(operation), set()).add(f"{service} {operation}")
+            names.setdefault(xform_name(operation), set()).add(service)
     return names
 
 
-def test_every_operation_the_deployed_code_names_is_declared() -> None:
-    """An attribute or a string in the deployed code that is the Python name of an operation of a declared service
-    (``self._logs.put_retention_policy(...)``, ``get_paginator("describe_log_groups")``, a presigned
-    ``"get_caller_identity"``) must be declared for a service that has it. The calls eksops' code makes at run time
-    are checked by the clients themselves (the next tests); this scan also covers lines no test reaches."""
+# What the code calls its clients (``self._logs``, ``eks_client``): the service, when the name does not say it alone
+_RECEIVERS = {"ddb": "dynamodb", "sm": "secretsmanager", "tagging": "resourcegroupstaggingapi"}
+# Client methods whose first argument names an operation
+_NAMING_METHODS = {"get_paginator", "can_paginate", "generate_presigned_url", "get_waiter"}
+
+
+def _service_of(receiver: ast.expr) -> str | None:
+    name = (
+        receiver.attr if isinstance(receiver, ast.Attribute) else receiver.id if isinstance(receiver, ast.Name) else ""
+    )
+    name = name.strip("_").removesuffix("_client")
+    service = _RECEIVERS.get(name, name)
+    return service if service in SERVICES else None
+
+
+def _named_operations(tree: ast.AST, names: dict[str, set[str]]) -> Iterator[tuple[str, str | None, int]]:
+    """(operation's Python name, its service when the code says which, line) for each operation the code uses:
+    ``receiver.operation`` (called, or handed on as ``functools.partial(self._logs.put_metric_filter, ...)``),
+    ``receiver.get_paginator("operation")`` and the like, and eksops' own helpers that take the service and the
+    operation as their first two arguments (``ctx.aws("ec2", "describe_instances")``). Other strings are not
+    operations (a label "scan" is no DynamoDB Scan)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in names:
+            yield node.attr, _service_of(node.value), node.lineno
+        if not isinstance(node, ast.Call):
+            continue
+        literal = [arg.value for arg in node.args[:2] if isinstance(arg, ast.Constant) and isinstance(arg.value, str)]
+        if len(literal) == 2 and literal[0] in SERVICES and literal[1] in names:
+            yield literal[1], literal[0], node.lineno
+        elif (
+            isinstance(node.func, ast.Attribute)
+            and node.func.attr in _NAMING_METHODS
+            and literal
+            and literal[0] in names
+        ):
+            yield literal[0], _service_of(node.func.value), node.lineno
+
+
+def test_every_operation_the_deployed_code_calls_is_declared_for_its_service() -> None:
+    """Each operation the deployed code calls must be declared for its service: the one the call names
+    (``ctx.aws("ec2", ...)``) or the receiver's name says (``self._logs``, ``eks_client``), else for some service
+    that has it. The calls eksops' code makes at run time are checked by the clients themselves (the next tests);
+    this scan also covers lines no test reaches. An operation named by a variable cannot be seen here."""
     names = _operation_names()
-    declared = {f"{service} {operation}" for service, operations in OPERATIONS.items() for operation in operations}
-    named: dict[str, str] = {}
+    found: dict[tuple[str, str | None], str] = {}
     for path in DEPLOYED:
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            text = node.attr if isinstance(node, ast.Attribute) else getattr(node, "value", None)
-            if isinstance(text, str) and text in names:
-                named.setdefault(text, f"{path.relative_to(ROOT)}:{node.lineno}")
-    assert {"put_retention_policy", "describe_log_groups", "get_caller_identity", "put_item"} <= set(named)
-    undeclared = {name: where for name, where in named.items() if not names[name] & declared}
-    assert undeclared == {}, f"operations named in the code but not in OPERATIONS: {undeclared}"
+        for operation, service, line in _named_operations(ast.parse(path.read_text(), str(path)), names):
+            found.setdefault((operation, service), f"{path.relative_to(ROOT)}:{line}")
+    # the scan sees each kind of call
+    assert {("put_retention_policy", "logs"), ("describe_instances", "ec2"), ("get_caller_identity", "sts")} <= set(
+        found
+    )
+    assert ("describe_log_groups", "logs") in found and ("query", "dynamodb") in found  # paginators
+    declared = {(xform_name(operation), service) for service, ops in OPERATIONS.items() for operation in ops}
+    undeclared = {
+        f"{service or '?'} {operation}": where
+        for (operation, service), where in found.items()
+        if ((operation, service) not in declared if service else not any(o == operation for o, _ in declared))
+    }
+    assert undeclared == {}, f"operations called in the code but not in OPERATIONS: {undeclared}"
+    # and nothing is declared that the code never calls (it would only make the layer's models bigger)
+    called = {(operation, service) for operation, service in found}
+    unused = {
+        f"{service} {operation}"
+        for operation, service in declared
+        if (operation, service) not in called and (operation, None) not in called
+    }
+    assert unused <= _CALLED_BY_LIBRARIES, f"declared but never called: {sorted(unused - _CALLED_BY_LIBRARIES)}"
+
+
+# Operations a library calls on a client eksops hands it: Powertools' idempotency store (node_scaler, image_updater)
+_CALLED_BY_LIBRARIES = {f"dynamodb {name}" for name in ("delete_item", "get_item", "put_item", "update_item")}
+
+
+def test_the_scan_tells_services_apart() -> None:
+    """The scan is no weaker than it says: a call on a client named for one service is checked against that one."""
+    names = _operation_names()
+    code = 'self._logs.tag_resource(x)\nctx.aws("ec2", "describe_images")\nscan = "scan"\nself._queue.publish(m)\n'
+    assert sorted(_named_operations(ast.parse(code), names), key=lambda found: found[2]) == [
+        ("tag_resource", "logs", 1),
+        ("describe_images", "ec2", 2),
+        ("publish", None, 4),  # a receiver that names no service: declared for any service will do
+    ]
 
 
 def _call_from(module: str, code: str, **names: Any) -> Any:
@@ -200,6 +267,11 @@ def test_a_library_calling_for_eksops_is_refused_too_but_tests_and_tools_are_not
     )
     with pytest.raises(UndeclaredOperation):
         _call_from("eksops.probe", "library()", library=library)
+    # a handler module (app.py, loaded under any name) between them: every handler runs inside eksops'
+    # log_failures wrapper, which is what the clients find
+    handler = _call_from("app", "def result():\n    return library()\n", library=library)
+    with pytest.raises(UndeclaredOperation):
+        _call_from("eksops.observability", "wrapped()", wrapped=handler)
     assert answered == []
     for caller in ("eksops_dev.sandbox", "tests.integration.probe"):
         assert _call_from(caller, "result = library()", library=library) == {"TableNames": []}

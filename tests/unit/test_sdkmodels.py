@@ -12,7 +12,7 @@ import pytest
 from botocore.model import ServiceModel, Shape
 
 from eksops.aws.clients import OPERATIONS
-from eksops_dev.sdkmodels import UnknownOperations, cut_model, digest
+from eksops_dev.sdkmodels import UnknownOperations, cut_model, cut_paginators, cut_waiters, digest
 
 
 def _model() -> dict[str, Any]:
@@ -114,3 +114,19 @@ def test_botocore_resolves_everything_the_declared_operations_use_in_the_cut_mod
         shape.name for shape in ServiceModel(full, service_name=service).error_shapes
     }
     assert len(json.dumps(cut_model(full, service, OPERATIONS[service]))) < len(json.dumps(full)) / 2
+
+
+def test_paginators_and_waiters_are_cut_to_the_operations() -> None:
+    pages = {"pagination": {"Get": {"input_token": "Next"}, "List": {"input_token": "Next"}}}
+    assert cut_paginators(pages, ["Get"]) == {"pagination": {"Get": {"input_token": "Next"}}}
+    waiters = {
+        "version": 2,
+        "waiters": {
+            "Ready": {"operation": "Get", "delay": 5, "documentation": "<p>waits</p>", "acceptors": []},
+            "Gone": {"operation": "List", "delay": 5, "acceptors": []},
+        },
+    }
+    assert cut_waiters(waiters, ["Get"]) == {
+        "version": 2,
+        "waiters": {"Ready": {"operation": "Get", "delay": 5, "acceptors": []}},
+    }

@@ -14,6 +14,7 @@ while working in the venv. :func:`client` refuses it everywhere, so the tests ca
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from types import FrameType
 from typing import Any
@@ -44,7 +45,7 @@ OPERATIONS: dict[str, frozenset[str]] = {
         "codecommit": "CreateCommit GetBranch GetFile",  # image_updater (a CodeCommit config repository)
         "codepipeline": "GetPipelineExecution ListActionExecutions",  # image_updater
         # the idempotency stores (notifier, node_scaler, image_updater), compliance_sweep's state
-        "dynamodb": "BatchWriteItem DeleteItem GetItem PutItem Query Scan UpdateItem",
+        "dynamodb": "BatchWriteItem DeleteItem GetItem PutItem Query UpdateItem",
         "ec2": "DescribeInstances DescribeLaunchTemplateVersions",  # compliance_sweep (nodes' instance metadata)
         "ecr": "DescribeImageScanFindings DescribeImages DescribeRepositories ListImages",  # image_updater, compliance
         # cluster_bootstrap, node_scaler, compliance_sweep, the Kubernetes client's cluster lookup
@@ -110,23 +111,30 @@ def client(service: str) -> Any:
     return made
 
 
-# Frames between eksops' code and an API call: botocore, the wrappers X-Ray puts around it, and the libraries eksops
-# hands its clients to (Powertools' idempotency store calls DynamoDB on eksops' behalf).
-_PASS_THROUGH = frozenset({"botocore", "aws_xray_sdk", "wrapt", "aws_lambda_powertools"})
-
-
 def _refuse_undeclared(model: Any, **_: Any) -> None:
     """Refuse an operation missing from :data:`OPERATIONS` when eksops' own code calls it: it would not exist in
-    Lambda. Tests and development tools (whose calls set up and inspect AWS) may call any operation."""
+    Lambda. Who calls is told by the nearest frame, up the stack, of either eksops (its package, or a handler's
+    ``log_failures`` wrapper, which every handler has: so a call Powertools' idempotency store makes inside a
+    handler counts as eksops') or a test or development tool (tests/, eksops_dev), which may call any operation to
+    set up and inspect AWS. Frames of anything else (botocore, X-Ray's wrappers, Powertools, the standard library)
+    are looked through. A call whose stack holds neither (a client method run by a thread pool) is let through: the
+    static test in tests/unit/test_client_services.py covers those lines."""
     service = model.service_model.service_name
     if model.name in OPERATIONS.get(service, ()):
         return
     frame: FrameType | None = sys._getframe(1)
-    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in _PASS_THROUGH:
+    while frame is not None:
+        module = str(frame.f_globals.get("__name__", ""))
+        top = module.partition(".")[0]
+        if top in _TOOLS or _TESTS in frame.f_code.co_filename:
+            return
+        if top == "eksops":
+            raise UndeclaredOperation(service, model.name, module)
         frame = frame.f_back
-    caller = frame.f_globals.get("__name__", "") if frame is not None else ""
-    if caller == "eksops" or caller.startswith("eksops."):
-        raise UndeclaredOperation(service, model.name, caller)
+
+
+_TOOLS = frozenset({"eksops_dev", "tests", "conftest"})  # the development package and the test suite's modules
+_TESTS = f"{os.sep}tests{os.sep}"
 
 
 class LazyClient:
