@@ -92,7 +92,7 @@ class CodeCommitRepo:
         sleep: Callable[[float], None] = time.sleep,
         rng: Callable[[], float] = random.random,
     ) -> None:
-        self._client = client
+        self._codecommit = client
         self.repository = repository
         self.branch = branch
         self._sleep = sleep
@@ -151,7 +151,7 @@ class CodeCommitRepo:
     def _commit(self, tip: str, changed: dict[str, _File], message: str, author: Author) -> str | None:
         """CreateCommit on ``tip``: the new commit id, None when CodeCommit finds nothing to change; raises _Moved."""
         try:
-            response = self._client.create_commit(
+            response = self._codecommit.create_commit(
                 repositoryName=self.repository,
                 branchName=self.branch,
                 parentCommitId=tip,
@@ -201,7 +201,7 @@ class CodeCommitRepo:
 
     def _tip(self) -> str:
         try:
-            response = self._client.get_branch(repositoryName=self.repository, branchName=self.branch)
+            response = self._codecommit.get_branch(repositoryName=self.repository, branchName=self.branch)
         except ClientError as exc:
             raise self._failure(exc) from exc
         except (BotocoreConnectionError, HTTPClientError) as exc:
@@ -210,7 +210,7 @@ class CodeCommitRepo:
 
     def _get_file(self, tip: str, path: str) -> _File:
         try:
-            response = self._client.get_file(repositoryName=self.repository, commitSpecifier=tip, filePath=path)
+            response = self._codecommit.get_file(repositoryName=self.repository, commitSpecifier=tip, filePath=path)
         except ClientError as exc:
             if error_code(exc) == "FileDoesNotExistException":
                 raise FileMissing(path, self.branch) from exc
@@ -254,7 +254,7 @@ class CodeCommitRepo:
 
     def commit_url(self, commit_id: str) -> str | None:
         """The AWS console page of ``commit_id`` (None in a partition without a known console host)."""
-        meta = self._client.meta
+        meta = self._codecommit.meta
         host = _CONSOLE.get(str(getattr(meta, "partition", "aws")))
         if host is None:
             return None
