@@ -252,6 +252,15 @@ def test_empty_value_is_filled_in_and_empty_digest_left_alone() -> None:
     assert set_image(key_alone, "app", tag="v2").text == "images:\n- {name: app, newTag: v2}\n"
     with pytest.raises(UnsafeEdit, match="explicit key"):
         set_image("images:\n- name: app\n  ? newTag\n", "app", tag="v2")
+    # a field added after an empty one in a flow mapping (found by the property test: `newTag:,` read back wrong)
+    flow_empty = "images: [{name: app, newTag: }, {name: web}]\n"
+    assert set_image(flow_empty, "app", tag=None, digest=DIGEST).text == flow_empty.replace(
+        "newTag:", f"newTag: , digest: {DIGEST}"
+    )
+    lines_empty = "images: [\n  {\n    name: app,\n    newTag:\n  },\n]\n"
+    assert current(set_image(lines_empty, "app", tag=None, digest=DIGEST).text, "app") == ImageRef(
+        "app", None, None, DIGEST
+    )
     quoted_empty = "images:\n- {name: app, newTag: v1, digest: ''}\n"
     assert set_image(quoted_empty, "app", tag="v2").text == quoted_empty.replace("v1", "v2")
     assert current(quoted_empty, "app") == ImageRef("app", None, "v1", None)

@@ -596,6 +596,8 @@ def _insert(text: str, entry: _Entry, after: _Pair, items: list[tuple[str, str]]
     rendered = [_render_pair(entry, key, value) for key, value in items]
     if entry.flow:
         separator = _flow_separator(text, entry)
+        if text[after.end - 1] == ":":  # `newTag:` left empty: `newTag:,` would read as one plain scalar
+            separator = " " + separator
         return _Splice(after.end, after.end, "".join(separator + pair for pair in rendered))
     indent = " " * (entry.pairs[-1].start - _line_start(text, entry.pairs[-1].start))
     position, eol = _line_break(text, after.end)
