@@ -521,8 +521,13 @@ def cut_models(data: Path, operations: Mapping[str, frozenset[str]]) -> list[str
     found = []
     for service, wanted in sorted(operations.items()):
         latest = loader.determine_latest_version(service, "service-2")
+        cuts = {}
         try:
-            cut = sdkmodels.cut_model(loader.load_service_model(service, "service-2"), service, wanted)
+            for kind, cut in sdkmodels.CUTS.items():
+                try:
+                    cuts[kind] = cut(loader.load_service_model(service, kind, latest), service, wanted)
+                except DataNotFoundError:  # a service without paginators or waiters
+                    continue
         except sdkmodels.UnknownOperations as exc:
             found.append(str(exc))
             continue
@@ -530,13 +535,7 @@ def cut_models(data: Path, operations: Mapping[str, frozenset[str]]) -> list[str
             if version.name != latest:
                 shutil.rmtree(version)
         folder = data / service / latest
-        cuts = {"service-2": cut}
-        for kind in ("paginators-1", "waiters-2"):
-            try:
-                cuts[kind] = sdkmodels.CUTS[kind](loader.load_service_model(service, kind, latest), service, wanted)
-            except DataNotFoundError:
-                continue
-        for kind in ("service-2", "paginators-1", "waiters-2", "examples-1"):
+        for kind in (*sdkmodels.CUTS, "examples-1"):
             for name in (f"{kind}.json", f"{kind}.json.gz", f"{kind}.sdk-extras.json"):
                 (folder / name).unlink(missing_ok=True)
         for kind, content in cuts.items():

@@ -118,7 +118,7 @@ def test_botocore_resolves_everything_the_declared_operations_use_in_the_cut_mod
 
 def test_paginators_and_waiters_are_cut_to_the_operations() -> None:
     pages = {"pagination": {"Get": {"input_token": "Next"}, "List": {"input_token": "Next"}}}
-    assert cut_paginators(pages, ["Get"]) == {"pagination": {"Get": {"input_token": "Next"}}}
+    assert cut_paginators(pages, "probe", ["Get"]) == {"pagination": {"Get": {"input_token": "Next"}}}
     waiters = {
         "version": 2,
         "waiters": {
@@ -126,7 +126,7 @@ def test_paginators_and_waiters_are_cut_to_the_operations() -> None:
             "Gone": {"operation": "List", "delay": 5, "acceptors": []},
         },
     }
-    assert cut_waiters(waiters, ["Get"]) == {
+    assert cut_waiters(waiters, "probe", ["Get"]) == {
         "version": 2,
         "waiters": {"Ready": {"operation": "Get", "delay": 5, "acceptors": []}},
     }
